@@ -74,7 +74,8 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
 
 def report(measurements: list[Measurement]) -> None:
     """Print the table, then the JSON lines."""
-    print(f"{'bench':<22} {'metric':<34} {'value':>14} {'baseline':>14} {'ratio':>9} {'target':>8}  ok")
+    header = ("bench", "metric", "value", "baseline", "ratio", "target")
+    print("{:<22} {:<34} {:>14} {:>14} {:>9} {:>8}  ok".format(*header))
     for m in measurements:
         base = "-" if m.baseline is None else f"{m.baseline:.4g}"
         ratio = "-" if m.ratio is None else f"{m.ratio:.1f}x"

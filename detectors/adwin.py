@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detectors.adwin_checks import LevelArrays, check_positions, score_checks
+from detectors.adwin_checks import LevelArrays, bucket_index, check_positions, score_checks
 from detectors.adwin_layout import blocks_formed, n_levels_for, ragged_concat
 from detectors.adwin_scalar import settle_after_cut
 from detectors.base import DriftResult, FloatArray, IntArray, State, as_segments
@@ -366,25 +366,29 @@ class BatchADWIN:
 
         settled_width = np.zeros(streams.size, dtype=np.int64)
         settled_total = np.zeros(streams.size, dtype=np.float64)
-        for row in np.flatnonzero(detection >= 0):
-            k = int(detection[row])
-            sizes, bucket_totals, bucket_variances = self._buckets_at(
-                row, int(start[row] + k + 1), level_totals, level_variances, level_lo
-            )
-            settled = settle_after_cut(
-                sizes,
-                bucket_totals,
-                bucket_variances,
-                float(start[row] + k + 1),
-                float(totals[row, k + 1]),
-                float(variances[row, k + 1]),
-                self.delta,
-                self.min_window_length,
-            )
-            if not settled.fired:
-                raise AssertionError("batched and scalar ADWIN disagree on a cut")
-            settled_width[row] = int(settled.width)
-            settled_total[row] = settled.total
+        hit_rows = np.flatnonzero(detection >= 0)
+        if hit_rows.size:
+            hit_width = start[hit_rows] + detection[hit_rows] + 1
+            index, sizes = bucket_index(hit_rows, hit_width, levels, self.max_buckets)
+            bucket_totals = levels.flat[index]
+            bucket_variances = LevelArrays.build(level_variances, level_lo).flat[index]
+            for j, row in enumerate(hit_rows.tolist()):
+                k = int(detection[row])
+                present = sizes[:, j] > 0
+                settled = settle_after_cut(
+                    sizes[present, j],
+                    bucket_totals[present, j],
+                    bucket_variances[present, j],
+                    float(hit_width[j]),
+                    float(totals[row, k + 1]),
+                    float(variances[row, k + 1]),
+                    self.delta,
+                    self.min_window_length,
+                )
+                if not settled.fired:
+                    raise AssertionError("batched and scalar ADWIN disagree on a cut")
+                settled_width[row] = int(settled.width)
+                settled_total[row] = settled.total
 
         keep = detection < 0
         self._store_rows(
@@ -435,26 +439,6 @@ class BatchADWIN:
             new_var = var[:, 0 : 2 * pairs : 2] + var[:, 1 : 2 * pairs : 2] + size * 0.5 * gap * gap
             new_len = (stored + new_len) // 2
         return level_totals, level_variances, level_lo
-
-    def _buckets_at(
-        self,
-        row: int,
-        width: int,
-        level_totals: list[FloatArray],
-        level_variances: list[FloatArray],
-        level_lo: list[IntArray],
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Sizes, totals and variances of one stream's buckets at ``width``, oldest first."""
-        n_levels = n_levels_for(width, self.max_buckets)
-        formed = blocks_formed(np.array([width]), self.max_buckets, n_levels)[0]
-        sizes, tots, vars_ = [], [], []
-        for level in range(n_levels - 1, -1, -1):
-            first = int(2 * formed[level + 1] - level_lo[level][row])
-            last = first + int(formed[level] - 2 * formed[level + 1])
-            tots.append(level_totals[level][row, first:last])
-            vars_.append(level_variances[level][row, first:last])
-            sizes.append(np.full(last - first, float(1 << level)))
-        return np.concatenate(sizes), np.concatenate(tots), np.concatenate(vars_)
 
     def _store_rows(
         self,

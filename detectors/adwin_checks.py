@@ -89,6 +89,33 @@ def _running(op: np.ufunc, start: FloatArray | None, steps: FloatArray) -> Float
     return out
 
 
+def bucket_index(
+    rows: IntArray, width: IntArray, levels: LevelArrays, max_buckets: int
+) -> tuple[IntArray, FloatArray]:
+    """Flat indices and sizes of every bucket slot, ``(n_levels * max_buckets, n_checks)``.
+
+    Buckets run along axis 0, oldest first, so that running sums advance over
+    contiguous rows of checks (numpy accumulates a short last axis slowly). Empty
+    slots point at the zero slot and have size 0.
+    """
+    n_checks = rows.size
+    n_levels = len(levels.widths)
+    formed = blocks_formed(width, max_buckets, n_levels)
+    slot = np.arange(max_buckets)[:, None]
+    index = np.full((n_levels, max_buckets, n_checks), levels.zero_slot, dtype=np.int64)
+    sizes = np.zeros((n_levels, max_buckets, n_checks), dtype=np.float64)
+    for level in range(n_levels):
+        if levels.widths[level] == 0:
+            continue
+        col = n_levels - 1 - level
+        present = slot < formed[:, level] - 2 * formed[:, level + 1]
+        first = levels.offsets[level] + rows * levels.widths[level]
+        first += 2 * formed[:, level + 1] - levels.lo[level][rows]
+        np.copyto(index[col], first + slot, where=present)
+        np.copyto(sizes[col], float(1 << level), where=present)
+    return index.reshape(-1, n_checks), sizes.reshape(-1, n_checks)
+
+
 def score_checks(
     rows: IntArray,
     width: IntArray,
@@ -105,25 +132,8 @@ def score_checks(
     The closest call is ``min | |dmu| - eps | / eps`` over the qualifying boundaries:
     how far the nearest decision was from flipping.
     """
-    # Buckets run along axis 0 so that the running sums advance over contiguous
-    # rows of checks: numpy accumulates short last axes one row at a time, slowly.
-    n_checks = rows.size
-    n_levels = len(levels.widths)
-    formed = blocks_formed(width, max_buckets, n_levels)
-    slot = np.arange(max_buckets)[:, None]
-    index = np.full((n_levels, max_buckets, n_checks), levels.zero_slot, dtype=np.int64)
-    sizes = np.zeros((n_levels, max_buckets, n_checks), dtype=np.float64)
-    for level in range(n_levels):
-        if levels.widths[level] == 0:
-            continue
-        col = n_levels - 1 - level
-        present = slot < formed[:, level] - 2 * formed[:, level + 1]
-        first = levels.offsets[level] + rows * levels.widths[level]
-        first += 2 * formed[:, level + 1] - levels.lo[level][rows]
-        np.copyto(index[col], first + slot, where=present)
-        np.copyto(sizes[col], float(1 << level), where=present)
-    buckets = levels.flat[index.reshape(-1, n_checks)]
-    sizes = sizes.reshape(-1, n_checks)
+    index, sizes = bucket_index(rows, width, levels, max_buckets)
+    buckets = levels.flat[index]
 
     w = width.astype(np.float64)
     mwl = float(min_window_length)
@@ -161,6 +171,6 @@ def score_checks(
         if track_closest and qualifies.any():
             margin = np.abs(delta_mean[qualifies] - epsilon[qualifies]) / epsilon[qualifies]
             closest = float(margin.min())
-        fires = np.greater(delta_mean, epsilon, out=qualifies, where=qualifies)
-    result: BoolArray = fires.any(axis=0)
+        np.greater(delta_mean, epsilon, out=qualifies, where=qualifies)
+    result: BoolArray = np.any(qualifies, axis=0)
     return result, closest

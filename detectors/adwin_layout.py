@@ -26,9 +26,10 @@ def n_levels_for(width: int, max_buckets: int) -> int:
 
 
 def blocks_formed(width: IntArray, max_buckets: int, n_levels: int) -> IntArray:
-    """``J[..., i]``: level-``i`` blocks formed after ``width`` inserts (shape ``width.shape + (n_levels + 1,)``).
+    """``J[..., i]``: level-``i`` blocks formed after ``width`` inserts.
 
-    The extra last level is always computed so that ``J[..., i + 1]`` exists for every row.
+    The result has shape ``width.shape + (n_levels + 1,)``: the extra last level is
+    always computed so that ``J[..., i + 1]`` exists for every row.
     """
     out = np.empty((*width.shape, n_levels + 1), dtype=np.int64)
     formed = width.astype(np.int64, copy=True)

@@ -32,7 +32,11 @@ class Settled:
 
 
 def _states_after_deletions(
-    sizes: FloatArray, totals: FloatArray, variances: FloatArray, width: float, total: float,
+    sizes: FloatArray,
+    totals: FloatArray,
+    variances: FloatArray,
+    width: float,
+    total: float,
     variance: float,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Width, total and variance after deleting 0, 1, ... oldest buckets, as river does."""

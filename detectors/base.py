@@ -66,5 +66,7 @@ def as_segments(segments: npt.ArrayLike, n_segments: int) -> IntArray:
         raise TypeError(f"segments must be integers, got dtype {seg.dtype}")
     seg = seg.astype(np.int64, copy=False)
     if seg.size and (int(seg.min()) < 0 or int(seg.max()) >= n_segments):
-        raise ValueError(f"segment ids must lie in [0, {n_segments}), got [{seg.min()}, {seg.max()}]")
+        raise ValueError(
+            f"segment ids must lie in [0, {n_segments}), got [{seg.min()}, {seg.max()}]"
+        )
     return seg

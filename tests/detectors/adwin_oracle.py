@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +66,8 @@ def make_case(seed: int, kind: str, batch_hint: int | None = None) -> Case:
     if size == 1:
         n = min(n, 400)
         streams, values = streams[:n], values[:n]
-    bounds = list(range(0, n, size)) + [n]
-    batches = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    bounds = [*range(0, n, size), n]
+    batches = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
     return Case(seed, kind, n_streams, streams, values, batches, params)
 
 

@@ -16,7 +16,9 @@ from tests.detectors.adwin_oracle import KINDS, Case, make_case, river_trace
 SEEDS_PER_KIND = 44  # 5 kinds x 44 = 220 seeded multi-stream cases
 
 
-def _replay(case: Case, detector: BatchADWIN) -> tuple[list[int], list[list[int]], list[list[float]]]:
+def _replay(
+    case: Case, detector: BatchADWIN
+) -> tuple[list[int], list[list[int]], list[list[float]]]:
     positions: list[int] = []
     widths: list[list[int]] = []
     estimations: list[list[float]] = []
@@ -74,7 +76,9 @@ def test_long_stream_with_many_levels_matches_river() -> None:
     detector = BatchADWIN(1)
     got: list[int] = []
     for lo in range(0, n, 25_000):
-        result = detector.update(np.zeros(min(25_000, n - lo), dtype=np.int64), values[lo : lo + 25_000])
+        result = detector.update(
+            np.zeros(min(25_000, n - lo), dtype=np.int64), values[lo : lo + 25_000]
+        )
         got.extend((result.drift_positions + lo).tolist())
     assert got == expected
     assert len(expected) >= 4
@@ -88,7 +92,9 @@ def test_layout_formula_matches_river_bucket_counts() -> None:
         river = ADWIN(max_buckets=max_buckets, clock=10**9)
         for width in range(1, 3000):
             river.update(0.5)
-            formed = blocks_formed(np.array([width]), max_buckets, n_levels_for(width, max_buckets))[0]
+            formed = blocks_formed(
+                np.array([width]), max_buckets, n_levels_for(width, max_buckets)
+            )[0]
             counts = formed[:-1] - 2 * formed[1:]
             assert (counts <= max_buckets).all()
             assert int((counts * (1 << np.arange(counts.size))).sum()) == width == river.width
@@ -103,7 +109,9 @@ def test_state_round_trip_mid_stream() -> None:
     first = BatchADWIN(case.n_streams, **case.params)
     got: list[int] = []
     for lo, hi in case.batches[:half]:
-        got.extend((first.update(case.streams[lo:hi], case.values[lo:hi]).drift_positions + lo).tolist())
+        got.extend(
+            (first.update(case.streams[lo:hi], case.values[lo:hi]).drift_positions + lo).tolist()
+        )
     restored = BatchADWIN(case.n_streams, **case.params)
     restored.load_state_dict(first.state_dict())
     unpickled = pickle.loads(pickle.dumps(first))
@@ -111,7 +119,9 @@ def test_state_round_trip_mid_stream() -> None:
     for det in (restored, unpickled):
         tail: list[int] = []
         for lo, hi in case.batches[half:]:
-            tail.extend((det.update(case.streams[lo:hi], case.values[lo:hi]).drift_positions + lo).tolist())
+            tail.extend(
+                (det.update(case.streams[lo:hi], case.values[lo:hi]).drift_positions + lo).tolist()
+            )
         tails.append(tail)
     assert got + tails[0] == expected
     assert tails[0] == tails[1]
