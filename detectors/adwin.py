@@ -189,7 +189,12 @@ class BatchADWIN:
         return np.where(width > 0, mean, 0.0)
 
     def state_dict(self) -> State:
-        """Parameters and state as plain values and arrays."""
+        """Parameters and state as plain values and arrays.
+
+        Bucket rows are trimmed to the levels the longest current run uses, so the
+        state is canonical: it does not depend on how the input was batched.
+        """
+        n_levels = n_levels_for(int(self._run_length.max(initial=0)), self.max_buckets)
         return {
             "params": {
                 "n_streams": self.n_streams,
@@ -202,8 +207,8 @@ class BatchADWIN:
             "run_length": self._run_length.copy(),
             "total": self._total.copy(),
             "variance": self._variance.copy(),
-            "row_totals": self._row_totals.copy(),
-            "row_variances": self._row_variances.copy(),
+            "row_totals": self._row_totals[:, :n_levels].copy(),
+            "row_variances": self._row_variances[:, :n_levels].copy(),
             "reset_pending": self._reset_pending.copy(),
             "settled_width": self._settled_width.copy(),
             "settled_total": self._settled_total.copy(),
