@@ -1,0 +1,1 @@
+"""The driftd daemon: sources, decoding, segmenting, windows, decisions and exports."""

@@ -1,0 +1,65 @@
+"""The one exception hierarchy of driftd. Exceptions carry their data as attributes."""
+
+from __future__ import annotations
+
+
+class DriftdError(Exception):
+    """Base of every error driftd raises on purpose."""
+
+
+class ConfigError(DriftdError):
+    """A configuration value is missing or invalid; the daemon exits 2."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class InvalidConfigError(DriftdError):
+    """Several configuration problems found at once (each one names its key)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = errors
+
+    @property
+    def keys(self) -> list[str]:
+        """The dotted keys at fault."""
+        return [e.key for e in self.errors]
+
+
+class DecodeError(DriftdError):
+    """A message could not be decoded or validated; it is counted and dead-lettered."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ReferenceProfileError(DriftdError):
+    """A reference profile is missing, unreadable or does not fit the schema."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+class SourceError(DriftdError):
+    """The event source failed in a way a retry will not fix."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+class CheckpointError(DriftdError):
+    """Writing or reading a checkpoint failed; offsets are not committed."""
+
+    def __init__(self, location: str, message: str) -> None:
+        super().__init__(f"{location}: {message}")
+        self.location = location
+        self.message = message
