@@ -1,0 +1,113 @@
+"""What evaluation produces, and the latest-value store the metrics collector reads.
+
+Evaluation runs on the consumer thread; Prometheus scrapes on the HTTP thread. The
+store keeps only the latest result per (segment, feature, method), so its size is
+bounded by the segment cap times the feature count, whatever the traffic.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.base import FloatArray, IntArray
+
+METHODS = ("psi", "ks", "chi2", "js")
+
+
+@dataclass(frozen=True)
+class WindowResults:
+    """Scores of the segment windows that closed together: one row per closed window.
+
+    Arrays are ``(k,)`` or ``(k, F)`` for ``k`` windows and the ``F`` monitored columns
+    (features, then ``__prediction__`` if profiled). ``scores`` and ``p_values`` map a
+    method to a ``(k, F)`` array, NaN where the method does not apply to a column (KS
+    on a categorical, say) or has no p-value (PSI, JS).
+    """
+
+    model: str
+    segments: tuple[str, ...]
+    columns: tuple[str, ...]
+    window_end_ts: FloatArray
+    rows: IntArray
+    n: IntArray
+    missing_rate: FloatArray
+    scores: dict[str, FloatArray]
+    p_values: dict[str, FloatArray]
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+
+@dataclass(frozen=True)
+class LatestScore:
+    """The most recent score of one (segment, column, method)."""
+
+    segment: str
+    column: str
+    method: str
+    score: float
+    p_value: float
+    n: int
+    window_end_ts: float
+
+
+@dataclass(frozen=True)
+class LatestWindow:
+    """The most recent closed window of one segment."""
+
+    segment: str
+    rows: int
+    window_end_ts: float
+    missing_rate: dict[str, float]
+
+
+class LatestResults:
+    """Thread-safe store of the latest scores and windows, read at scrape time."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._lock = threading.Lock()
+        self._scores: dict[tuple[str, str, str], LatestScore] = {}
+        self._windows: dict[str, LatestWindow] = {}
+        self.windows_closed: dict[str, int] = {}
+
+    def record(self, results: WindowResults) -> None:
+        """Keep the scores of every window in ``results`` (later rows win)."""
+        with self._lock:
+            for row, segment in enumerate(results.segments):
+                end = float(results.window_end_ts[row])
+                self._windows[segment] = LatestWindow(
+                    segment,
+                    int(results.rows[row]),
+                    end,
+                    {c: float(results.missing_rate[row, j]) for j, c in enumerate(results.columns)},
+                )
+                self.windows_closed[segment] = self.windows_closed.get(segment, 0) + 1
+                for method, scores in results.scores.items():
+                    p_values = results.p_values.get(method)
+                    for j, column in enumerate(results.columns):
+                        score = float(scores[row, j])
+                        if np.isnan(score):
+                            continue
+                        p = float(p_values[row, j]) if p_values is not None else float("nan")
+                        self._scores[(segment, column, method)] = LatestScore(
+                            segment, column, method, score, p, int(results.n[row, j]), end
+                        )
+
+    def scores(self) -> list[LatestScore]:
+        """A consistent copy of the latest scores."""
+        with self._lock:
+            return list(self._scores.values())
+
+    def windows(self) -> list[LatestWindow]:
+        """A consistent copy of the latest window per segment."""
+        with self._lock:
+            return list(self._windows.values())
+
+    def closed_counts(self) -> dict[str, int]:
+        """Windows closed so far, per segment."""
+        with self._lock:
+            return dict(self.windows_closed)
