@@ -3,7 +3,21 @@
 A message is one JSON object, or a JSON array of objects. Anything that cannot be
 decoded or validated is rejected with a reason and kept (with its index in the
 batch) so the caller can count it and dead-letter the original bytes. A bad
-message never takes its batch-mates down with it.
+message never takes its batch-mates down with it; an array message is
+all-or-nothing.
+
+The work is columnar. All messages are parsed first; then each field is pulled
+out of every event with one ``map(dict.get, ...)`` pass and converted with one
+numpy call. Type checks are a ``set(map(type, column))`` per column; only a
+column that holds a wrong type is walked row by row, to find and reject the
+offending rows. A row's reason is the first failing check in this order: id,
+timestamp, features object, numeric features (in order), prediction, label,
+categorical features (in order).
+
+Values: numbers are float64 with null/absent as NaN (booleans and strings are
+``wrong_type``); categorical values are text (ints and booleans as ``str``), None
+when null or absent; timestamps are epoch seconds or ISO 8601 strings, where a
+string without an offset is UTC.
 """
 
 from __future__ import annotations
@@ -12,7 +26,9 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -23,6 +39,32 @@ from monitor.config import SchemaConfig
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_ID_LENGTH = 256
+
+REASONS = (
+    "empty",
+    "too_large",
+    "invalid_json",
+    "not_an_object",
+    "missing_id",
+    "bad_id",
+    "bad_timestamp",
+    "timestamp_out_of_range",
+    "missing_features",
+    "wrong_type",
+)
+
+_NONE = type(None)
+_dict_get = dict.get
+_tzinfo = attrgetter("tzinfo")
+_NUMBER_TYPES = frozenset({float, int, _NONE})
+_EPOCH_TYPES = frozenset({float, int})
+_ID_TYPES = frozenset({str, int})
+_CATEGORY_TYPES = frozenset({str, _NONE})
+# Epoch seconds beyond this look like milliseconds (year 5138 in seconds).
+_MILLISECONDS_HINT = 1e11
+
+# Per row: the first problem found, as (reason, detail).
+_Problems = dict[int, tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -53,36 +95,100 @@ class DecodedBatch:
         return len(self.ids)
 
 
-def _path(obj: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
+def _get(objects: list[dict[str, Any]], key: str) -> list[Any]:
+    """``obj.get(key)`` of every object (all must be dicts); ``map`` runs it without bytecode."""
+    return list(map(_dict_get, objects, repeat(key)))
+
+
+def _column(events: list[dict[str, Any]], parts: Sequence[str]) -> list[Any]:
+    """The value at a dotted path of every event; None where the path is absent."""
+    values = _get(events, parts[0])
+    for part in parts[1:]:
+        try:
+            values = _get(values, part)
+        except TypeError:  # some value on the way is not an object
+            values = [v.get(part) if type(v) is dict else None for v in values]
+    return values
+
+
+def _parse_iso(value: str) -> float | None:
+    """Epoch seconds of an ISO 8601 string; a string without an offset is UTC."""
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    except (ValueError, OverflowError):
+        return None
 
 
 def _timestamp(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
+    """Epoch seconds of a JSON number or ISO 8601 string; None if it is neither."""
+    kind = type(value)
+    if kind is str:
+        return _parse_iso(value)
+    if kind is float or kind is int:
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+            seconds = float(value)
+        except OverflowError:
             return None
+        return seconds if math.isfinite(seconds) else None
     return None
 
 
-def _number(value: Any) -> float:
-    """A float for numeric JSON values; NaN for null/missing; raise on anything else."""
-    if value is None:
-        return math.nan
-    if isinstance(value, bool):
-        raise TypeError("boolean where a number belongs")
-    if isinstance(value, int | float):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} where a number belongs")
+def _type_name(value: Any) -> str:
+    names = {_NONE: "null", bool: "boolean", str: "string", dict: "object", list: "array"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _strings(values: list[Any]) -> list[str]:
+    """Values as strings: None becomes "", anything else ``str(value)``."""
+    if set(map(type, values)) <= {str}:
+        return values
+    return ["" if v is None else v if type(v) is str else str(v) for v in values]
+
+
+def _numbers(values: list[Any], name: str, problems: _Problems) -> npt.NDArray[np.float64]:
+    """A float64 column: null/missing become NaN; other non-numbers are rejected rows."""
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        try:
+            return np.array(values, dtype=np.float64)
+        except OverflowError:
+            pass
+    out: list[float] = []
+    for row, value in enumerate(values):
+        kind = type(value)
+        if value is None:
+            out.append(math.nan)
+        elif kind is float or kind is int:
+            try:
+                out.append(float(value))
+            except OverflowError:
+                problems.setdefault(row, ("wrong_type", f"{name}: number out of range"))
+                out.append(math.nan)
+        else:
+            detail = f"{name}: {_type_name(value)} where a number belongs"
+            problems.setdefault(row, ("wrong_type", detail))
+            out.append(math.nan)
+    return np.array(out, dtype=np.float64)
+
+
+def _categories(values: list[Any], name: str, problems: _Problems) -> list[str | None]:
+    """A categorical column: strings kept, ints and booleans as text, None missing."""
+    if set(map(type, values)) <= _CATEGORY_TYPES:
+        return values
+    out: list[str | None] = []
+    for row, value in enumerate(values):
+        kind = type(value)
+        if value is None or kind is str:
+            out.append(value)
+        elif kind is int or kind is bool:
+            out.append(str(value))
+        else:
+            detail = f"{name}: {_type_name(value)} where a category belongs"
+            problems.setdefault(row, ("wrong_type", detail))
+            out.append(None)
+    return out
 
 
 class Decoder:
@@ -107,145 +213,217 @@ class Decoder:
         self._segment_paths = [p.split(".") for p in schema.segment_by]
         self._now = now
 
-    def _events(self, messages: Sequence[bytes]) -> tuple[list[Any], list[int], list[Rejection]]:
-        events: list[Any] = []
-        owners: list[int] = []
-        rejections: list[Rejection] = []
-        for index, message in enumerate(messages):
-            if not message:
-                rejections.append(Rejection(index, "empty", "empty message"))
-                continue
-            if len(message) > MAX_MESSAGE_BYTES:
-                rejections.append(Rejection(index, "too_large", f"{len(message)} bytes"))
-                continue
-            try:
-                doc = orjson.loads(message)
-            except orjson.JSONDecodeError as exc:
-                rejections.append(Rejection(index, "invalid_json", str(exc)[:200]))
-                continue
-            if isinstance(doc, dict):
-                events.append(doc)
-                owners.append(index)
-            elif isinstance(doc, list) and doc and all(isinstance(d, dict) for d in doc):
-                events.extend(doc)
-                owners.extend([index] * len(doc))
-            else:
-                rejections.append(Rejection(index, "not_an_object", type(doc).__name__))
-        return events, owners, rejections
-
-    def decode(self, messages: Sequence[bytes], now: float | None = None) -> DecodedBatch:
+    def decode(self, messages: Sequence[bytes | None], now: float | None = None) -> DecodedBatch:
         """Decode a poll batch; every refused message is listed in ``rejections``."""
-        events, owners, rejections = self._events(messages)
         clock = now if now is not None else (self._now if self._now is not None else time.time())
-        lo_ts = clock - self.schema.max_past_seconds
-        hi_ts = clock + self.schema.max_future_seconds
+        events, owners, rejections = _parse(messages)
+        n = len(events)
+        problems: _Problems = {}
 
-        ids: list[str] = []
-        ts: list[float] = []
-        models: list[str] = []
-        keys: list[str] = []
-        numeric_rows: list[list[float]] = []
-        cat_cols: dict[str, list[str | None]] = {c: [] for c in self.categorical_features}
-        preds: list[float] = []
-        labels: list[float] = []
-        kept: list[int] = []
-        rejected: set[int] = set()
-        for event, owner in zip(events, owners, strict=True):
-            if owner in rejected:
-                continue
-            problem = self._row(event, lo_ts, hi_ts)
-            if isinstance(problem, Rejection):
-                rejections.append(Rejection(owner, problem.reason, problem.detail))
-                rejected.add(owner)
-                continue
-            event_id, event_ts, model, key, row, cats, pred, label = problem
-            ids.append(event_id)
-            ts.append(event_ts)
-            models.append(model)
-            keys.append(key)
-            numeric_rows.append(row)
-            for name, value in zip(self.categorical_features, cats, strict=True):
-                cat_cols[name].append(value)
-            preds.append(pred)
-            labels.append(label)
-            kept.append(owner)
+        ids = self._ids(_column(events, self._id), problems)
+        ts = self._timestamps(_column(events, self._ts), problems, clock)
+        models = _strings(_column(events, self._model))
+        features = self._feature_objects(events, problems)
+        numeric = np.empty((n, len(self.numeric_features)), dtype=np.float64)
+        for j, name in enumerate(self.numeric_features):
+            numeric[:, j] = _numbers(_get(features, name), name, problems)
+        schema = self.schema
+        prediction = _numbers(_column(events, self._prediction), schema.prediction, problems)
+        label = _numbers(_column(events, self._label), schema.label, problems)
+        categorical = {
+            name: _categories(_get(features, name), name, problems)
+            for name in self.categorical_features
+        }
+        keys = self._segment_keys(events, features)
+        source_index = (
+            np.arange(n, dtype=np.int64)
+            if isinstance(owners, range)
+            else np.array(owners, dtype=np.int64)
+        )
 
-        # An array message is all-or-nothing: drop rows of messages refused later on.
-        if rejected:
-            keep = [i for i, owner in enumerate(kept) if owner not in rejected]
+        if problems:
+            # One rejection per message, for its first bad event; an array message is
+            # all-or-nothing, so every row of a refused message goes.
+            refused: dict[int, tuple[str, str]] = {}
+            for row in sorted(problems):
+                refused.setdefault(int(source_index[row]), problems[row])
+            rejections.extend(
+                Rejection(i, reason, detail) for i, (reason, detail) in refused.items()
+            )
+            bad = np.zeros(len(messages), dtype=np.bool_)
+            bad[list(refused)] = True
+            keep_rows = np.flatnonzero(~bad[source_index])
+            keep = keep_rows.tolist()
             ids = [ids[i] for i in keep]
-            ts = [ts[i] for i in keep]
+            ts = ts[keep_rows]
             models = [models[i] for i in keep]
             keys = [keys[i] for i in keep]
-            numeric_rows = [numeric_rows[i] for i in keep]
-            cat_cols = {k: [v[i] for i in keep] for k, v in cat_cols.items()}
-            preds = [preds[i] for i in keep]
-            labels = [labels[i] for i in keep]
-            kept = [kept[i] for i in keep]
-        n_numeric = len(self.numeric_features)
-        numeric = (
-            np.array(numeric_rows, dtype=np.float64).reshape(len(ids), n_numeric)
-            if ids
-            else np.zeros((0, n_numeric))
-        )
-        rejections.sort(key=lambda r: r.index)
+            numeric = numeric[keep_rows]
+            categorical = {k: [v[i] for i in keep] for k, v in categorical.items()}
+            prediction = prediction[keep_rows]
+            label = label[keep_rows]
+            source_index = source_index[keep_rows]
+        if len(rejections) > 1:
+            rejections.sort(key=lambda r: r.index)
         return DecodedBatch(
             ids=ids,
-            ts=np.array(ts, dtype=np.float64),
+            ts=ts,
             models=models,
             segment_keys=keys,
             numeric=numeric,
-            categorical=cat_cols,
-            prediction=np.array(preds, dtype=np.float64),
-            label=np.array(labels, dtype=np.float64),
-            source_index=np.array(kept, dtype=np.int64),
+            categorical=categorical,
+            prediction=prediction,
+            label=label,
+            source_index=source_index,
             rejections=rejections,
         )
 
-    def _row(
-        self, event: dict[str, Any], lo_ts: float, hi_ts: float
-    ) -> Rejection | tuple[str, float, str, str, list[float], list[str | None], float, float]:
-        raw_id = _path(event, self._id)
-        if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
-            return Rejection(-1, "missing_id", f"{self.schema.id} is missing or not a string")
-        event_id = str(raw_id)
-        if len(event_id) > MAX_ID_LENGTH:
-            return Rejection(-1, "bad_id", f"id longer than {MAX_ID_LENGTH} characters")
-        event_ts = _timestamp(_path(event, self._ts))
-        if event_ts is None:
-            return Rejection(-1, "bad_timestamp", f"{self.schema.timestamp} is missing or invalid")
-        if not lo_ts <= event_ts <= hi_ts:
-            return Rejection(-1, "timestamp_out_of_range", f"{event_ts:.0f} outside the window")
-        model = _path(event, self._model)
-        features = _path(event, self._features) if self._features else event
-        if not isinstance(features, dict):
-            return Rejection(-1, "missing_features", f"{self.schema.features} is not an object")
+    def _ids(self, values: list[Any], problems: _Problems) -> list[str]:
+        types = set(map(type, values))
+        if types <= {str} and max(map(len, values), default=0) <= MAX_ID_LENGTH:
+            return values
+        out: list[str] = []
+        for row, value in enumerate(values):
+            kind = type(value)
+            if kind not in _ID_TYPES:
+                detail = f"{self.schema.id} is missing or not a string"
+                problems.setdefault(row, ("missing_id", detail))
+                out.append("")
+                continue
+            text = value if kind is str else str(value)
+            if len(text) > MAX_ID_LENGTH:
+                detail = f"id longer than {MAX_ID_LENGTH} characters"
+                problems.setdefault(row, ("bad_id", detail))
+            out.append(text)
+        return out
+
+    def _timestamps(
+        self, values: list[Any], problems: _Problems, clock: float
+    ) -> npt.NDArray[np.float64]:
+        types = set(map(type, values))
+        ts: npt.NDArray[np.float64] | None = None
+        if types <= _EPOCH_TYPES:
+            try:
+                ts = np.array(values, dtype=np.float64)
+            except OverflowError:
+                ts = None
+        elif types == {str}:
+            ts = _iso_column(values)
+        if ts is None:
+            parsed = [_timestamp(v) for v in values]
+            ts = np.array([math.nan if p is None else p for p in parsed], dtype=np.float64)
+            for row in np.flatnonzero(np.isnan(ts)).tolist():
+                detail = f"{self.schema.timestamp} is missing or invalid"
+                problems.setdefault(row, ("bad_timestamp", detail))
+        lo = clock - self.schema.max_past_seconds
+        hi = clock + self.schema.max_future_seconds
+        with np.errstate(invalid="ignore"):
+            outside = ~((ts >= lo) & (ts <= hi))
+        if outside.any():
+            for row in np.flatnonzero(outside).tolist():
+                value = float(ts[row])
+                hint = (
+                    " (milliseconds? epochs are in seconds)" if value > _MILLISECONDS_HINT else ""
+                )
+                detail = f"{value:.0f} outside [{lo:.0f}, {hi:.0f}]{hint}"
+                problems.setdefault(row, ("timestamp_out_of_range", detail))
+        return ts
+
+    def _path_column(
+        self, events: list[dict[str, Any]], features: list[Any], path: list[str]
+    ) -> list[Any]:
+        """A path's column; paths into the features object start from the ones already found
+        (a non-object features value became ``{}``, which gives None as the event would)."""
+        depth = len(self._features)
+        if depth and len(path) > depth and path[:depth] == self._features:
+            return _column(features, path[depth:])
+        return _column(events, path)
+
+    def _feature_objects(self, events: list[dict[str, Any]], problems: _Problems) -> list[Any]:
+        if not self._features:
+            return events
+        objects = _column(events, self._features)
+        if set(map(type, objects)) <= {dict}:
+            return objects
+        detail = f"{self.schema.features} is not an object"
+        for row, value in enumerate(objects):
+            if type(value) is not dict:
+                problems.setdefault(row, ("missing_features", detail))
+                objects[row] = {}
+        return objects
+
+    def _segment_keys(self, events: list[dict[str, Any]], features: list[Any]) -> list[str]:
+        parts = [
+            _strings(self._path_column(events, features, path)) for path in self._segment_paths
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return [""] * len(events)
+        return list(map(",".join, zip(*parts, strict=True)))
+
+
+def _iso_column(values: list[str]) -> npt.NDArray[np.float64] | None:
+    """Epoch seconds of ISO strings, or None when some string needs the row-by-row path."""
+    try:
+        parsed = list(map(datetime.fromisoformat, values))
+        if None in set(map(_tzinfo, parsed)):
+            # Naive times are UTC; ``timestamp()`` would read them as local time.
+            parsed = [p if p.tzinfo is not None else p.replace(tzinfo=UTC) for p in parsed]
+        return np.array(list(map(datetime.timestamp, parsed)), dtype=np.float64)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _parse(
+    messages: Sequence[bytes | None],
+) -> tuple[list[dict[str, Any]], list[int] | range, list[Rejection]]:
+    """Parse every message: the events, the message index of each, and the refusals."""
+    docs: list[Any] | None = None
+    try:
+        sizes = list(map(len, messages))  # type: ignore[arg-type]
+    except TypeError:  # a None (tombstone) message
+        sizes = []
+    if sizes and min(sizes) > 0 and max(sizes) <= MAX_MESSAGE_BYTES:
         try:
-            row = [_number(features.get(name)) for name in self.numeric_features]
-            pred = _number(_path(event, self._prediction))
-            label = _number(_path(event, self._label))
-        except TypeError as exc:
-            return Rejection(-1, "wrong_type", str(exc))
-        except OverflowError:
-            return Rejection(-1, "wrong_type", "number out of range")
-        cats: list[str | None] = []
-        for name in self.categorical_features:
-            value = features.get(name)
-            if value is None or isinstance(value, str | int | bool):
-                cats.append(None if value is None else str(value))
+            docs = list(map(orjson.loads, messages))  # type: ignore[arg-type]
+        except orjson.JSONDecodeError:
+            docs = None
+    rejections: list[Rejection] = []
+    if docs is None:
+        docs = []
+        for index, message in enumerate(messages):
+            if not message:
+                rejections.append(Rejection(index, "empty", "empty message"))
+                docs.append(None)
+            elif len(message) > MAX_MESSAGE_BYTES:
+                rejections.append(Rejection(index, "too_large", f"{len(message)} bytes"))
+                docs.append(None)
             else:
-                return Rejection(-1, "wrong_type", f"{name} is {type(value).__name__}")
-        key_parts = []
-        for path in self._segment_paths:
-            value = _path(event, path)
-            key_parts.append("" if value is None else str(value))
-        return (
-            event_id,
-            event_ts,
-            "" if model is None else str(model),
-            ",".join(key_parts),
-            row,
-            cats,
-            pred,
-            label,
-        )
+                try:
+                    docs.append(orjson.loads(message))
+                except orjson.JSONDecodeError as exc:
+                    rejections.append(Rejection(index, "invalid_json", str(exc)[:200]))
+                    docs.append(None)
+    if not rejections and set(map(type, docs)) <= {dict}:
+        return docs, range(len(docs)), rejections
+
+    refused = {r.index for r in rejections}
+    events: list[dict[str, Any]] = []
+    owners: list[int] = []
+    for index, doc in enumerate(docs):
+        if index in refused:
+            continue
+        if type(doc) is dict:
+            events.append(doc)
+            owners.append(index)
+        elif type(doc) is list and doc and all(type(d) is dict for d in doc):
+            events.extend(doc)
+            owners.extend([index] * len(doc))
+        else:
+            detail = _type_name(doc)
+            if type(doc) is list:
+                detail = "array holding a non-object" if doc else "empty array"
+            rejections.append(Rejection(index, "not_an_object", detail))
+    rejections.sort(key=lambda r: r.index)
+    return events, owners, rejections

@@ -63,3 +63,49 @@ class CheckpointError(DriftdError):
         super().__init__(f"{location}: {message}")
         self.location = location
         self.message = message
+
+
+class OffsetCommitError(DriftdError):
+    """Offsets were not committed (rebalance, lost membership, broker down); nothing was saved.
+
+    ``offsets`` are the next offsets that were to be committed, by (topic, partition).
+    ``retriable`` is True when committing again later can succeed (a rebalance in
+    progress, a timeout); False when this member lost the partitions.
+    """
+
+    def __init__(
+        self, offsets: dict[tuple[str, int], int], message: str, *, retriable: bool
+    ) -> None:
+        super().__init__(f"offset commit failed: {message}")
+        self.offsets = offsets
+        self.message = message
+        self.retriable = retriable
+
+
+class DeadLetterError(DriftdError):
+    """Refused records could not be written to the dead-letter sink; do not commit past them."""
+
+    def __init__(self, sink: str, count: int, message: str) -> None:
+        super().__init__(f"{sink}: {count} dead-letter record(s) not written: {message}")
+        self.sink = sink
+        self.count = count
+        self.message = message
+
+
+class RebalanceCallbackError(DriftdError):
+    """The daemon's on_assign / on_revoke callback raised during a consumer-group rebalance."""
+
+    def __init__(self, callback: str, partitions: list[tuple[str, int]], message: str) -> None:
+        super().__init__(f"{callback} failed for {len(partitions)} partition(s): {message}")
+        self.callback = callback
+        self.partitions = partitions
+        self.message = message
+
+
+class PartitionNotAssignedError(DriftdError):
+    """A seek named partitions this consumer does not own (seek inside on_assign instead)."""
+
+    def __init__(self, partitions: list[tuple[str, int]]) -> None:
+        names = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
+        super().__init__(f"partitions not assigned to this consumer: {names}")
+        self.partitions = partitions

@@ -1,0 +1,111 @@
+"""Decoder throughput: messages/s of ``Decoder.decode`` against bare ``orjson.loads``.
+
+The messages are demo inference events (7 numeric and 3 categorical features, about
+1% nulls, ISO 8601 timestamps with offset and microseconds), decoded in poll batches
+of 5,000 with 7 numeric + 2 categorical features and 2 segment paths
+(``model_version``, ``features.region``). The baseline parses the very same bytes
+with ``orjson.loads`` and nothing else, so the ratio (decoder speed / orjson-only
+speed) is the share of the parse-only rate the decoder keeps; 1.0 would mean
+validation and columnar conversion are free. Measured twice: with the demo's ISO
+timestamps, and with the same events carrying epoch-seconds timestamps. The
+per-event decoder driftd started with (kept as the tests' oracle) is reported too.
+
+    python -m benchmarks.decode_speed [--quick]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from benchmarks._report import Measurement, best_of, parse_args, report
+from monitor.config import SchemaConfig
+from monitor.decode import Decoder
+from monitor.demo_stream import CATEGORICAL_FEATURES, NUMERIC_FEATURES, DemoStream
+from tests.monitor.decode_oracle import OracleDecoder
+
+BENCH = "decode_speed"
+BATCH = 5_000
+NOW = 1_795_000_000.0
+
+
+def _batches(n_batches: int, iso: bool) -> list[list[bytes]]:
+    stream = DemoStream(start_ts=NOW - 3_600.0)
+    out = []
+    for _ in range(n_batches):
+        demo = stream.next_batch(BATCH)
+        events: list[dict[str, Any]] = demo.events()
+        if not iso:
+            for event, ts in zip(events, demo.ts.tolist(), strict=True):
+                event["ts"] = ts
+        out.append([orjson.dumps(e) for e in events])
+    return out
+
+
+def _interleaved_best(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best wall time of each function, running them in turn ``repeats`` times."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], best_of(fn, 1))
+    return best
+
+
+def main() -> None:
+    """Run and report."""
+    args = parse_args(__doc__ or BENCH)
+    n_batches, repeats = (4, 7) if args.quick else (20, 9)
+    schema = SchemaConfig(segment_by=["model_version", "features.region"])
+    categorical = CATEGORICAL_FEATURES[:2]
+    decoder = Decoder(schema, NUMERIC_FEATURES, categorical, now=NOW)
+    oracle = OracleDecoder(schema, NUMERIC_FEATURES, categorical, now=NOW)
+    measurements = []
+    for label, iso in (("iso_ts", True), ("epoch_ts", False)):
+        batches = _batches(n_batches, iso)
+        total = n_batches * BATCH
+        for batch in batches:  # every event must be accepted, or the speed means nothing
+            decoded = decoder.decode(batch)
+            assert len(decoded) == BATCH, decoded.rejections[:3]
+
+        def parse_only(bs: list[list[bytes]] = batches) -> None:
+            loads = orjson.loads
+            for batch in bs:
+                list(map(loads, batch))
+
+        def decode(bs: list[list[bytes]] = batches) -> None:
+            for batch in bs:
+                decoder.decode(batch)
+
+        def decode_per_event(bs: list[list[bytes]] = batches) -> None:
+            for batch in bs:
+                oracle.decode(batch)
+
+        # Interleaved, so that a busy spell on a shared machine hits both sides alike.
+        best = _interleaved_best([parse_only, decode, decode_per_event], repeats)
+        orjson_rate, decode_rate, per_event_rate = (total / t for t in best)
+        print(
+            f"{label}: orjson.loads only {orjson_rate:,.0f} msg/s "
+            f"({1e6 / orjson_rate:.2f} us/msg); decoder {decode_rate:,.0f} msg/s "
+            f"({1e6 / decode_rate:.2f} us/msg); per-event decoder {per_event_rate:,.0f} msg/s"
+        )
+        measurements += [
+            Measurement(
+                BENCH, f"decode_msgs_per_s_{label}", decode_rate, "1/s", 0.5, "higher", orjson_rate
+            ),
+            Measurement(
+                BENCH,
+                f"decode_vs_per_event_{label}",
+                decode_rate,
+                "1/s",
+                2.0,
+                "higher",
+                per_event_rate,
+            ),
+        ]
+    report(measurements)
+
+
+if __name__ == "__main__":
+    main()
