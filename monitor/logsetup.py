@@ -38,3 +38,6 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
+    # kafka-python logs every reconnect at ERROR through stdlib logging; the source
+    # reports outages itself (metrics and one structured event per failure streak).
+    logging.getLogger("kafka").setLevel(logging.CRITICAL if level != "debug" else logging.INFO)

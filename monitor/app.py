@@ -1,0 +1,233 @@
+"""The daemon's lifecycle, shaped like uvicorn's: ``run`` = startup, main loop, shutdown.
+
+The first SIGTERM or SIGINT asks for a graceful stop: the batch in hand is finished,
+its state checkpointed and its offsets committed, then the daemon exits 0. A second
+signal forces the exit at once, without committing (the events are re-read later).
+
+Per batch the order is fixed (DESIGN.md, reliability contract): update state,
+dead-letter the refused messages, checkpoint state with the next offsets, and only
+then commit those offsets. A failed checkpoint means no commit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from monitor.config import Settings
+from monitor.errors import DeadLetterError, DriftdError
+from monitor.metrics import DaemonMetrics, DriftCollector, MetricsServer
+from monitor.pipeline import BatchOutcome, Pipeline
+from monitor.results import LatestResults
+from monitor.sources.base import Record, Source, TopicPartition
+
+log = structlog.get_logger()
+EXIT_FORCED = 1
+
+
+class Checkpointer(Protocol):
+    """Saves the pipeline state with the next offsets, atomically (the reliability issue)."""
+
+    def save(self, pipeline: Pipeline, offsets: dict[TopicPartition, int]) -> bool:
+        """True when state and offsets are durably stored together."""
+        ...
+
+
+class NoCheckpoint:
+    """The place in the commit order where the checkpoint goes; stores nothing yet."""
+
+    def save(self, pipeline: Pipeline, offsets: dict[TopicPartition, int]) -> bool:
+        """Nothing to store; the commit may proceed."""
+        return True
+
+
+@dataclass
+class LoopStats:
+    """Counters of the main loop, for the terminal view and tests."""
+
+    batches: int = 0
+    records: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    commits: int = 0
+    windows: int = 0
+    transitions: list[str] = field(default_factory=list)
+
+
+class Daemon:
+    """Owns the source, the pipeline, the metrics server and the signal handling."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Source,
+        pipeline: Pipeline,
+        registry: CollectorRegistry | None = None,
+        checkpointer: Checkpointer | None = None,
+        on_batch: Callable[[BatchOutcome], None] | None = None,
+        serve_metrics: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.pipeline = pipeline
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.checkpointer = checkpointer or NoCheckpoint()
+        self.on_batch = on_batch
+        self.metrics = DaemonMetrics(self.registry, settings.model)
+        self.collector = DriftCollector(
+            pipeline.results,
+            pipeline.decisions,
+            lag=source.lag,
+            seconds_since_poll=self.seconds_since_poll,
+        )
+        self.registry.register(self.collector)
+        self.server = (
+            MetricsServer(
+                self.registry,
+                settings.metrics.host,
+                settings.metrics.port,
+                liveness=lambda: True,
+                readiness=self.readiness,
+            )
+            if serve_metrics
+            else None
+        )
+        self.should_exit = threading.Event()
+        self.force_exit = False
+        self.started = False
+        self.stats = LoopStats()
+        self._last_poll = time.monotonic()
+
+    # ------------------------------------------------------------ health
+
+    def seconds_since_poll(self) -> float:
+        """Seconds since the source last heard from its broker (or the last poll returned)."""
+        last = getattr(self.source, "last_successful_poll", None)
+        return time.monotonic() - (last if isinstance(last, float) else self._last_poll)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Lenient on purpose: a sidecar's readiness gates its model server's pod."""
+        if not self.started:
+            return False, "starting"
+        if self.should_exit.is_set():
+            return False, "shutting down"
+        return True, "ok"
+
+    # ---------------------------------------------------------- lifecycle
+
+    def run(self) -> int:
+        """Start, loop until asked to stop (or a finite source ends), shut down."""
+        self._install_signal_handlers()
+        self.startup()
+        try:
+            self.main_loop()
+        finally:
+            self.shutdown()
+        return 0
+
+    def startup(self) -> None:
+        """Serve metrics and announce the start."""
+        if self.server is not None:
+            self.server.start()
+        self.started = True
+        log.info(
+            "daemon_started",
+            model=self.settings.model,
+            source=self.source.name,
+            metrics_port=self.server.port if self.server is not None else None,
+        )
+
+    def main_loop(self) -> None:
+        """Poll, process, checkpoint, commit; until a stop is requested."""
+        timeout = self.settings.kafka.poll_timeout_ms / 1000.0
+        while not self.should_exit.is_set():
+            records = self.source.poll(timeout)
+            self._last_poll = time.monotonic()
+            if not records:
+                if self.source.exhausted:
+                    break
+                continue
+            self.handle(records)
+
+    def handle(self, records: Sequence[Record]) -> BatchOutcome:
+        """One batch in the fixed order: state, dead letters, checkpoint, commit."""
+        started = time.perf_counter()
+        outcome = self.pipeline.process(records)
+        self.metrics.observe_batch(outcome, time.perf_counter() - started)
+        try:
+            if outcome.rejected:
+                self.source.dead_letter(outcome.rejected)
+        except DeadLetterError as exc:
+            # Committing now would lose the refused messages: leave the offsets alone so
+            # they are read (and dead-lettered) again.
+            self.metrics.commit("skipped")
+            log.error("dead_letter_failed_commit_skipped", error=str(exc))
+        else:
+            self._checkpoint_and_commit(outcome)
+        self._count(outcome)
+        if self.on_batch is not None:
+            self.on_batch(outcome)
+        return outcome
+
+    def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
+        if self.checkpointer.save(self.pipeline, outcome.next_offsets):
+            try:
+                self.source.commit(outcome.next_offsets)
+                self.metrics.commit("ok")
+                self.stats.commits += 1
+            except DriftdError as exc:
+                self.metrics.commit("failed")
+                log.warning("commit_failed", error=str(exc))
+        else:
+            self.metrics.commit("skipped")
+            log.error("checkpoint_failed_commit_skipped")
+
+    def _count(self, outcome: BatchOutcome) -> None:
+        s = self.stats
+        s.batches += 1
+        s.records += outcome.records
+        s.accepted += outcome.accepted
+        s.rejected += len(outcome.rejected)
+        s.windows += len(outcome.results) if outcome.results is not None else 0
+        s.transitions.extend(t.dedup_key + ":" + t.current for t in outcome.transitions)
+
+    def shutdown(self) -> None:
+        """Close the source and the metrics server."""
+        self.should_exit.set()
+        try:
+            self.source.close()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+        log.info("daemon_stopped", model=self.settings.model, batches=self.stats.batches)
+
+    # ------------------------------------------------------------ signals
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.handle_exit)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """First signal: finish the batch and stop. Second: leave now."""
+        if self.should_exit.is_set():
+            self.force_exit = True
+            log.warning("forced_exit", signal=signal.Signals(sig).name)
+            os._exit(EXIT_FORCED)
+        log.info("shutdown_requested", signal=signal.Signals(sig).name)
+        self.should_exit.set()
+
+
+def make_results(settings: Settings) -> LatestResults:
+    """The latest-value store shared by the pipeline and the collector."""
+    return LatestResults(settings.model)

@@ -1,0 +1,224 @@
+"""One poll batch through the data flow: decode, segment, window, evaluate, decide.
+
+The pipeline owns the daemon's state (segment table, windows, reference, decisions)
+and is driven by the application loop, which polls the source, hands each batch
+here, then checkpoints and commits in the fixed order. Nothing here talks to Kafka.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+import structlog
+
+from detectors.base import FloatArray, IntArray
+from detectors.binning import Binner
+from detectors.feature_profiles import CategoricalProfile, FeatureProfile, NumericProfile
+from detectors.profile import ReferenceProfile, build_profile
+from detectors.sketch import Sketch
+from monitor.config import Settings
+from monitor.decision import DecisionBook, Transition
+from monitor.decode import DecodedBatch, Decoder
+from monitor.evaluate import Evaluator
+from monitor.results import LatestResults, WindowResults
+from monitor.segments import SegmentTable
+from monitor.sources.base import Record, TopicPartition
+from monitor.windows import Windows
+
+log = structlog.get_logger()
+PREDICTION = "prediction"
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did; ``next_offsets`` may be committed once the state is safe."""
+
+    records: int
+    accepted: int
+    rejected: list[tuple[Record, str, str]]
+    results: WindowResults | None
+    transitions: list[Transition]
+    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Warmup:
+    """Decoded events held until the warm-up reference can be built."""
+
+    batches: list[tuple[DecodedBatch, IntArray]] = field(default_factory=list)
+    rows: int = 0
+
+
+def discover_features(records: Sequence[Record], settings: Settings) -> tuple[list[str], list[str]]:
+    """Numeric and categorical feature names from the first decodable events."""
+    numeric: dict[str, None] = {}
+    categorical: dict[str, None] = dict.fromkeys(settings.schema_.categorical)
+    path = settings.schema_.features.split(".") if settings.schema_.features else []
+    for record in records[:200]:
+        try:
+            doc = orjson.loads(record.value)
+        except orjson.JSONDecodeError:
+            continue
+        for event in doc if isinstance(doc, list) else [doc]:
+            features = event
+            for part in path:
+                features = features.get(part) if isinstance(features, dict) else None
+            if not isinstance(features, dict):
+                continue
+            for name, value in features.items():
+                if name in categorical or name in numeric:
+                    continue
+                if isinstance(value, bool | str):
+                    categorical[name] = None
+                elif isinstance(value, int | float):
+                    numeric[name] = None
+    return sorted(numeric), sorted(categorical)
+
+
+class Pipeline:
+    """The daemon's state and the per-batch data flow."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reference: ReferenceProfile | None,
+        results: LatestResults,
+    ) -> None:
+        self.settings = settings
+        self.model = settings.model
+        self.results = results
+        self.segments = SegmentTable(settings.segments.max_segments)
+        self.decisions = DecisionBook(
+            settings.model, settings.detectors, settings.windows.min_samples
+        )
+        self.reference = reference
+        self.decoder: Decoder | None = None
+        self.binner: Binner | None = None
+        self.windows: Windows | None = None
+        self.evaluator: Evaluator | None = None
+        self.rejections_by_reason: dict[str, int] = {}
+        self.events_accepted = 0
+        self._warmup: _Warmup | None = None
+        self._profiles: list[FeatureProfile] = []
+        if reference is not None:
+            self._start_detection(reference)
+
+    @property
+    def ready(self) -> bool:
+        """True once a reference exists (a file, or a completed warm-up)."""
+        return self.evaluator is not None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The monitored columns, in tensor order."""
+        return tuple(p.name for p in self._profiles)
+
+    def _start_detection(self, reference: ReferenceProfile) -> None:
+        self.reference = reference
+        profiles = list(reference.features)
+        if reference.prediction is not None:
+            profiles.append(reference.prediction)
+        self._profiles = profiles
+        numeric = [p.name for p in reference.features if isinstance(p, NumericProfile)]
+        categorical = [p.name for p in reference.features if isinstance(p, CategoricalProfile)]
+        self.decoder = Decoder(self.settings.schema_, numeric, categorical)
+        self.binner = Binner(profiles)
+        self.windows = Windows(self.binner, self.settings.windows, len(self.segments))
+        self.evaluator = Evaluator(
+            self.model, self.binner, self.binner.reference_slots(), self.settings.detectors
+        )
+
+    def _matrix(self, batch: DecodedBatch) -> FloatArray:
+        """Columns in profile order: raw numbers, category codes, the prediction."""
+        assert self.decoder is not None
+        numeric_index = {name: i for i, name in enumerate(self.decoder.numeric_features)}
+        columns: list[FloatArray] = []
+        for profile in self._profiles:
+            if self.reference is not None and profile is self.reference.prediction:
+                if isinstance(profile, CategoricalProfile):
+                    columns.append(profile.codes(batch.prediction))
+                else:
+                    columns.append(batch.prediction)
+            elif isinstance(profile, CategoricalProfile):
+                columns.append(profile.codes(np.asarray(batch.categorical[profile.name], object)))
+            else:
+                columns.append(batch.numeric[:, numeric_index[profile.name]])
+        return np.column_stack(columns) if columns else np.zeros((len(batch), 0))
+
+    def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
+        """Run one poll batch through the data flow."""
+        next_offsets: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = (record.topic, record.partition)
+            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
+        if self.decoder is None:
+            numeric, categorical = discover_features(records, self.settings)
+            self.decoder = Decoder(self.settings.schema_, numeric, categorical)
+            self._warmup = _Warmup()
+        decoded = self.decoder.decode([r.value for r in records], now=now)
+        rejected = [(records[r.index], r.reason, r.detail) for r in decoded.rejections]
+        for _, reason, _ in rejected:
+            self.rejections_by_reason[reason] = self.rejections_by_reason.get(reason, 0) + 1
+        seg = self.segments.ids(decoded.segment_keys)
+        self.events_accepted += len(decoded)
+        results: WindowResults | None = None
+        transitions: list[Transition] = []
+        if not self.ready:
+            self._collect_warmup(decoded, seg)
+        elif len(decoded):
+            assert self.windows is not None and self.evaluator is not None
+            closed = self.windows.add(seg, self._matrix(decoded), decoded.ts)
+            if len(closed):
+                results = self.evaluator.evaluate(closed, tuple(self.segments.names))
+                self.results.record(results)
+                transitions = self.decisions.observe(results)
+        return BatchOutcome(
+            len(records), len(decoded), rejected, results, transitions, next_offsets
+        )
+
+    def _collect_warmup(self, decoded: DecodedBatch, seg: IntArray) -> None:
+        assert self._warmup is not None and self.decoder is not None
+        self._warmup.batches.append((decoded, seg))
+        self._warmup.rows += len(decoded)
+        needed = self.settings.reference.warmup_events or 0
+        if self._warmup.rows < needed:
+            return
+        held = self._warmup.batches
+        columns: dict[str, object] = {}
+        for j, name in enumerate(self.decoder.numeric_features):
+            columns[name] = np.concatenate([b.numeric[:, j] for b, _ in held])
+        for name in self.decoder.categorical_features:
+            columns[name] = np.concatenate(
+                [np.asarray(b.categorical[name], object) for b, _ in held]
+            )
+        columns[PREDICTION] = np.concatenate([b.prediction for b, _ in held])
+        started = time.perf_counter()
+        profile = build_profile(
+            columns,  # type: ignore[arg-type]
+            categorical=list(self.decoder.categorical_features),
+            prediction=PREDICTION,
+        )
+        self._start_detection(profile)
+        self._segment_references(held)
+        log.info(
+            "warmup_reference_built",
+            model=self.model,
+            events=self._warmup.rows,
+            version=profile.version,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        self._warmup = None
+
+    def _segment_references(self, held: list[tuple[DecodedBatch, IntArray]]) -> None:
+        """Freeze each segment's warm-up counts as its own reference (when it has enough)."""
+        assert self.binner is not None and self.evaluator is not None
+        sketch = Sketch(self.binner, max(1, len(self.segments)))
+        for batch, seg in held:
+            sketch.update(seg, self._matrix(batch))
+        data = sketch.state_dict()["counts"]
+        for s in np.flatnonzero(sketch.rows >= self.settings.windows.min_samples).tolist():
+            self.evaluator.set_segment_reference(int(s), data[s])

@@ -1,0 +1,832 @@
+"""The Kafka source: a consumer-group member with manual commits, lag snapshots and a DLQ.
+
+One ``KafkaSource`` owns one kafka-python ``KafkaConsumer`` (subscribed to
+``kafka.topics`` in group ``kafka.group_id``, auto-commit off) and, once something
+is refused, one ``KafkaProducer`` for the dead-letter topic.
+
+Offsets. ``commit`` writes exactly the next offsets it is given, synchronously,
+and raises ``OffsetCommitError`` when they were not stored. Nothing is ever
+committed implicitly: not by a timer, not on rebalance, not on ``close``.
+
+Rebalances and threads. kafka-python 3.x runs its network on its own IO thread,
+and rebalance listeners are called on that thread; a blocking consumer call made
+there (``commit``, ``position``...) fails, and a slow listener stalls heartbeats.
+So ``on_revoke`` and ``on_assign`` run on a short-lived helper thread while the
+IO loop keeps heartbeating, and the thread that called ``poll`` stays blocked
+inside ``poll`` until they return. The callbacks therefore never run
+concurrently with the pipeline, and they may call ``commit``, ``seek`` and
+``assignment`` (never ``poll``):
+
+* ``on_revoke(partitions)`` runs before the partitions are given up, while this
+  member still owns them: checkpoint, then ``commit``. It also runs when the
+  membership was already lost (session expired); then commits fail with
+  ``OffsetCommitError(retriable=False)`` and the state should just be dropped.
+* ``on_assign(partitions)`` runs before anything is fetched from them:
+  restore their checkpoint and ``seek`` to its offsets.
+* ``close`` calls neither: the daemon checkpoints and commits before closing.
+
+An exception raised by a callback is raised again from ``poll`` as
+``RebalanceCallbackError``; no records are lost by that.
+
+Health. A broker outage does not make kafka-python's ``poll`` raise: it returns
+nothing, forever. So an empty poll counts as successful only if the broker
+answered in the last ``PROBE_INTERVAL_S`` seconds; otherwise a bounded
+ListOffsets request probes it. A failed probe, or an error raised by the client,
+counts in ``consecutive_poll_failures`` and backs the next attempt off
+exponentially (0.5 s doubling to 30 s, well below ``max.poll.interval.ms``).
+Such errors are logged and never raised; ``last_successful_poll`` (monotonic
+seconds) and ``last_poll_error`` expose the state for health reporting.
+
+Lag. After each poll the lag of every owned partition is refreshed from what the
+client already knows (high watermark of the last fetch response minus the
+position), with no request of its own. Partitions without a fetch response yet
+fall back to a ListOffsets request at most every ``END_OFFSETS_INTERVAL_S``.
+``lag()`` returns that snapshot and may be called from any thread.
+
+Dead letters. ``dead_letter`` writes each refused record's original bytes to
+``kafka.dead_letter_topic`` with ``driftd-error``, ``driftd-error-detail``,
+``driftd-original-topic``, ``driftd-original-partition``,
+``driftd-original-offset`` (and ``driftd-original-timestamp``) headers, keyed by
+``<topic>/<partition>`` so that one source partition stays in order, and waits
+for every acknowledgement (acks=all) before returning. A record too large for
+the dead-letter topic is written without its value and with a
+``driftd-value-dropped`` header holding its size, so that one oversized poison
+message cannot block the partition forever. If anything is not acknowledged,
+``DeadLetterError`` is raised and the caller must not commit past those records.
+
+Secrets. The SASL password goes to the client and nowhere else: it is never
+logged and never part of an exception message raised here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from typing import Any, Literal
+
+import structlog
+
+from monitor.config import KafkaConfig
+from monitor.errors import (
+    ConfigError,
+    DeadLetterError,
+    OffsetCommitError,
+    PartitionNotAssignedError,
+    RebalanceCallbackError,
+    SourceError,
+)
+from monitor.sources.base import PartitionsCallback, Record, TopicPartition
+
+# kafka-python 3.0 reads its protocol schemas at import time through an
+# importlib.resources API that warns DeprecationWarning on Python 3.11+.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
+    )
+    import kafka.errors as kafka_errors
+    from kafka import (
+        AsyncConsumerRebalanceListener,
+        KafkaConsumer,
+        KafkaProducer,
+        OffsetAndMetadata,
+    )
+    from kafka import TopicPartition as KafkaTopicPartition
+    from kafka.net.compat import KafkaNetClient
+
+__all__ = [
+    "BACKOFF_INITIAL_S",
+    "BACKOFF_MAX_S",
+    "DETAIL_MAX_BYTES",
+    "END_OFFSETS_INTERVAL_S",
+    "PROBE_INTERVAL_S",
+    "KafkaSource",
+]
+
+log = structlog.get_logger()
+
+PROBE_INTERVAL_S = 5.0
+"""An empty poll proves nothing; the broker is probed when it has not answered for this long."""
+
+PROBE_TIMEOUT_S = 2.0
+"""How long a liveness probe (or a lag fallback) may block the polling thread."""
+
+END_OFFSETS_INTERVAL_S = 5.0
+"""The least time between two ListOffsets requests for partitions without a high watermark."""
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+
+DETAIL_MAX_BYTES = 1024
+"""The ``driftd-error-detail`` header is cut to this many UTF-8 bytes."""
+
+_DLQ_HEADROOM_BYTES = 64 * 1024
+_ONE_MIB = 1024 * 1024
+_CALLBACK_POLL_S = 0.005
+
+
+class _ClientFactory:
+    """Builds kafka-python's network client and remembers it.
+
+    A ``KafkaConsumer`` / ``KafkaProducer`` constructor that fails (broker down,
+    bootstrap timeout) has already started the client's IO thread and never
+    stops it; kafka-python 3.0.12 leaks one thread per failed attempt. Keeping
+    the client lets the source close it.
+    """
+
+    def __init__(self) -> None:
+        self.clients: list[Any] = []
+
+    def __call__(self, **configs: Any) -> Any:
+        client = KafkaNetClient(**configs)
+        self.clients.append(client)
+        return client
+
+    def close_all(self) -> None:
+        """Close every client built so far (after a failed constructor)."""
+        for client in self.clients:
+            with suppress(Exception):
+                client.close()
+        self.clients.clear()
+
+
+class _RebalanceBridge(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards kafka-python's rebalance notifications to the source, off the IO loop."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Partitions are about to be given up (this member still owns them)."""
+        await self._source._rebalanced("on_revoke", revoked, lost=False)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        """Partitions were assigned; nothing has been fetched from them yet."""
+        await self._source._rebalanced("on_assign", assigned, lost=False)
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        """The membership expired: the partitions are gone, commits for them will fail."""
+        await self._source._rebalanced("on_revoke", lost, lost=True)
+
+
+def _client_settings(kafka: KafkaConfig, connect_timeout_s: float) -> dict[str, Any]:
+    """Settings shared by the consumer and the producer (includes the secret: never log)."""
+    settings: dict[str, Any] = {
+        "bootstrap_servers": list(kafka.bootstrap_servers),
+        "client_id": kafka.client_id,
+        "security_protocol": kafka.security_protocol,
+        "bootstrap_timeout_ms": max(1, int(connect_timeout_s * 1000)),
+        "ssl_check_hostname": kafka.ssl_check_hostname,
+    }
+    if kafka.sasl_mechanism is not None:
+        settings["sasl_mechanism"] = kafka.sasl_mechanism
+        settings["sasl_plain_username"] = kafka.sasl_plain_username
+        if kafka.sasl_plain_password is not None:
+            settings["sasl_plain_password"] = kafka.sasl_plain_password.get_secret_value()
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(kafka, key)
+        if path is not None:
+            settings[key] = str(path)
+    return settings
+
+
+def _check_files(kafka: KafkaConfig) -> None:
+    """Fail fast, naming the key, when a configured TLS file does not exist."""
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(kafka, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"kafka.{key}", f"file not found: {path}")
+
+
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_topics(kafka: KafkaConfig) -> None:
+    """Fail fast, naming the key, on a topic name Kafka would refuse."""
+    named = [(f"kafka.topics.{i}", topic) for i, topic in enumerate(kafka.topics)]
+    if kafka.dead_letter_topic is not None:
+        named.append(("kafka.dead_letter_topic", kafka.dead_letter_topic))
+    for key, topic in named:
+        if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
+            raise ConfigError(
+                key, f"{topic!r} is not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)"
+            )
+
+
+def _any_bootstrap_reachable(servers: Sequence[str], timeout_s: float) -> bool:
+    """Whether some bootstrap server accepts a TCP connection (a cheap pre-check)."""
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host:
+            host, port = server, "9092"
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _build_client(cls: Any, settings: dict[str, Any]) -> Any:
+    """Construct a KafkaConsumer or KafkaProducer without leaking threads or sockets.
+
+    kafka-python 3.0.12 leaks, per failed constructor, the IO thread it started
+    and every socket whose connect was refused. A TCP pre-check skips the
+    attempt while no bootstrap server listens (the usual outage), and the
+    client of a constructor that fails anyway is closed here.
+    """
+    servers: list[str] = settings["bootstrap_servers"]
+    if not _any_bootstrap_reachable(servers, PROBE_TIMEOUT_S):
+        raise ConnectionError("no bootstrap server accepts connections: " + ", ".join(servers))
+    factory = _ClientFactory()
+    try:
+        return cls(**settings, kafka_client=factory)
+    except BaseException:
+        factory.close_all()
+        raise
+
+
+def _truncate_utf8(text: str, limit: int) -> bytes:
+    """``text`` as UTF-8, cut to ``limit`` bytes without splitting a character."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return raw
+    return raw[:limit].decode("utf-8", "ignore").encode("utf-8")
+
+
+def _names(partitions: Sequence[TopicPartition]) -> list[str]:
+    return [f"{topic}[{partition}]" for topic, partition in partitions]
+
+
+class KafkaSource:
+    """A Kafka consumer-group member implementing the ``Source`` protocol (see module doc)."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+        *,
+        commit_timeout_s: float = 10.0,
+        dead_letter_timeout_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
+        max_poll_interval_s: float = 300.0,
+    ) -> None:
+        _check_files(kafka)
+        _check_topics(kafka)
+        self._cfg = kafka
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._commit_timeout_ms = max(1, int(commit_timeout_s * 1000))
+        self._dead_letter_timeout_s = dead_letter_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._max_poll_interval_ms = max(1, int(max_poll_interval_s * 1000))
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._io_sleep: Callable[[float], Any] | None = None
+        self._closed = False
+        self._closing = False
+        self._callback_error: RebalanceCallbackError | None = None
+        self._lag: dict[TopicPartition, int] = {}
+        self._end_offsets: dict[TopicPartition, int] = {}
+        self._end_offsets_at = -math.inf
+        self._confirmed_at = -math.inf
+        self._retry_at = -math.inf
+        self._failing_since: float | None = None
+
+        self.consecutive_poll_failures = 0
+        """Polls in a row that failed (client error or unanswered probe); 0 when healthy."""
+        self.last_successful_poll: float | None = None
+        """``time.monotonic()`` of the last poll that returned records or had the broker answer."""
+        self.last_poll_error: str | None = None
+        """The last poll failure, as ``ErrorType: message`` (kept after recovery)."""
+        self.dead_letter_counts: Counter[str] = Counter()
+        """Records handed to ``dead_letter``, by reason."""
+        self.dead_letter_written = 0
+        """Records acknowledged by the dead-letter topic."""
+        self.dead_letter_discarded = 0
+        """Records only counted because no dead-letter topic is configured."""
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        """Up to ``kafka.max_poll_records`` records, by partition then offset; [] if none in time.
+
+        Broker errors are logged, counted and retried with backoff, never raised.
+        Raises ``RebalanceCallbackError`` when ``on_assign`` / ``on_revoke`` raised,
+        and ``SourceError`` when the client settings are refused or after ``close``.
+        """
+        if self._closed:
+            raise SourceError("kafka", "poll() after close()")
+        timeout_s = max(0.0, timeout_s)
+        now = time.monotonic()
+        if now < self._retry_at:
+            time.sleep(min(self._retry_at - now, timeout_s))
+            return []
+        try:
+            consumer = self._ensure_consumer()
+            batches = consumer.poll(
+                timeout_ms=int(timeout_s * 1000), max_records=self._cfg.max_poll_records
+            )
+        except kafka_errors.KafkaConfigurationError as exc:
+            raise SourceError("kafka", f"client settings refused: {exc}") from exc
+        except (kafka_errors.KafkaError, OSError) as exc:
+            error = self._callback_error
+            if error is not None:
+                self._callback_error = None
+                raise error from exc
+            self._poll_failed(exc)
+            return []
+        records = self._flatten(batches)
+        self._refresh_lag(consumer)
+        if records:
+            self._poll_succeeded()
+        else:
+            self._confirm_idle(consumer)
+        return records
+
+    @staticmethod
+    def _flatten(batches: Mapping[Any, Sequence[Any]]) -> list[Record]:
+        records: list[Record] = []
+        append = records.append
+        for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
+            topic, partition = tp.topic, tp.partition
+            for rec in batches[tp]:
+                value = rec.value
+                timestamp = rec.timestamp
+                append(
+                    Record(
+                        b"" if value is None else value,
+                        topic,
+                        partition,
+                        rec.offset,
+                        timestamp if timestamp is not None and timestamp >= 0 else None,
+                    )
+                )
+        return records
+
+    def _ensure_consumer(self) -> Any:
+        """The consumer, built and subscribed on first use (raises while the broker is away)."""
+        if self._consumer is not None:
+            return self._consumer
+        cfg = self._cfg
+        settings = _client_settings(cfg, self._connect_timeout_s)
+        settings.update(
+            group_id=cfg.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=cfg.auto_offset_reset,
+            max_poll_records=cfg.max_poll_records,
+            fetch_max_bytes=cfg.fetch_max_bytes,
+            max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
+            # A fetch response frame can hold fetch_max_bytes plus one partition's
+            # first batch; kafka-python raises a lower limit to that on its own.
+            receive_message_max_bytes=max(
+                cfg.receive_message_max_bytes,
+                cfg.fetch_max_bytes + cfg.max_partition_fetch_bytes,
+            ),
+            isolation_level="read_committed",
+            max_poll_interval_ms=self._max_poll_interval_ms,
+        )
+        consumer = _build_client(KafkaConsumer, settings)
+        consumer.subscribe(topics=list(cfg.topics), listener=_RebalanceBridge(self))
+        net = getattr(consumer, "_net", None)
+        self._io_sleep = getattr(net, "sleep", None)
+        self._consumer = consumer
+        log.info(
+            "kafka_consumer_started",
+            bootstrap_servers=list(cfg.bootstrap_servers),
+            topics=list(cfg.topics),
+            group_id=cfg.group_id,
+            security_protocol=cfg.security_protocol,
+            sasl_mechanism=cfg.sasl_mechanism,
+        )
+        return consumer
+
+    def _poll_failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self.consecutive_poll_failures += 1
+        self.last_poll_error = f"{type(exc).__name__}: {exc}"
+        if self._failing_since is None:
+            self._failing_since = now
+        delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (self.consecutive_poll_failures - 1))
+        self._retry_at = now + delay
+        log.warning(
+            "kafka_poll_failed",
+            error=self.last_poll_error,
+            retriable=isinstance(exc, kafka_errors.RetriableError | OSError),
+            failures=self.consecutive_poll_failures,
+            retry_in_s=round(delay, 3),
+        )
+
+    def _poll_succeeded(self, *, confirmed: bool = True) -> None:
+        """Record a good poll; ``confirmed`` when the broker itself answered just now."""
+        now = time.monotonic()
+        if self.consecutive_poll_failures:
+            since = self._failing_since if self._failing_since is not None else now
+            log.info(
+                "kafka_poll_recovered",
+                failures=self.consecutive_poll_failures,
+                down_s=round(now - since, 3),
+            )
+        self.consecutive_poll_failures = 0
+        self._failing_since = None
+        self._retry_at = -math.inf
+        if confirmed:
+            self._confirmed_at = now
+        self.last_successful_poll = now
+
+    def _confirm_idle(self, consumer: Any) -> None:
+        """After an empty poll: success if the broker answered lately, else probe it."""
+        if time.monotonic() - self._confirmed_at < PROBE_INTERVAL_S:
+            self._poll_succeeded(confirmed=False)
+            return
+        owned = list(consumer.assignment())
+        probe = owned or [KafkaTopicPartition(topic, 0) for topic in self._cfg.topics]
+        try:
+            ends = consumer.end_offsets(probe, timeout_ms=int(PROBE_TIMEOUT_S * 1000))
+        except (kafka_errors.KafkaError, OSError) as exc:
+            self._poll_failed(exc)
+            return
+        if owned:
+            self._remember_end_offsets(ends)
+        self._poll_succeeded()
+
+    # ------------------------------------------------------------------- lag
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Latest lag per owned partition (high watermark minus position), from the last poll."""
+        return dict(self._lag)
+
+    def _remember_end_offsets(self, ends: Mapping[Any, Any]) -> None:
+        self._end_offsets_at = self._confirmed_at = time.monotonic()
+        for tp, end in ends.items():
+            if end is not None:
+                self._end_offsets[(tp.topic, tp.partition)] = int(end)
+
+    def _refresh_lag(self, consumer: Any) -> None:
+        """Recompute the lag snapshot from the client's state; no request in the usual case."""
+        try:
+            owned = list(consumer.assignment())
+            missing = [tp for tp in owned if consumer.highwater(tp) is None]
+            stale = time.monotonic() - self._end_offsets_at >= END_OFFSETS_INTERVAL_S
+            if missing and stale:
+                self._end_offsets_at = time.monotonic()
+                ends = consumer.end_offsets(missing, timeout_ms=int(PROBE_TIMEOUT_S * 1000))
+                self._remember_end_offsets(ends)
+            lag: dict[TopicPartition, int] = {}
+            for tp in owned:
+                key = (tp.topic, tp.partition)
+                end = consumer.highwater(tp)
+                if end is None:
+                    end = self._end_offsets.get(key)
+                if end is None:
+                    continue
+                position = consumer.position(tp, timeout_ms=0)
+                if position is not None:
+                    lag[key] = max(0, int(end) - int(position))
+        except (kafka_errors.KafkaError, OSError) as exc:
+            log.debug("kafka_lag_refresh_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._lag = lag
+
+    # ---------------------------------------------------------------- commit
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit exactly these next offsets, synchronously.
+
+        Raises ``OffsetCommitError`` (nothing committed) on a rebalance, a lost
+        membership or an unreachable coordinator.
+        """
+        if not offsets:
+            return
+        wanted = {(str(t), int(p)): int(o) for (t, p), o in offsets.items()}
+        negative = [tp for tp, offset in wanted.items() if offset < 0]
+        if negative:
+            raise ValueError(f"negative offsets for {_names(sorted(negative))}")
+        consumer = self._consumer
+        if consumer is None or self._closed:
+            raise OffsetCommitError(wanted, "the consumer is not running", retriable=True)
+        payload = {
+            KafkaTopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in wanted.items()
+        }
+        try:
+            consumer.commit(payload, timeout_ms=self._commit_timeout_ms)
+        except kafka_errors.KafkaError as exc:
+            retriable = isinstance(
+                exc,
+                kafka_errors.RebalanceInProgressError
+                | kafka_errors.KafkaTimeoutError
+                | kafka_errors.RetriableError,
+            ) and not isinstance(exc, kafka_errors.CommitFailedError)
+            reason = f"{type(exc).__name__}: {exc}"
+            for (topic, partition), offset in sorted(wanted.items()):
+                log.warning(
+                    "commit_failed",
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    error=reason,
+                    retriable=retriable,
+                )
+            raise OffsetCommitError(wanted, reason, retriable=retriable) from exc
+        for (topic, partition), offset in sorted(wanted.items()):
+            log.debug("committed", topic=topic, partition=partition, offset=offset)
+
+    # ----------------------------------------------------------- dead letter
+
+    def dead_letter(self, records: Sequence[tuple[Record, str, str]]) -> None:
+        """Write refused records (original bytes, reason, origin headers) and wait for acks.
+
+        Raises ``DeadLetterError`` when any record was not acknowledged.
+        """
+        if not records:
+            return
+        reasons = Counter(reason for _, reason, _ in records)
+        self.dead_letter_counts.update(reasons)
+        topic = self._cfg.dead_letter_topic
+        if topic is None:
+            self.dead_letter_discarded += len(records)
+            log.warning("dead_letter_discarded", count=len(records), reasons=dict(reasons))
+            return
+        try:
+            producer = self._ensure_producer()
+        except (kafka_errors.KafkaError, OSError) as exc:
+            log.error("dead_letter_failed", topic=topic, count=len(records), error=str(exc))
+            raise DeadLetterError(topic, len(records), f"no producer: {exc}") from exc
+
+        pending: list[tuple[Record, str, list[tuple[str, bytes]], Any]] = []
+        failed: list[tuple[Record, str]] = []
+        for index, (record, reason, detail) in enumerate(records):
+            headers = self._headers(record, reason, detail)
+            future = self._send(producer, topic, record, headers, failed)
+            if future is not None:
+                pending.append((record, reason, headers, future))
+            elif failed and failed[-1][1].startswith("KafkaTimeoutError"):
+                # No metadata for the topic within max_block_ms: every further
+                # send would block as long again, so give up on the rest now.
+                failed.extend((rest, failed[-1][1]) for rest, _, _ in records[index + 1 :])
+                break
+        try:
+            producer.flush(timeout=self._dead_letter_timeout_s)
+        except kafka_errors.KafkaError as exc:
+            log.error("dead_letter_flush_failed", topic=topic, error=str(exc))
+        retried: list[tuple[Record, str, Any]] = []
+        for record, reason, headers, future in pending:
+            error = self._outcome(future)
+            if isinstance(error, kafka_errors.MessageSizeTooLargeError):
+                resent = self._send_without_value(producer, topic, record, headers, failed)
+                if resent is not None:
+                    retried.append((record, reason, resent))
+            elif error is not None:
+                failed.append((record, f"{type(error).__name__}: {error}"))
+            else:
+                self.dead_letter_written += 1
+                self._log_one(record, reason)
+        if retried:
+            with suppress(kafka_errors.KafkaError):
+                producer.flush(timeout=self._dead_letter_timeout_s)
+            for record, reason, future in retried:
+                error = self._outcome(future)
+                if error is None:
+                    self.dead_letter_written += 1
+                    self._log_one(record, reason)
+                else:
+                    failed.append((record, f"{type(error).__name__}: {error}"))
+        if failed:
+            first = failed[0][1]
+            log.error("dead_letter_failed", topic=topic, count=len(failed), error=first)
+            self._discard_producer()
+            raise DeadLetterError(topic, len(failed), first)
+        log.warning("dead_lettered", topic=topic, count=len(records), reasons=dict(reasons))
+
+    @staticmethod
+    def _headers(record: Record, reason: str, detail: str) -> list[tuple[str, bytes]]:
+        headers = [
+            ("driftd-error", reason.encode("utf-8", "replace")),
+            ("driftd-error-detail", _truncate_utf8(detail, DETAIL_MAX_BYTES)),
+            ("driftd-original-topic", record.topic.encode("utf-8")),
+            ("driftd-original-partition", str(record.partition).encode("ascii")),
+            ("driftd-original-offset", str(record.offset).encode("ascii")),
+        ]
+        if record.timestamp_ms is not None:
+            headers.append(("driftd-original-timestamp", str(record.timestamp_ms).encode("ascii")))
+        return headers
+
+    @staticmethod
+    def _key(record: Record) -> bytes:
+        return f"{record.topic}/{record.partition}".encode()
+
+    def _send(
+        self,
+        producer: Any,
+        topic: str,
+        record: Record,
+        headers: list[tuple[str, bytes]],
+        failed: list[tuple[Record, str]],
+    ) -> Any:
+        try:
+            return producer.send(topic, value=record.value, key=self._key(record), headers=headers)
+        except kafka_errors.MessageSizeTooLargeError:
+            return self._send_without_value(producer, topic, record, headers, failed)
+        except kafka_errors.KafkaError as exc:
+            failed.append((record, f"{type(exc).__name__}: {exc}"))
+            return None
+
+    def _send_without_value(
+        self,
+        producer: Any,
+        topic: str,
+        record: Record,
+        headers: list[tuple[str, bytes]],
+        failed: list[tuple[Record, str]],
+    ) -> Any:
+        log.warning(
+            "dead_letter_value_dropped",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            size=len(record.value),
+        )
+        dropped = [*headers, ("driftd-value-dropped", str(len(record.value)).encode("ascii"))]
+        try:
+            return producer.send(topic, value=None, key=self._key(record), headers=dropped)
+        except kafka_errors.KafkaError as exc:
+            failed.append((record, f"{type(exc).__name__}: {exc}"))
+            return None
+
+    @staticmethod
+    def _outcome(future: Any) -> BaseException | None:
+        """The error of a send future, or None once acknowledged (timeout if still pending)."""
+        if not future.is_done:
+            timeout: BaseException = kafka_errors.KafkaTimeoutError("not acknowledged in time")
+            return timeout
+        exc: BaseException | None = future.exception
+        return exc
+
+    @staticmethod
+    def _log_one(record: Record, reason: str) -> None:
+        log.debug(
+            "dead_letter_written",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )
+
+    def _discard_producer(self) -> None:
+        """Drop the producer after a failure; the next dead_letter builds a fresh one."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:
+                log.debug("dead_letter_producer_close_failed", error=str(exc))
+
+    def _ensure_producer(self) -> Any:
+        if self._producer is not None:
+            return self._producer
+        if self._closed:
+            raise SourceError("kafka", "dead_letter() after close()")
+        cfg = self._cfg
+        settings = _client_settings(cfg, self._connect_timeout_s)
+        request_timeout_ms = max(1000, int(self._dead_letter_timeout_s * 500))
+        settings.update(
+            acks="all",
+            linger_ms=5,
+            # Not idempotent: with idempotence one refused batch (a record too
+            # large for the topic) is fatal to the whole producer, and a
+            # duplicate dead letter is harmless. One request in flight keeps
+            # retried records in order.
+            enable_idempotence=False,
+            max_in_flight_requests_per_connection=1,
+            max_block_ms=int(self._connect_timeout_s * 1000),
+            request_timeout_ms=request_timeout_ms,
+            delivery_timeout_ms=max(
+                request_timeout_ms + 5, int(self._dead_letter_timeout_s * 1000)
+            ),
+            max_request_size=max(_ONE_MIB, cfg.max_partition_fetch_bytes) + _DLQ_HEADROOM_BYTES,
+        )
+        producer = _build_client(KafkaProducer, settings)
+        self._producer = producer
+        log.info("dead_letter_producer_started", topic=cfg.dead_letter_topic)
+        return producer
+
+    # ------------------------------------------------------- seek, rebalance
+
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Position owned partitions at these next offsets (call it from ``on_assign``).
+
+        Raises ``PartitionNotAssignedError`` (and seeks nothing) if any is not owned.
+        """
+        wanted = {(str(t), int(p)): int(o) for (t, p), o in offsets.items()}
+        negative = [tp for tp, offset in wanted.items() if offset < 0]
+        if negative:
+            raise ValueError(f"negative offsets for {_names(sorted(negative))}")
+        owned = set(self.assignment())
+        missing = sorted(tp for tp in wanted if tp not in owned)
+        if missing:
+            raise PartitionNotAssignedError(missing)
+        for (topic, partition), offset in sorted(wanted.items()):
+            self._consumer.seek(KafkaTopicPartition(topic, partition), offset)
+            log.info("seeked", topic=topic, partition=partition, offset=offset)
+
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this member owns now, sorted; [] before the group is joined."""
+        consumer = self._consumer
+        if consumer is None or self._closed:
+            return []
+        return sorted((tp.topic, tp.partition) for tp in consumer.assignment())
+
+    async def _rebalanced(
+        self, which: Literal["on_assign", "on_revoke"], tps: Any, *, lost: bool
+    ) -> None:
+        """Run on kafka-python's IO loop: log, then run the callback on a helper thread."""
+        partitions: list[TopicPartition] = sorted((tp.topic, tp.partition) for tp in tps)
+        if not partitions:
+            return
+        if which == "on_assign":
+            log.info("partitions_assigned", partitions=_names(partitions))
+        elif lost:
+            log.warning("partitions_lost", partitions=_names(partitions))
+        else:
+            log.info("partitions_revoked", partitions=_names(partitions))
+        if which == "on_revoke":
+            gone = set(partitions)
+            self._lag = {tp: n for tp, n in self._lag.items() if tp not in gone}
+            for tp in gone:
+                self._end_offsets.pop(tp, None)
+        callback = self._on_assign if which == "on_assign" else self._on_revoke
+        if callback is None or self._closing:
+            return
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                callback(list(partitions))
+            except BaseException as exc:
+                errors.append(exc)
+            finally:
+                done.set()
+
+        sleep = self._io_sleep
+        if sleep is None:
+            run()
+        else:
+            threading.Thread(target=run, name=f"driftd-{which}", daemon=True).start()
+            while not done.is_set():
+                await sleep(_CALLBACK_POLL_S)
+        if errors:
+            exc = errors[0]
+            log.error(
+                "rebalance_callback_failed",
+                callback=which,
+                partitions=_names(partitions),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            error = RebalanceCallbackError(which, partitions, f"{type(exc).__name__}: {exc}")
+            self._callback_error = error
+            raise error from exc
+
+    # ----------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Leave the group and close the clients; commits nothing and calls no callback."""
+        if self._closed:
+            return
+        self._closing = True
+        self._closed = True
+        producer, self._producer = self._producer, None
+        consumer, self._consumer = self._consumer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=self._dead_letter_timeout_s)
+            except Exception as exc:
+                log.warning("dead_letter_producer_close_failed", error=str(exc))
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=self._commit_timeout_ms)
+            except Exception as exc:
+                log.warning("kafka_consumer_close_failed", error=str(exc))
+        self._lag = {}
+        log.info("kafka_source_closed")
+
+    def __enter__(self) -> KafkaSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def exhausted(self) -> bool:
+        """Never: a topic has no end."""
+        return False

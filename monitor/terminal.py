@@ -1,0 +1,47 @@
+"""A plain-text live view for ``driftd demo``: per-segment drift as windows close."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import TextIO
+
+from monitor.pipeline import BatchOutcome
+
+
+class TerminalView:
+    """Prints one line per closed window and one per alert transition."""
+
+    def __init__(self, out: TextIO | None = None, columns: int = 3) -> None:
+        self.out = out or sys.stdout
+        self.columns = columns
+        self.events = 0
+
+    def __call__(self, outcome: BatchOutcome) -> None:
+        """Called by the daemon after every batch."""
+        self.events += outcome.accepted
+        results = outcome.results
+        if results is not None:
+            for row, segment in enumerate(results.segments):
+                worst: list[tuple[float, str, str]] = []
+                for method, scores in results.scores.items():
+                    for j, column in enumerate(results.columns):
+                        value = float(scores[row, j])
+                        if not math.isnan(value):
+                            worst.append((value, method, column))
+                worst.sort(reverse=True)
+                shown = "  ".join(f"{m}:{c}={v:.3f}" for v, m, c in worst[: self.columns])
+                print(
+                    f"{self.events:>9} events  window {segment:<14} "
+                    f"rows={int(results.rows[row]):>6}  {shown}",
+                    file=self.out,
+                    flush=True,
+                )
+        for t in outcome.transitions:
+            marker = "FIRING  " if t.current == "firing" else "RESOLVED"
+            print(
+                f"{self.events:>9} events  {marker} {t.dedup_key}  "
+                f"score={t.score:.3f} threshold={t.threshold:.3f}",
+                file=self.out,
+                flush=True,
+            )
