@@ -175,9 +175,7 @@ def main() -> None:
                 "higher",
                 baseline=n / ceiling_s,
             ),
-            Measurement(
-                "e2e_throughput", f"rss_after_{n}_events", rss_mib, "MiB", 1024.0, "lower"
-            ),
+            Measurement("e2e_throughput", f"rss_after_{n}_events", rss_mib, "MiB", 1024.0, "lower"),
         ]
     )
 

@@ -106,6 +106,8 @@ class Daemon:
         self.started = False
         self.stats = LoopStats()
         self._last_poll = time.monotonic()
+        self._reference_version = ""
+        self._publish_reference()
 
     # ------------------------------------------------------------ health
 
@@ -161,11 +163,16 @@ class Daemon:
     def handle(self, records: Sequence[Record]) -> BatchOutcome:
         """One batch in the fixed order: state, dead letters, checkpoint, commit."""
         started = time.perf_counter()
+        overflow_before = self.pipeline.segments.overflow
         outcome = self.pipeline.process(records)
         self.metrics.observe_batch(outcome, time.perf_counter() - started)
+        self.metrics.overflowed(self.pipeline.segments.overflow - overflow_before)
+        self._publish_reference()
         try:
             if outcome.rejected:
                 self.source.dead_letter(outcome.rejected)
+                for _, reason, _ in outcome.rejected:
+                    self.metrics.dead_lettered(reason)
         except DeadLetterError as exc:
             # Committing now would lose the refused messages: leave the offsets alone so
             # they are read (and dead-lettered) again.
@@ -177,6 +184,12 @@ class Daemon:
         if self.on_batch is not None:
             self.on_batch(outcome)
         return outcome
+
+    def _publish_reference(self) -> None:
+        reference = self.pipeline.reference
+        if reference is not None and reference.version != self._reference_version:
+            self._reference_version = reference.version
+            self.metrics.set_reference(reference.version)
 
     def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
         if self.checkpointer.save(self.pipeline, outcome.next_offsets):
