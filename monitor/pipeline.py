@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import orjson
@@ -104,6 +105,7 @@ class Pipeline:
         self.events_accepted = 0
         self._warmup: _Warmup | None = None
         self._profiles: list[FeatureProfile] = []
+        self._lookups: dict[str, dict[str | None, float]] = {}
         if reference is not None:
             self._start_detection(reference)
 
@@ -144,17 +146,26 @@ class Pipeline:
                 else:
                     columns.append(batch.prediction)
             elif isinstance(profile, CategoricalProfile):
-                columns.append(profile.codes(np.asarray(batch.categorical[profile.name], object)))
+                columns.append(self._codes(profile, batch.categorical[profile.name]))
             else:
                 columns.append(batch.numeric[:, numeric_index[profile.name]])
         return np.column_stack(columns) if columns else np.zeros((len(batch), 0))
 
+    def _codes(self, profile: CategoricalProfile, values: list[str | None]) -> FloatArray:
+        """Category codes by dictionary lookup: the decoder already gives strings or None."""
+        lookup = self._lookups.get(profile.name)
+        if lookup is None:
+            lookup = {str(c): float(i) for i, c in enumerate(profile.categories)}
+            lookup[None] = np.nan
+            self._lookups[profile.name] = lookup
+        other = float(profile.other_code)
+        return np.fromiter(map(lookup.get, values, repeat(other)), np.float64, len(values))
+
     def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
         """Run one poll batch through the data flow."""
-        next_offsets: dict[TopicPartition, int] = {}
-        for record in records:
-            tp = (record.topic, record.partition)
-            next_offsets[tp] = max(next_offsets.get(tp, 0), record.offset + 1)
+        # Offsets ascend within a partition, so the last record of each one wins.
+        last = {(r.topic, r.partition): r.offset for r in records}
+        next_offsets = {tp: offset + 1 for tp, offset in last.items()}
         if self.decoder is None:
             numeric, categorical = discover_features(records, self.settings)
             self.decoder = Decoder(self.settings.schema_, numeric, categorical)
