@@ -11,6 +11,7 @@ then commit those offsets. A failed checkpoint means no commit.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -108,6 +109,8 @@ class Daemon:
         self._last_poll = time.monotonic()
         self._reference_version = ""
         self._publish_reference()
+        self._pending: dict[TopicPartition, int] = {}
+        self._committed_at = -math.inf
 
     # ------------------------------------------------------------ health
 
@@ -192,17 +195,43 @@ class Daemon:
             self.metrics.set_reference(reference.version)
 
     def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
-        if self.checkpointer.save(self.pipeline, outcome.next_offsets):
-            try:
-                self.source.commit(outcome.next_offsets)
-                self.metrics.commit("ok")
-                self.stats.commits += 1
-            except DriftdError as exc:
-                self.metrics.commit("failed")
-                log.warning("commit_failed", error=str(exc))
-        else:
+        if not self.checkpointer.save(self.pipeline, outcome.next_offsets):
             self.metrics.commit("skipped")
             log.error("checkpoint_failed_commit_skipped")
+            return
+        self._pending.update(outcome.next_offsets)
+        interval = self.settings.kafka.commit_interval_ms / 1000.0
+        if time.monotonic() - self._committed_at >= interval:
+            self.commit_pending()
+
+    def commit_pending(self, partitions: Sequence[TopicPartition] | None = None) -> None:
+        """Commit the offsets whose state is already safe (all, or those of ``partitions``).
+
+        Commits are batched by ``kafka.commit_interval_ms``: the state is updated first
+        either way, so a later commit only widens what a crash would re-read.
+        """
+        chosen = (
+            dict(self._pending)
+            if partitions is None
+            else {tp: o for tp, o in self._pending.items() if tp in set(partitions)}
+        )
+        if not chosen:
+            return
+        try:
+            self.source.commit(chosen)
+        except DriftdError as exc:
+            self.metrics.commit("failed")
+            log.warning("commit_failed", error=str(exc))
+            return
+        for tp in chosen:
+            self._pending.pop(tp, None)
+        self._committed_at = time.monotonic()
+        self.metrics.commit("ok")
+        self.stats.commits += 1
+
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
+        """Before a rebalance takes partitions away, commit what was processed from them."""
+        self.commit_pending(partitions)
 
     def _count(self, outcome: BatchOutcome) -> None:
         s = self.stats
@@ -217,6 +246,7 @@ class Daemon:
         """Close the source and the metrics server."""
         self.should_exit.set()
         try:
+            self.commit_pending()
             self.source.close()
         finally:
             if self.server is not None:

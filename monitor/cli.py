@@ -64,7 +64,14 @@ def _build_daemon(settings: Settings, source_override: str | None = None, **demo
             settings.source.path if kind == "file" else None, settings.source.batch_size
         )
     else:
-        source = KafkaSource(settings.kafka)
+        daemon_ref: list[Daemon] = []
+        source = KafkaSource(
+            settings.kafka,
+            # Late-bound: the daemon that owns this source is built right after it.
+            on_revoke=lambda parts: daemon_ref[0].on_partitions_revoked(parts),  # noqa: PLW0108
+        )
+        daemon_ref.append(Daemon(settings, source, pipeline))
+        return daemon_ref[0]
     return Daemon(settings, source, pipeline)
 
 

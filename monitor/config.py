@@ -36,6 +36,7 @@ class KafkaConfig(Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(default=5_000, gt=0)
     poll_timeout_ms: int = Field(default=500, gt=0)
+    commit_interval_ms: int = Field(default=1_000, ge=0)
     fetch_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     max_partition_fetch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     receive_message_max_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
