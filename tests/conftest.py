@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -18,3 +21,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "every test needs a one-line docstring stating the behaviour it checks: "
             + ", ".join(sorted(set(missing)))
         )
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """Tests that configure logging (the CLI does) must not leak it into later tests."""
+    yield
+    structlog.reset_defaults()

@@ -1,0 +1,1 @@
+"""Alert sinks: deliver decision transitions to PagerDuty, Alertmanager, webhooks and logs."""
