@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import Settings
 from monitor.errors import DeadLetterError, DriftdError
-from monitor.metrics import DaemonMetrics, DriftCollector, MetricsServer
+from monitor.metrics import DaemonMetrics, DriftCollector, Heartbeat, MetricsServer
 from monitor.pipeline import BatchOutcome, Pipeline
 from monitor.results import LatestResults
 from monitor.sources.base import Record, Source, TopicPartition
@@ -84,6 +84,9 @@ class Daemon:
         self.checkpointer = checkpointer or NoCheckpoint()
         self.on_batch = on_batch
         self.metrics = DaemonMetrics(self.registry, settings.model)
+        # A loop stuck inside one batch for minutes is dead to the orchestrator; a broker
+        # outage is not (poll keeps returning), so this only watches the loop itself.
+        self.heartbeat = Heartbeat(max_age=max(300.0, 20 * settings.kafka.poll_timeout_ms / 1000))
         self.collector = DriftCollector(
             pipeline.results,
             pipeline.decisions,
@@ -96,7 +99,7 @@ class Daemon:
                 self.registry,
                 settings.metrics.host,
                 settings.metrics.port,
-                liveness=lambda: True,
+                liveness=self.heartbeat.alive,
                 readiness=self.readiness,
             )
             if serve_metrics
@@ -157,6 +160,7 @@ class Daemon:
         while not self.should_exit.is_set():
             records = self.source.poll(timeout)
             self._last_poll = time.monotonic()
+            self.heartbeat.beat()
             if not records:
                 if self.source.exhausted:
                     break
