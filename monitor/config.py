@@ -8,11 +8,21 @@ Unknown keys are errors, so a typo fails fast instead of being ignored.
 
 from __future__ import annotations
 
+import os
+import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from monitor.errors import ConfigError, InvalidConfigError
@@ -167,6 +177,216 @@ class LoggingConfig(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+Severity = Literal["critical", "error", "warning", "info"]
+"""PagerDuty Events v2 severities, used by every sink and route."""
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+LINK_FIELDS = frozenset({"model", "segment", "feature", "method", "from_ms", "to_ms"})
+"""Placeholders a link template (``grafana_url``) may use."""
+
+
+class SecretRef(Section):
+    """A secret given inline, or read from a file or an environment variable.
+
+    Exactly one of ``value``, ``file`` and ``env`` is set; a plain string in YAML is
+    taken as ``value``. The secret is read (and checked to exist) when the config is
+    loaded, and again by :meth:`get` when a sink is built, so a rotated file is picked
+    up on restart. Dumps show ``value`` masked; ``file`` and ``env`` are only names.
+    """
+
+    value: SecretStr | None = None
+    file: Path | None = None
+    env: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_and_readable(self) -> SecretRef:
+        given = [x for x in (self.value, self.file, self.env) if x is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of value, file or env")
+        self.get()
+        return self
+
+    def get(self) -> SecretStr:
+        """The secret; ``ValueError`` (naming the file or variable only) if unavailable."""
+        if self.value is not None:
+            raw = self.value.get_secret_value()
+        elif self.file is not None:
+            try:
+                raw = self.file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+        else:
+            assert self.env is not None
+            raw = os.environ.get(self.env, "").strip()
+            if not raw:
+                raise ValueError(f"environment variable {self.env} is unset or empty")
+        if not raw:
+            raise ValueError("secret is empty")
+        return SecretStr(raw)
+
+
+def _secret_from_plain(value: Any) -> Any:
+    if isinstance(value, str | SecretStr):
+        return {"value": value}
+    return value
+
+
+Secret = Annotated[SecretRef, BeforeValidator(_secret_from_plain)]
+
+
+def _check_link_template(template: str | None) -> None:
+    if template is None:
+        return
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None and name not in LINK_FIELDS:
+            raise ValueError(
+                f"unknown placeholder {{{name}}} in link template; use {sorted(LINK_FIELDS)}"
+            )
+
+
+class SinkBase(Section):
+    """What every sink has: a unique name that routes refer to."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class LogSinkConfig(SinkBase):
+    """Alerts written as structlog events (always available, never fails)."""
+
+    type: Literal["log"] = "log"
+
+
+class PagerDutySinkConfig(SinkBase):
+    """PagerDuty Events API v2."""
+
+    type: Literal["pagerduty"] = "pagerduty"
+    routing_key: Secret
+    url: str = PAGERDUTY_EVENTS_URL
+    timeout_s: float = Field(default=5.0, gt=0)
+    rate_per_minute: float = Field(default=100.0, gt=0, lt=120)
+    burst: int = Field(default=10, ge=1)
+    source: str = Field(default="driftd", min_length=1)
+    grafana_url: str | None = None
+    """Templated link, e.g. ``https://grafana/d/x?var-model={model}&from={from_ms}``."""
+
+    @model_validator(mode="after")
+    def _template(self) -> PagerDutySinkConfig:
+        _check_link_template(self.grafana_url)
+        return self
+
+
+class SlackSinkConfig(SinkBase):
+    """A Slack incoming webhook; its URL is a secret."""
+
+    type: Literal["slack"] = "slack"
+    url: Secret
+    timeout_s: float = Field(default=5.0, gt=0)
+    grafana_url: str | None = None
+
+    @model_validator(mode="after")
+    def _template(self) -> SlackSinkConfig:
+        _check_link_template(self.grafana_url)
+        return self
+
+
+class WebhookSinkConfig(SinkBase):
+    """A generic JSON webhook, optionally signed (``X-Driftd-Signature: sha256=<hex>``)."""
+
+    type: Literal["webhook"] = "webhook"
+    url: Secret
+    hmac_secret: Secret | None = None
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class AlertmanagerSinkConfig(SinkBase):
+    """Alertmanager API v2; the URL may carry basic-auth credentials, so it is a secret."""
+
+    type: Literal["alertmanager"] = "alertmanager"
+    url: Secret
+    resend_interval_s: float = Field(default=60.0, gt=0)
+    expire_after_s: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    runbook_url: str | None = None
+    generator_url: str | None = None
+
+
+SinkConfig = Annotated[
+    LogSinkConfig
+    | PagerDutySinkConfig
+    | SlackSinkConfig
+    | WebhookSinkConfig
+    | AlertmanagerSinkConfig,
+    Field(discriminator="type"),
+]
+
+
+def _default_sinks() -> list[SinkConfig]:
+    return [LogSinkConfig(name="log")]
+
+
+class SeverityRule(Section):
+    """Severity of the alerts matching every pattern (glob or exact); first match wins."""
+
+    models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    segments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    features: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    methods: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    severity: Severity
+
+
+class RouteConfig(Section):
+    """Alerts matching every pattern (glob or exact) go to ``sinks``.
+
+    Every matching route applies (its sinks are merged) until one with ``stop``.
+    ``group_by_segment`` sends one page per (model, segment) for the features that
+    fire in one window, the others listed in its details.
+    """
+
+    models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    segments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    methods: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    severities: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    sinks: list[str] = Field(min_length=1)
+    group_by_segment: bool = False
+    stop: bool = False
+
+
+class RetryConfig(Section):
+    """Exponential backoff with jitter between attempts on retriable failures."""
+
+    initial_s: float = Field(default=1.0, gt=0)
+    max_s: float = Field(default=60.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    jitter: float = Field(default=0.5, ge=0, le=1)
+    """Each delay is scaled by a uniform factor in ``[1 - jitter, 1]``."""
+    max_retry_after_s: float = Field(default=300.0, gt=0)
+    """Cap on a server's ``Retry-After``."""
+
+
+class AlertsConfig(Section):
+    """Where decision transitions are delivered. The default only logs them."""
+
+    sinks: list[SinkConfig] = Field(default_factory=_default_sinks)
+    routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig(sinks=["log"])])
+    severity: Severity = "warning"
+    severity_rules: list[SeverityRule] = Field(default_factory=list)
+    outbox_capacity: int = Field(default=1_000, ge=1)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    reference_version: str | None = None
+    """Reported in alert details (PagerDuty custom_details, webhook bodies)."""
+
+    @model_validator(mode="after")
+    def _names(self) -> AlertsConfig:
+        names = [s.name for s in self.sinks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate sink names: {dupes}")
+        unknown = sorted({n for r in self.routes for n in r.sinks} - set(names))
+        if unknown:
+            raise ValueError(f"routes name unknown sinks: {unknown}")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration."""
 
@@ -187,6 +407,7 @@ class Settings(BaseSettings):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -109,3 +109,31 @@ class PartitionNotAssignedError(DriftdError):
         names = ", ".join(f"{topic}[{partition}]" for topic, partition in partitions)
         super().__init__(f"partitions not assigned to this consumer: {names}")
         self.partitions = partitions
+
+
+class AlertDeliveryError(DriftdError):
+    """An alert sink could not deliver an alert.
+
+    ``sink`` is the sink's configured name, ``status`` the HTTP status (None when no
+    response came), ``retriable`` whether the outbox should try again, and
+    ``retry_after`` the seconds the receiver (or a local rate limit) asked to wait.
+    The message never holds a secret (no URL, routing key or signature).
+    """
+
+    def __init__(
+        self,
+        sink: str,
+        message: str,
+        *,
+        retriable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        reason: str = "error",
+    ) -> None:
+        super().__init__(f"{sink}: {message}")
+        self.sink = sink
+        self.message = message
+        self.retriable = retriable
+        self.status = status
+        self.retry_after = retry_after
+        self.reason = reason

@@ -1,0 +1,144 @@
+"""The alerting front door: config -> sinks, router and outbox.
+
+The daemon builds one :class:`AlertService` from ``settings.alerts``, calls
+:meth:`AlertService.start`, hands every batch of decision transitions to
+:meth:`AlertService.submit` (O(1) per delivery, never blocks on a sink) and calls
+:meth:`AlertService.close` at shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from monitor.alerts._http import redact, register_secret_url
+from monitor.alerts.log_sink import LogSink
+from monitor.alerts.model import AlertAction, Sink
+from monitor.alerts.outbox import AlertOutbox, Backoff
+from monitor.alerts.pagerduty import PagerDutySink
+from monitor.alerts.routing import Router
+from monitor.alerts.webhook import SlackSink, WebhookSink
+from monitor.config import (
+    AlertmanagerSinkConfig,
+    AlertsConfig,
+    LogSinkConfig,
+    PagerDutySinkConfig,
+    SinkConfig,
+    SlackSinkConfig,
+    WebhookSinkConfig,
+)
+from monitor.decision import Transition
+from monitor.errors import AlertDeliveryError
+
+__all__ = ["AlertService", "TransitionSinkAdapter", "build_sink"]
+
+
+class TransitionDeliverer(Protocol):
+    """A sink that takes decision transitions (the Alertmanager sink)."""
+
+    def deliver(self, transitions: Iterable[Transition]) -> bool:
+        """True if accepted, False if rejected for good; raises when retriable."""
+        ...
+
+
+class TransitionSinkAdapter:
+    """Makes a transition-based sink (``deliver(transitions) -> bool``) an outbox sink.
+
+    A False return is a permanent rejection; an exception with a true ``retriable``
+    attribute is retried by the outbox; any other exception too, as a sink failure.
+    """
+
+    def __init__(self, name: str, target: TransitionDeliverer) -> None:
+        self._name = name
+        self.target = target
+
+    @property
+    def name(self) -> str:
+        """The configured sink name."""
+        return self._name
+
+    def send(self, action: AlertAction) -> None:
+        """Deliver the transitions behind ``action``."""
+        try:
+            ok = self.target.deliver(action.transitions)
+        except Exception as e:
+            if getattr(e, "retriable", False):
+                raise AlertDeliveryError(
+                    self._name,
+                    redact(str(e)),
+                    retriable=True,
+                    status=getattr(e, "status", None),
+                ) from None
+            raise
+        if not ok:
+            raise AlertDeliveryError(self._name, "rejected", retriable=False, reason="rejected")
+
+
+def build_sink(cfg: SinkConfig) -> Sink:
+    """The sink of one ``alerts.sinks`` entry (secrets are read here)."""
+    if isinstance(cfg, LogSinkConfig):
+        return LogSink(cfg.name)
+    if isinstance(cfg, PagerDutySinkConfig):
+        return PagerDutySink.from_config(cfg)
+    if isinstance(cfg, SlackSinkConfig):
+        return SlackSink.from_config(cfg)
+    if isinstance(cfg, WebhookSinkConfig):
+        return WebhookSink.from_config(cfg)
+    assert isinstance(cfg, AlertmanagerSinkConfig)
+    from monitor.alerts.alertmanager import AlertmanagerSink  # noqa: PLC0415
+
+    url = cfg.url.get().get_secret_value()
+    register_secret_url(url)
+    am = AlertmanagerSink(
+        url,
+        resend_interval_s=cfg.resend_interval_s,
+        expire_after_s=cfg.expire_after_s,
+        timeout_s=cfg.timeout_s,
+        runbook_url=cfg.runbook_url,
+        generator_url=cfg.generator_url,
+    )
+    return TransitionSinkAdapter(cfg.name, am)
+
+
+class AlertService:
+    """Router plus outbox, built from ``alerts`` config (or explicit sinks for tests)."""
+
+    def __init__(
+        self,
+        cfg: AlertsConfig,
+        registry: CollectorRegistry,
+        *,
+        sinks: Sequence[Sink] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.router = Router.from_config(cfg)
+        built = list(sinks) if sinks is not None else [build_sink(s) for s in cfg.sinks]
+        extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
+        self.outbox = AlertOutbox(
+            built,
+            registry,
+            capacity=cfg.outbox_capacity,
+            backoff=Backoff.from_config(cfg.retry),
+            **extra,
+        )
+
+    def start(self) -> None:
+        """Start the sink workers."""
+        self.outbox.start()
+
+    def submit(
+        self,
+        transitions: Sequence[Transition],
+        extra: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> int:
+        """Route and enqueue ``transitions``; returns the number of deliveries queued."""
+        queued = 0
+        for d in self.router.route(transitions, extra):
+            queued += self.outbox.enqueue(d.action, d.sinks)
+        return queued
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush for up to ``timeout`` seconds; True if nothing was left undelivered."""
+        return self.outbox.close(timeout)
