@@ -24,6 +24,7 @@ from typing import Protocol
 import structlog
 from prometheus_client import CollectorRegistry
 
+from monitor.alerts.service import AlertService
 from monitor.config import Settings
 from monitor.errors import DeadLetterError, DriftdError
 from monitor.metrics import DaemonMetrics, DriftCollector, Heartbeat, MetricsServer
@@ -76,6 +77,7 @@ class Daemon:
         checkpointer: Checkpointer | None = None,
         on_batch: Callable[[BatchOutcome], None] | None = None,
         serve_metrics: bool = True,
+        alerts: AlertService | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -84,6 +86,7 @@ class Daemon:
         self.checkpointer = checkpointer or NoCheckpoint()
         self.on_batch = on_batch
         self.metrics = DaemonMetrics(self.registry, settings.model)
+        self.alerts = alerts if alerts is not None else AlertService(settings.alerts, self.registry)
         # A loop stuck inside one batch for minutes is dead to the orchestrator; a broker
         # outage is not (poll keeps returning), so this only watches the loop itself.
         self.heartbeat = Heartbeat(max_age=max(300.0, 20 * settings.kafka.poll_timeout_ms / 1000))
@@ -143,7 +146,8 @@ class Daemon:
         return 0
 
     def startup(self) -> None:
-        """Serve metrics and announce the start."""
+        """Start the alert workers, serve metrics and announce the start."""
+        self.alerts.start()
         if self.server is not None:
             self.server.start()
         self.started = True
@@ -175,6 +179,9 @@ class Daemon:
         self.metrics.observe_batch(outcome, time.perf_counter() - started)
         self.metrics.overflowed(self.pipeline.segments.overflow - overflow_before)
         self._publish_reference()
+        if outcome.transitions:
+            # Enqueueing never blocks on a sink: a dead PagerDuty cannot stall the loop.
+            self.alerts.submit(outcome.transitions, outcome.details)
         try:
             if outcome.rejected:
                 self.source.dead_letter(outcome.rejected)
@@ -197,6 +204,8 @@ class Daemon:
         if reference is not None and reference.version != self._reference_version:
             self._reference_version = reference.version
             self.metrics.set_reference(reference.version)
+            if self.settings.alerts.reference_version is None:
+                self.alerts.router.reference_version = reference.version
 
     def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
         if not self.checkpointer.save(self.pipeline, outcome.next_offsets):
@@ -247,12 +256,13 @@ class Daemon:
         s.transitions.extend(t.dedup_key + ":" + t.current for t in outcome.transitions)
 
     def shutdown(self) -> None:
-        """Close the source and the metrics server."""
+        """Commit, close the source, flush the alert outbox, stop the metrics server."""
         self.should_exit.set()
         try:
             self.commit_pending()
             self.source.close()
         finally:
+            self.alerts.close(self.settings.alerts.shutdown_flush_s)
             if self.server is not None:
                 self.server.stop()
         log.info("daemon_stopped", model=self.settings.model, batches=self.stats.batches)

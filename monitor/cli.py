@@ -83,6 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.logging.level, settings.logging.format)
     try:
         daemon = _build_daemon(settings)
+    except InvalidConfigError as exc:
+        return _config_failure(exc)
     except ReferenceProfileError as exc:
         print(f"driftd: reference error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -373,7 +373,10 @@ class AlertsConfig(Section):
     outbox_capacity: int = Field(default=1_000, ge=1)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     reference_version: str | None = None
-    """Reported in alert details (PagerDuty custom_details, webhook bodies)."""
+    """Reported in alert details; by default the version of the reference in use."""
+    shutdown_flush_s: float = Field(default=10.0, ge=0)
+    """At shutdown, how long the outbox may keep delivering (and retrying) before the
+    actions still queued are counted as abandoned and logged."""
 
     @model_validator(mode="after")
     def _names(self) -> AlertsConfig:

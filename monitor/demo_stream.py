@@ -87,6 +87,8 @@ class DemoStream:
     seed: int = 7
     feature_shift_at: int = 60_000
     prediction_shift_at: int = 120_000
+    feature_shift_end: int | None = None
+    """Event index where the feature shift is rolled back (recovery); None: never."""
     missing_rate: float = 0.01
     rate: float = 2_000.0
     start_ts: float = 1_795_000_000.0
@@ -103,6 +105,8 @@ class DemoStream:
         segment = np.array(SEGMENTS)[rng.integers(0, len(SEGMENTS), n)]
         west = segment == DRIFTING_SEGMENT
         feature_drift = west & (index >= self.feature_shift_at)
+        if self.feature_shift_end is not None:
+            feature_drift &= index < self.feature_shift_end
         prediction_drift = west & (index >= self.prediction_shift_at)
 
         income = rng.lognormal(np.log(52_000), 0.45, n) * np.where(feature_drift, 0.7, 1.0)

@@ -41,7 +41,8 @@ class Evaluator:
         """Give one segment its own reference (from a warm-up); others use the pooled one."""
         self.own[segment] = np.asarray(counts, dtype=np.int64).copy()
 
-    def _reference_for(self, segments: IntArray) -> IntArray:
+    def reference_for(self, segments: IntArray) -> IntArray:
+        """The reference slot counts of each of ``segments``, ``(k, F, stride)``."""
         out = np.broadcast_to(self.pooled, (segments.size, *self.pooled.shape)).copy()
         for row, segment in enumerate(segments.tolist()):
             own = self.own.get(segment)
@@ -55,7 +56,7 @@ class Evaluator:
         cols = len(self.columns)
         width = self.binner.width
         cur = closed.counts
-        ref = self._reference_for(closed.segments)
+        ref = self.reference_for(closed.segments)
         cur_fine, ref_fine = cur[..., :width], ref[..., :width]
         n = cur_fine.sum(axis=-1)
         rows = closed.rows

@@ -8,9 +8,10 @@ here, then checkpoints and commits in the fixed order. Nothing here talks to Kaf
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Any
 
 import numpy as np
 import orjson
@@ -25,6 +26,7 @@ from monitor.config import Settings
 from monitor.decision import DecisionBook, Transition
 from monitor.decode import DecodedBatch, Decoder
 from monitor.evaluate import Evaluator
+from monitor.explain import DriftExplainer
 from monitor.results import LatestResults, WindowResults
 from monitor.segments import SegmentTable
 from monitor.sources.base import Record, TopicPartition
@@ -44,6 +46,8 @@ class BatchOutcome:
     results: WindowResults | None
     transitions: list[Transition]
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    details: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Alert details (the top drifting bins) of firing transitions, by dedup key."""
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Pipeline:
         self.binner: Binner | None = None
         self.windows: Windows | None = None
         self.evaluator: Evaluator | None = None
+        self.explainer: DriftExplainer | None = None
         self.rejections_by_reason: dict[str, int] = {}
         self.events_accepted = 0
         self._warmup: _Warmup | None = None
@@ -133,6 +138,7 @@ class Pipeline:
         self.evaluator = Evaluator(
             self.model, self.binner, self.binner.reference_slots(), self.settings.detectors
         )
+        self.explainer = DriftExplainer(self.binner, self.settings.detectors.psi_smoothing)
 
     def _matrix(self, batch: DecodedBatch) -> FloatArray:
         """Columns in profile order: raw numbers, category codes, the prediction."""
@@ -178,6 +184,7 @@ class Pipeline:
         self.events_accepted += len(decoded)
         results: WindowResults | None = None
         transitions: list[Transition] = []
+        details: dict[str, Mapping[str, Any]] = {}
         if not self.ready:
             self._collect_warmup(decoded, seg)
         elif len(decoded):
@@ -187,8 +194,16 @@ class Pipeline:
                 results = self.evaluator.evaluate(closed, tuple(self.segments.names))
                 self.results.record(results)
                 transitions = self.decisions.observe(results)
+                if any(t.current == "firing" for t in transitions):
+                    assert self.explainer is not None
+                    details = self.explainer.details(
+                        transitions,
+                        closed,
+                        self.evaluator.reference_for(closed.segments),
+                        self.segments.names,
+                    )
         return BatchOutcome(
-            len(records), len(decoded), rejected, results, transitions, next_offsets
+            len(records), len(decoded), rejected, results, transitions, next_offsets, details
         )
 
     def _collect_warmup(self, decoded: DecodedBatch, seg: IntArray) -> None:

@@ -39,7 +39,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.client import HTTPException
@@ -163,7 +163,7 @@ class AlertmanagerSink:
 
     # -- building alerts -------------------------------------------------------
 
-    def labels(self, t: Transition) -> dict[str, str]:
+    def labels(self, t: Transition, severity: str | None = None) -> dict[str, str]:
         """The label set that identifies the alert of ``t`` in Alertmanager."""
         return {
             "alertname": alertname_for(t.method),
@@ -171,7 +171,7 @@ class AlertmanagerSink:
             "segment": t.segment,
             "feature": t.column,
             "method": t.method,
-            "severity": self.severity,
+            "severity": severity or self.severity,
         }
 
     def annotations(self, t: Transition) -> dict[str, str]:
@@ -212,10 +212,14 @@ class AlertmanagerSink:
 
     # -- delivery --------------------------------------------------------------
 
-    def deliver(self, transitions: Iterable[Transition]) -> bool:
+    def deliver(
+        self, transitions: Iterable[Transition], severities: Mapping[str, str] | None = None
+    ) -> bool:
         """Post ``transitions`` as alerts; True if accepted, False if rejected for good.
 
-        Several transitions of one state machine collapse to the last one. Raises
+        ``severities`` (by dedup key) overrides the sink's default severity label, as
+        the alert routes decide it. Several transitions of one state machine collapse
+        to the last one. Raises
         :class:`AlertmanagerUnavailableError` when a retry may succeed.
         """
         now = self._clock()
@@ -233,7 +237,7 @@ class AlertmanagerSink:
                 known = self._firing.get(key)
                 before[key] = known
                 entry = _Firing(
-                    labels=self.labels(t),
+                    labels=self.labels(t, (severities or {}).get(key)),
                     annotations=self.annotations(t),
                     starts_at=known.starts_at if known else min(t.window_end_ts, now),
                     last_sent=known.last_sent if known else None,

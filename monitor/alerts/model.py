@@ -7,7 +7,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from monitor.config import Severity
 from monitor.decision import Transition
@@ -169,6 +169,27 @@ class Sink(Protocol):
 
     def send(self, action: AlertAction) -> None:
         """Deliver ``action`` or raise ``AlertDeliveryError``."""
+        ...
+
+
+@runtime_checkable
+class PeriodicSink(Sink, Protocol):
+    """A sink with background work between deliveries (Alertmanager's re-sends).
+
+    Its outbox worker calls ``tick`` when its queue has been idle for
+    ``tick_interval_s``, on the same thread as ``send``, so the two never overlap.
+    """
+
+    @property
+    def tick_interval_s(self) -> float:
+        """Seconds of idle queue between ticks."""
+        ...
+
+    def tick(self) -> str | None:
+        """Do the periodic work; the outcome to count (``resent``), or None if none was due.
+
+        Raises ``AlertDeliveryError`` on failure (the next tick tries again).
+        """
         ...
 
 

@@ -35,7 +35,7 @@ from typing import Final
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from monitor.alerts.model import AlertAction, Sink
+from monitor.alerts.model import AlertAction, PeriodicSink, Sink
 from monitor.config import RetryConfig
 from monitor.errors import AlertDeliveryError
 
@@ -315,20 +315,45 @@ class AlertOutbox:
     # -- worker side -------------------------------------------------------------
 
     def _run(self, q: _Queue) -> None:
+        periodic = q.sink if isinstance(q.sink, PeriodicSink) else None
         while True:
             with q.cond:
-                while not q.items and not self._closing and not self._abort.is_set():
-                    q.cond.wait()
-                if self._abort.is_set() or not q.items:
+                if not q.items and not self._closing and not self._abort.is_set():
+                    q.cond.wait(periodic.tick_interval_s if periodic is not None else None)
+                if self._abort.is_set():
                     return
-                item = q.pop()
-                q.in_flight = item
+                item: _Item | None = None
+                if q.items:
+                    item = q.pop()
+                    q.in_flight = item
+                elif self._closing:
+                    return
+            if item is None:
+                if periodic is not None:
+                    self._tick(periodic)
+                continue
             try:
                 self._deliver(q, item)
             finally:
                 with q.cond:
                     q.in_flight = None
                     self.metrics.depth.labels(q.name).set(q.depth())
+
+    def _tick(self, sink: PeriodicSink) -> None:
+        try:
+            outcome = sink.tick()
+        except Exception as e:
+            # The next idle interval retries; the alert state the tick re-sends is kept.
+            self.metrics.alerts.labels(sink.name, "trigger", "retry").inc()
+            _log.warning(
+                "alert_resend_failed",
+                sink=sink.name,
+                error_type=type(e).__name__,
+                error=e.message if isinstance(e, AlertDeliveryError) else "sink failure",
+            )
+            return
+        if outcome is not None:
+            self.metrics.alerts.labels(sink.name, "trigger", outcome).inc()
 
     def _deliver(self, q: _Queue, item: _Item) -> None:
         action = item.action

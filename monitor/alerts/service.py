@@ -30,7 +30,7 @@ from monitor.config import (
     WebhookSinkConfig,
 )
 from monitor.decision import Transition
-from monitor.errors import AlertDeliveryError
+from monitor.errors import AlertDeliveryError, ConfigError, InvalidConfigError
 
 __all__ = ["AlertService", "TransitionSinkAdapter", "build_sink"]
 
@@ -38,8 +38,20 @@ __all__ = ["AlertService", "TransitionSinkAdapter", "build_sink"]
 class TransitionDeliverer(Protocol):
     """A sink that takes decision transitions (the Alertmanager sink)."""
 
-    def deliver(self, transitions: Iterable[Transition]) -> bool:
+    resend_interval_s: float
+
+    def deliver(
+        self, transitions: Iterable[Transition], severities: Mapping[str, str] | None = None
+    ) -> bool:
         """True if accepted, False if rejected for good; raises when retriable."""
+        ...
+
+    def resend_due(self) -> bool:
+        """Whether some firing alert is due to be re-posted."""
+        ...
+
+    def resend(self) -> bool:
+        """Re-post every firing alert; same outcomes as ``deliver``."""
         ...
 
 
@@ -59,10 +71,27 @@ class TransitionSinkAdapter:
         """The configured sink name."""
         return self._name
 
+    @property
+    def tick_interval_s(self) -> float:
+        """Check for due re-sends this often (a tenth of the resend interval, 1-30 s)."""
+        return min(30.0, max(1.0, self.target.resend_interval_s / 10))
+
+    def tick(self) -> str | None:
+        """Re-post firing alerts when due: Alertmanager forgets alerts whose endsAt passed."""
+        if not self.target.resend_due():
+            return None
+        self._call(self.target.resend)
+        return "resent"
+
     def send(self, action: AlertAction) -> None:
         """Deliver the transitions behind ``action``."""
+        members = action.members or (action,)
+        severities = {t.dedup_key: m.severity for m in members for t in m.transitions}
+        self._call(lambda: self.target.deliver(action.transitions, severities))
+
+    def _call(self, post: Callable[[], bool]) -> None:
         try:
-            ok = self.target.deliver(action.transitions)
+            ok = post()
         except Exception as e:
             if getattr(e, "retriable", False):
                 raise AlertDeliveryError(
@@ -102,6 +131,20 @@ def build_sink(cfg: SinkConfig) -> Sink:
     return TransitionSinkAdapter(cfg.name, am)
 
 
+def _build_sinks(cfg: AlertsConfig) -> list[Sink]:
+    built: list[Sink] = []
+    errors: list[ConfigError] = []
+    for i, sink in enumerate(cfg.sinks):
+        try:
+            built.append(build_sink(sink))
+        except ValueError as e:
+            # A secret file or variable that vanished since the config was checked.
+            errors.append(ConfigError(f"alerts.sinks.{i}", redact(str(e))))
+    if errors:
+        raise InvalidConfigError(errors)
+    return built
+
+
 class AlertService:
     """Router plus outbox, built from ``alerts`` config (or explicit sinks for tests)."""
 
@@ -114,7 +157,7 @@ class AlertService:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.router = Router.from_config(cfg)
-        built = list(sinks) if sinks is not None else [build_sink(s) for s in cfg.sinks]
+        built = list(sinks) if sinks is not None else _build_sinks(cfg)
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
         self.outbox = AlertOutbox(
             built,

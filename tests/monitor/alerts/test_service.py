@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import pytest
@@ -11,9 +12,9 @@ from structlog.testing import capture_logs
 
 from monitor.alerts.model import AlertAction
 from monitor.alerts.service import AlertService, TransitionSinkAdapter
-from monitor.config import AlertsConfig, DetectorsConfig
+from monitor.config import AlertsConfig, DetectorsConfig, RouteConfig
 from monitor.decision import DecisionBook, Transition
-from monitor.errors import AlertDeliveryError
+from monitor.errors import AlertDeliveryError, InvalidConfigError
 from monitor.results import WindowResults
 from tests.monitor.alerts.helpers import ROUTING_KEY, sample, transition
 from tests.monitor.alerts.receivers import Receiver, receiver
@@ -74,16 +75,82 @@ class UnavailableError(Exception):
 
 
 class FakeTransitionSink:
-    def __init__(self, answers: list[bool | Exception]) -> None:
+    resend_interval_s = 10.0
+
+    def __init__(self, answers: list[bool | Exception], due: bool = False) -> None:
         self.answers = answers
         self.calls: list[list[Transition]] = []
+        self.severities: list[dict[str, str]] = []
+        self.due = due
+        self.resends = 0
 
-    def deliver(self, transitions: Iterable[Transition]) -> bool:
+    def deliver(
+        self, transitions: Iterable[Transition], severities: Mapping[str, str] | None = None
+    ) -> bool:
         self.calls.append(list(transitions))
+        self.severities.append(dict(severities or {}))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    def resend_due(self) -> bool:
+        return self.due
+
+    def resend(self) -> bool:
+        self.resends += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_transition_sink_adapter_passes_routed_severity() -> None:
+    """The severity a route decided reaches the transition sink, keyed by dedup key."""
+    fake = FakeTransitionSink([True])
+    a = AlertAction.from_transition(transition("age"), severity="critical")
+    TransitionSinkAdapter("am", fake).send(a)
+    assert fake.severities == [{a.dedup_key: "critical"}]
+
+
+def test_transition_sink_adapter_ticks_resend_only_when_due() -> None:
+    """A tick re-sends only when due, and a failed re-send raises a retriable error."""
+    fake = FakeTransitionSink([True, UnavailableError("down")])
+    sink = TransitionSinkAdapter("am", fake)
+    assert sink.tick() is None and fake.resends == 0
+    fake.due = True
+    assert sink.tick() == "resent" and fake.resends == 1
+    with pytest.raises(AlertDeliveryError) as info:
+        sink.tick()
+    assert info.value.retriable
+    assert sink.tick_interval_s == 1.0
+
+
+def test_outbox_ticks_an_idle_periodic_sink() -> None:
+    """An idle periodic sink is ticked by its worker; resends and failures are counted."""
+    fake = FakeTransitionSink([True, UnavailableError("down"), True], due=True)
+    fake.resend_interval_s = 0.2  # tick interval floors at 1 s
+    registry = CollectorRegistry()
+    service = AlertService(
+        AlertsConfig(routes=[RouteConfig(sinks=["log"])]),
+        registry,
+        sinks=[TransitionSinkAdapter("log", fake)],
+    )
+    service.start()
+    try:
+        deadline = time.monotonic() + 10
+        while fake.resends < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        fake.due = False
+        service.close(1.0)
+    assert fake.resends >= 3
+
+    def count(outcome: str) -> float | None:
+        labels = {"sink": "log", "action": "trigger", "outcome": outcome}
+        return registry.get_sample_value("driftd_alerts_total", labels)
+
+    assert count("resent") == 2 and count("retry") == 1
 
 
 def test_transition_sink_adapter_maps_outcomes() -> None:
@@ -101,3 +168,20 @@ def test_transition_sink_adapter_maps_outcomes() -> None:
     assert not info.value.retriable
     with pytest.raises(ValueError, match="bug"):
         sink.send(a)
+
+
+def test_secret_gone_at_startup_is_a_config_error_naming_the_sink(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A secret that vanished after validation fails the start with the sink's key, redacted."""
+    monkeypatch.setenv("DRIFTD_TEST_PD_KEY", ROUTING_KEY)
+    cfg = AlertsConfig(
+        sinks=[{"type": "pagerduty", "name": "pd", "routing_key": {"env": "DRIFTD_TEST_PD_KEY"}}],  # type: ignore[list-item]
+        routes=[RouteConfig(sinks=["pd"])],
+    )
+    monkeypatch.delenv("DRIFTD_TEST_PD_KEY")
+    with pytest.raises(InvalidConfigError) as info:
+        AlertService(cfg, CollectorRegistry())
+    (error,) = info.value.errors
+    assert error.key == "alerts.sinks.0"
+    assert "DRIFTD_TEST_PD_KEY" in error.message and ROUTING_KEY not in str(info.value)

@@ -1,0 +1,113 @@
+"""Why a window drifted: its top drifting bins, for the alert's ``custom_details``.
+
+A page that says "PSI 0.41" sends the on-call engineer to a dashboard; one that says
+"income (-inf, 21000]: 8% -> 31%" often answers the question on the phone. Bins are
+ranked by their share of the PSI sum, ``(p_k - q_k) ln(p_k / q_k)`` with the same
+additive smoothing as the score, so the listed contributions add up to (at most) the
+PSI itself. Numeric features use the coarse PSI bins, categoricals their categories.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from detectors.base import IntArray
+from detectors.binning import Binner
+from detectors.feature_profiles import OTHER, CategoricalProfile, FeatureProfile
+from detectors.stats import DEFAULT_SMOOTHING
+from monitor.decision import Transition
+from monitor.windows import ClosedWindows
+
+TOP_BINS = 5
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def bin_labels(profile: FeatureProfile) -> list[str]:
+    """Readable labels of the bins PSI scores: coarse intervals, or the categories."""
+    if isinstance(profile, CategoricalProfile):
+        return [str(c) for c in profile.categories] + [OTHER]
+    edges = profile.coarse_edges.tolist()
+    lows = ["-inf", *map(_fmt, edges)]
+    highs = [*map(_fmt, edges), "inf"]
+    return [f"({lo}, {hi}]" for lo, hi in zip(lows, highs, strict=True)]
+
+
+def top_bins(
+    labels: Sequence[str],
+    reference: IntArray,
+    current: IntArray,
+    k: int = TOP_BINS,
+    smoothing: float = DEFAULT_SMOOTHING,
+) -> list[dict[str, Any]]:
+    """The ``k`` bins contributing most to PSI, largest first (JSON-safe dicts)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    n_bins = len(labels)
+    if ref.shape != (n_bins,) or cur.shape != (n_bins,):
+        raise ValueError(f"expected {n_bins} counts per side, got {ref.shape} and {cur.shape}")
+    if ref.sum() <= 0 or cur.sum() <= 0:
+        return []
+    p = (ref + smoothing) / (ref.sum() + smoothing * n_bins)
+    q = (cur + smoothing) / (cur.sum() + smoothing * n_bins)
+    contribution = (p - q) * np.log(p / q)
+    # Stable, so equal contributions keep bin order and the output is deterministic.
+    order = np.argsort(-contribution, kind="stable")[:k]
+    return [
+        {
+            "bin": labels[i],
+            "reference_share": round(float(ref[i] / ref.sum()), 6),
+            "current_share": round(float(cur[i] / cur.sum()), 6),
+            "psi_contribution": round(float(contribution[i]), 6),
+        }
+        for i in order.tolist()
+    ]
+
+
+class DriftExplainer:
+    """Top drifting bins of the windows behind firing transitions."""
+
+    def __init__(self, binner: Binner, smoothing: float = DEFAULT_SMOOTHING) -> None:
+        self.binner = binner
+        self.smoothing = smoothing
+        self.labels = {p.name: bin_labels(p) for p in binner.profiles}
+        self.index = {p.name: f for f, p in enumerate(binner.profiles)}
+
+    def details(
+        self,
+        transitions: Sequence[Transition],
+        closed: ClosedWindows,
+        reference: IntArray,
+        segment_names: Sequence[str],
+        k: int = TOP_BINS,
+    ) -> dict[str, Mapping[str, Any]]:
+        """``{dedup_key: {"top_bins": [...]}}`` for each firing transition of ``closed``.
+
+        ``reference`` holds one slot-count row per closed window, ``(k, F, stride)``.
+        """
+        coarse_cur = self.binner.coarsen(closed.counts)
+        coarse_ref = self.binner.coarsen(reference)
+        rows = {
+            (segment_names[s], float(ts)): r
+            for r, (s, ts) in enumerate(zip(closed.segments.tolist(), closed.end_ts, strict=True))
+        }
+        out: dict[str, Mapping[str, Any]] = {}
+        for t in transitions:
+            f = self.index.get(t.column)
+            row = rows.get((t.segment, t.window_end_ts))
+            if t.current != "firing" or f is None or row is None or math.isnan(t.score):
+                continue
+            labels = self.labels[t.column]
+            nb = len(labels)
+            out[t.dedup_key] = {
+                "top_bins": top_bins(
+                    labels, coarse_ref[row, f, :nb], coarse_cur[row, f, :nb], k, self.smoothing
+                )
+            }
+        return out

@@ -1,0 +1,33 @@
+"""The README's configuration examples are valid configs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from monitor.config import load_settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _yaml_blocks() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+@pytest.mark.parametrize("index", range(len(_yaml_blocks())))
+def test_readme_yaml_examples_load(
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every YAML example in the README loads as a valid driftd config."""
+    for name in ("PD_ROUTING_KEY", "SLACK_WEBHOOK_URL", "HOOK_KEY"):
+        monkeypatch.setenv(name, "example-secret")
+    path = tmp_path / "driftd.yaml"
+    path.write_text(_yaml_blocks()[index], encoding="utf-8")
+    load_settings(path)
+
+
+def test_readme_has_yaml_examples() -> None:
+    """The README carries the config examples the test above checks."""
+    assert len(_yaml_blocks()) >= 2
