@@ -8,6 +8,7 @@ Unknown keys are errors, so a typo fails fast instead of being ignored.
 
 from __future__ import annotations
 
+import json
 import os
 import string
 from pathlib import Path
@@ -23,7 +24,14 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from monitor.errors import ConfigError, InvalidConfigError
 
@@ -31,7 +39,8 @@ from monitor.errors import ConfigError, InvalidConfigError
 class Section(BaseModel):
     """Base of every config section: frozen, and strict about unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # An infinite timeout or interval would quietly disable the thing it bounds.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class KafkaConfig(Section):
@@ -211,6 +220,8 @@ class SecretRef(Section):
         if self.value is not None:
             raw = self.value.get_secret_value()
         elif self.file is not None:
+            if self.file.exists() and not self.file.is_file():  # /dev/stdin would block
+                raise ValueError(f"secret file {self.file} is not a regular file")
             try:
                 raw = self.file.read_text(encoding="utf-8").strip()
             except OSError as exc:
@@ -242,6 +253,10 @@ def _check_link_template(template: str | None) -> None:
             raise ValueError(
                 f"unknown placeholder {{{name}}} in link template; use {sorted(LINK_FIELDS)}"
             )
+    try:  # a conversion or format spec can still fail; find out now, not at delivery
+        template.format_map(dict.fromkeys(LINK_FIELDS, "x"))
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ValueError(f"link template cannot be filled in: {exc!r}") from None
 
 
 class SinkBase(Section):
@@ -395,6 +410,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="DRIFTD_",
+        env_prefix_target="all",  # the prefix applies to aliased fields too (schema)
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
@@ -422,7 +438,50 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Environment overrides the YAML file, which is passed in as init values."""
-        return env_settings, init_settings
+        return _EnvOverrides(settings_cls), init_settings
+
+
+class _EnvOverrides(EnvSettingsSource):
+    """``DRIFTD_`` variables; one that is not valid JSON where JSON belongs names its key."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        """The field's value from the environment, or ``InvalidConfigError`` naming the variable."""
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidConfigError(self._unparsable(field_name, field, exc)) from None
+
+    def _unparsable(
+        self, field_name: str, field: FieldInfo, exc: BaseException
+    ) -> list[ConfigError]:
+        delimiter = self.env_nested_delimiter or "__"
+        stem = f"{self.env_prefix}{field.alias or field_name}".lower()
+        names = sorted(
+            name
+            for name in self.env_vars
+            if name.lower() == stem or name.lower().startswith(stem + delimiter)
+        )
+        errors = []
+        for name in names:
+            try:
+                json.loads(self.env_vars[name] or "null")
+            except (ValueError, RecursionError) as bad:
+                key = ".".join(name[len(self.env_prefix) :].lower().split(delimiter))
+                why = "nested too deeply" if isinstance(bad, RecursionError) else str(bad)
+                errors.append(
+                    ConfigError(
+                        key, f"environment variable {name.upper()} is not valid JSON: {why}"
+                    )
+                )
+        return errors or [
+            ConfigError(
+                _dotted((field_name,)),
+                f"cannot parse environment override(s) {', '.join(n.upper() for n in names)}: "
+                f"{type(exc).__name__}",
+            )
+        ]
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
@@ -430,33 +489,59 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "<root>"
 
 
+def _read_yaml(path: Path) -> dict[Any, Any]:
+    """The mapping a YAML file holds; ``InvalidConfigError`` if it is unreadable or not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidConfigError([ConfigError("<file>", f"cannot read {path}: {exc}")]) from exc
+    except UnicodeDecodeError as exc:
+        detail = f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        raise InvalidConfigError([ConfigError("<file>", detail)]) from None
+    try:
+        loaded = yaml.safe_load(text)
+    except RecursionError:
+        detail = f"{path} is not valid YAML: nested too deeply"
+        raise InvalidConfigError([ConfigError("<file>", detail)]) from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer too long to convert
+        detail = f"{path} is not valid YAML: {exc}"
+        raise InvalidConfigError([ConfigError("<file>", detail)]) from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InvalidConfigError([ConfigError("<root>", f"{path} must hold a mapping of sections")])
+    return loaded
+
+
 def load_settings(path: Path | None = None) -> Settings:
     """Read ``path`` (YAML) plus ``DRIFTD_`` environment overrides.
 
     Raises ``InvalidConfigError`` listing every bad key, by dotted name.
     """
+    loaded = _read_yaml(path) if path is not None else {}
+    # Keys go in as keyword arguments: a non-string one cannot, and one starting with "_"
+    # would be taken as an option of pydantic-settings itself (``_env_prefix`` ...).
+    errors: list[ConfigError] = []
     data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InvalidConfigError([ConfigError("<file>", f"cannot read {path}: {exc}")]) from exc
-        except yaml.YAMLError as exc:
-            raise InvalidConfigError(
-                [ConfigError("<file>", f"{path} is not valid YAML: {exc}")]
-            ) from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise InvalidConfigError(
-                [ConfigError("<root>", f"{path} must hold a mapping of sections")]
-            )
-        data = loaded
+    for key, value in loaded.items():
+        if not isinstance(key, str):
+            kind = type(key).__name__
+            errors.append(ConfigError(str(key), f"section names must be strings, not {kind}"))
+        elif key.startswith("_"):
+            errors.append(ConfigError(key, "Extra inputs are not permitted"))
+        else:
+            data[key] = value
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
-        errors = [ConfigError(_dotted(err["loc"]), err["msg"]) for err in exc.errors()]
-        raise InvalidConfigError(errors) from exc
+        errors += [ConfigError(_dotted(err["loc"]), err["msg"]) for err in exc.errors()]
+    except InvalidConfigError as exc:  # an environment override that does not parse
+        errors += exc.errors
+    except SettingsError as exc:  # anything else pydantic-settings could not read
+        errors.append(ConfigError("<environment>", str(exc)))
+    if errors:
+        raise InvalidConfigError(errors)
+    return settings
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

@@ -12,7 +12,7 @@ numpy call. Type checks are a ``set(map(type, column))`` per column; only a
 column that holds a wrong type is walked row by row, to find and reject the
 offending rows. A row's reason is the first failing check in this order: id,
 timestamp, features object, numeric features (in order), prediction, label,
-categorical features (in order).
+categorical features (in order), model, segment paths (in order).
 
 Values: numbers are float64 with null/absent as NaN (booleans and strings are
 ``wrong_type``); categorical values are text (ints and booleans as ``str``), None
@@ -39,6 +39,8 @@ from monitor.config import SchemaConfig
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_ID_LENGTH = 256
+MAX_TEXT_DEPTH = 32
+"""Levels of nesting an array or object may have to be used as a model or segment value."""
 
 REASONS = (
     "empty",
@@ -141,11 +143,42 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _strings(values: list[Any]) -> list[str]:
-    """Values as strings: None becomes "", anything else ``str(value)``."""
-    if set(map(type, values)) <= {str}:
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether a JSON array or object nests more than ``limit`` levels (walked iteratively)."""
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) is dict or type(child) is list
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _strings(values: list[Any], name: str, problems: _Problems) -> list[str]:
+    """Values as strings: None becomes "", anything else ``str(value)``.
+
+    An array or object nested more than ``MAX_TEXT_DEPTH`` levels is refused (``str``
+    of one deeper than the interpreter's recursion limit would raise; JSON allows 1024).
+    """
+    types = set(map(type, values))
+    if types <= {str}:
         return values
-    return ["" if v is None else v if type(v) is str else str(v) for v in values]
+    if list not in types and dict not in types:
+        return ["" if v is None else v if type(v) is str else str(v) for v in values]
+    out: list[str] = []
+    for row, value in enumerate(values):
+        kind = type(value)
+        if (kind is list or kind is dict) and _nests_deeper(value, MAX_TEXT_DEPTH):
+            detail = f"{name}: {_type_name(value)} nested more than {MAX_TEXT_DEPTH} levels deep"
+            problems.setdefault(row, ("wrong_type", detail))
+            out.append("")
+        else:
+            out.append("" if value is None else value if kind is str else str(value))
+    return out
 
 
 def _numbers(values: list[Any], name: str, problems: _Problems) -> npt.NDArray[np.float64]:
@@ -222,7 +255,6 @@ class Decoder:
 
         ids = self._ids(_column(events, self._id), problems)
         ts = self._timestamps(_column(events, self._ts), problems, clock)
-        models = _strings(_column(events, self._model))
         features = self._feature_objects(events, problems)
         numeric = np.empty((n, len(self.numeric_features)), dtype=np.float64)
         for j, name in enumerate(self.numeric_features):
@@ -234,7 +266,8 @@ class Decoder:
             name: _categories(_get(features, name), name, problems)
             for name in self.categorical_features
         }
-        keys = self._segment_keys(events, features)
+        models = _strings(_column(events, self._model), schema.model, problems)
+        keys = self._segment_keys(events, features, problems)
         source_index = (
             np.arange(n, dtype=np.int64)
             if isinstance(owners, range)
@@ -352,9 +385,12 @@ class Decoder:
                 objects[row] = {}
         return objects
 
-    def _segment_keys(self, events: list[dict[str, Any]], features: list[Any]) -> list[str]:
+    def _segment_keys(
+        self, events: list[dict[str, Any]], features: list[Any], problems: _Problems
+    ) -> list[str]:
         parts = [
-            _strings(self._path_column(events, features, path)) for path in self._segment_paths
+            _strings(self._path_column(events, features, path), ".".join(path), problems)
+            for path in self._segment_paths
         ]
         if len(parts) == 1:
             return parts[0]

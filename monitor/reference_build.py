@@ -190,8 +190,10 @@ def load_reference(path: Path) -> ReferenceProfile:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ReferenceProfileError(where, "no such file") from None
-    except OSError as exc:
-        raise ReferenceProfileError(where, f"cannot read: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ReferenceProfileError(
+            where, f"cannot read: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

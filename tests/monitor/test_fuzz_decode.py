@@ -1,0 +1,510 @@
+"""Fuzzing the decoder: hostile bytes never raise, are refused once by reason, spare batch-mates.
+
+Every batch mixes valid events with garbage: arbitrary bytes and structured mutations
+of valid events (truncation, byte flips, invalid UTF-8, deep nesting, out-of-range
+numbers, NaN/Infinity literals, wrong types, duplicate keys, oversized and empty
+messages, timestamps out of the window). Whatever comes in, ``decode`` returns; each
+message is accepted or refused exactly once, with a reason from ``REASONS``; and each
+message comes out exactly as it does when decoded alone, so one bad message can never
+change or drop another.
+
+NaN and infinity: JSON has no such numbers. ``orjson`` refuses the ``NaN`` /
+``Infinity`` literals and any number beyond float64 (``1e999``, a 400-digit integer),
+so such a message is refused as ``invalid_json``; an accepted number is always
+finite, and NaN in a column only ever means null or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.config import SchemaConfig
+from monitor.decode import (
+    MAX_ID_LENGTH,
+    MAX_MESSAGE_BYTES,
+    MAX_TEXT_DEPTH,
+    REASONS,
+    DecodedBatch,
+    Decoder,
+)
+
+NOW = 1_795_000_000.0
+SCHEMA = SchemaConfig(segment_by=["model_version", "features.region"])
+NUMERIC = ("income", "age")
+CATEGORICAL = ("employment_type", "region")
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+Message = bytes | None
+ANY = "any"  # expectation: no particular outcome, only the general properties
+OK = "ok"  # expectation: accepted
+
+
+def decoder() -> Decoder:
+    """The decoder under test, as the pipeline builds it, with a fixed clock."""
+    return Decoder(SCHEMA, NUMERIC, CATEGORICAL, now=NOW)
+
+
+def event(**overrides: Any) -> dict[str, Any]:
+    """A valid event; ``overrides`` replace top-level keys (``...`` drops one)."""
+    base: dict[str, Any] = {
+        "id": "req-1",
+        "ts": NOW - 10,
+        "model": "credit-risk",
+        "model_version": "v3",
+        "features": {"income": 50_000.0, "age": 41, "employment_type": "salaried", "region": "w"},
+        "prediction": 0.25,
+        "label": 1,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def feature(**overrides: Any) -> dict[str, Any]:
+    """A valid event with some feature values replaced."""
+    return event(features={**event()["features"], **overrides})
+
+
+SLOT = "\x00slot"
+
+
+def with_token(obj: dict[str, Any], token: bytes) -> bytes:
+    """``obj`` as JSON with the value ``SLOT`` (wherever it sits) replaced by raw ``token``."""
+    text = orjson.dumps(obj)
+    marker = orjson.dumps(SLOT)
+    assert text.count(marker) == 1
+    return text.replace(marker, token)
+
+
+def nested(depth: int, inner: bytes = b"1") -> bytes:
+    """``inner`` inside ``depth`` JSON arrays."""
+    return b"[" * depth + inner + b"]" * depth
+
+
+# --- what must hold for every batch ---------------------------------------------------
+
+
+def reasons(batch: DecodedBatch) -> dict[int, str]:
+    """Message index -> rejection reason."""
+    return {r.index: r.reason for r in batch.rejections}
+
+
+def rows_of(batch: DecodedBatch, index: int) -> dict[str, Any]:
+    """Everything the batch holds for message ``index``, as plain comparable values."""
+    keep = np.flatnonzero(batch.source_index == index).tolist()
+    return {
+        "ids": [batch.ids[i] for i in keep],
+        "ts": batch.ts[keep].tolist(),
+        "models": [batch.models[i] for i in keep],
+        "keys": [batch.segment_keys[i] for i in keep],
+        # repr keeps NaN comparable (nan != nan) and tells 0.0 from -0.0.
+        "numeric": repr(batch.numeric[keep].tolist()),
+        "categorical": {k: [v[i] for i in keep] for k, v in batch.categorical.items()},
+        "prediction": repr(batch.prediction[keep].tolist()),
+        "label": repr(batch.label[keep].tolist()),
+    }
+
+
+def assert_accounted(batch: DecodedBatch, n_messages: int) -> None:
+    """Each message is accepted or refused exactly once, by a known reason; columns line up."""
+    accepted = set(batch.source_index.tolist())
+    rejected = [r.index for r in batch.rejections]
+    assert len(rejected) == len(set(rejected))
+    assert all(0 <= i < n_messages for i in rejected)
+    assert accepted.isdisjoint(rejected)
+    assert accepted | set(rejected) == set(range(n_messages))
+    assert all(r.reason in REASONS for r in batch.rejections)
+    assert all(isinstance(r.detail, str) and r.detail for r in batch.rejections)
+    n = len(batch)
+    assert len(batch.ts) == len(batch.models) == len(batch.segment_keys) == n
+    assert batch.numeric.shape == (n, len(NUMERIC))
+    assert len(batch.prediction) == len(batch.label) == len(batch.source_index) == n
+    assert all(len(col) == n for col in batch.categorical.values())
+    assert list(batch.source_index) == sorted(batch.source_index)
+
+
+def assert_numbers_sane(batch: DecodedBatch) -> None:
+    """No accepted number is infinite, and every accepted timestamp is finite."""
+    assert np.isfinite(batch.ts).all()
+    for column in (batch.numeric, batch.prediction, batch.label):
+        assert not np.isinf(column).any()
+
+
+def assert_batch_independent(messages: list[Message], batch: DecodedBatch) -> None:
+    """Each message fares in the batch exactly as it does decoded alone."""
+    refused = {r.index: r for r in batch.rejections}
+    for index, message in enumerate(messages):
+        alone = decoder().decode([message])
+        if alone.rejections:
+            (solo,) = alone.rejections
+            assert index in refused, f"message {index} refused alone but accepted in a batch"
+            assert (refused[index].reason, refused[index].detail) == (solo.reason, solo.detail)
+        else:
+            assert index not in refused, f"message {index} accepted alone, refused in a batch"
+            assert rows_of(batch, index) == rows_of(alone, 0)
+
+
+def check(messages: list[Message], expected: list[str]) -> DecodedBatch:
+    """Decode the batch and check every property, and each message's expected outcome."""
+    batch = decoder().decode(messages)
+    assert_accounted(batch, len(messages))
+    assert_numbers_sane(batch)
+    assert_batch_independent(messages, batch)
+    got = reasons(batch)
+    for index, want in enumerate(expected):
+        if want == OK:
+            assert index not in got, (index, messages[index], got.get(index))
+        elif want != ANY:
+            assert got.get(index) == want, (index, messages[index])
+    return batch
+
+
+# --- strategies -----------------------------------------------------------------------
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+NUMBERS = FINITE | st.integers(-(2**63), 2**64 - 1) | st.none()
+INT64 = st.integers(-(2**63), 2**63 - 1)
+SEGMENT_VALUES = st.sampled_from(["v3", "v4"]) | st.text(max_size=12) | INT64 | st.none()
+
+
+@st.composite
+def valid_events(draw: st.DrawFn) -> dict[str, Any]:
+    """An event the decoder must accept: every value of the right type and in range."""
+    ts: Any = draw(
+        st.floats(NOW - SCHEMA.max_past_seconds, NOW + SCHEMA.max_future_seconds)
+        | st.integers(int(NOW - SCHEMA.max_past_seconds) + 1, int(NOW))
+    )
+    features = {
+        "income": draw(NUMBERS),
+        "age": draw(NUMBERS),
+        "employment_type": draw(st.text(max_size=8) | INT64 | st.booleans() | st.none()),
+        "region": draw(SEGMENT_VALUES),
+    }
+    out = {
+        "id": draw(st.text(max_size=20) | st.integers(-(2**63), 2**64 - 1)),
+        "ts": ts,
+        "model": draw(st.sampled_from(["credit-risk", "fraud"]) | st.text(max_size=8)),
+        "model_version": draw(SEGMENT_VALUES),
+        "features": {k: v for k, v in features.items() if draw(st.booleans()) or v is not None},
+        "prediction": draw(NUMBERS),
+        "label": draw(st.sampled_from([0, 1, None])),
+    }
+    return {k: v for k, v in out.items() if v is not None or draw(st.booleans())}
+
+
+VALID = valid_events().map(orjson.dumps)
+DEEP = nested(1_000)  # parses (orjson allows 1024 levels); str() of it would overflow the stack
+HUGE = b'{"id":"x","pad":"' + b"a" * MAX_MESSAGE_BYTES + b'"}'
+INVALID_UTF8 = [b"\xff", b"\x80", b"\xc0\x80", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\xc3"]
+FIELD_SLOTS: list[tuple[str, Callable[[Any], dict[str, Any]]]] = [
+    ("id", lambda v: event(id=v)),
+    ("ts", lambda v: event(ts=v)),
+    ("model", lambda v: event(model=v)),
+    ("model_version", lambda v: event(model_version=v)),
+    ("features", lambda v: event(features=v)),
+    ("income", lambda v: feature(income=v)),
+    ("age", lambda v: feature(age=v)),
+    ("employment_type", lambda v: feature(employment_type=v)),
+    ("region", lambda v: feature(region=v)),
+    ("prediction", lambda v: event(prediction=v)),
+    ("label", lambda v: event(label=v)),
+]
+# Raw JSON tokens to put where a field's value goes, with the outcome when it is certain.
+TOKENS: list[tuple[bytes, str]] = [
+    (b"1e999", "invalid_json"),
+    (b"-1e400", "invalid_json"),
+    (b"9" * 400, "invalid_json"),
+    (b"NaN", "invalid_json"),
+    (b"Infinity", "invalid_json"),
+    (b"-Infinity", "invalid_json"),
+    (b"nan", "invalid_json"),
+    (b"inf", "invalid_json"),
+    (b'"\\ud800"', "invalid_json"),
+    (str(2**200).encode(), ANY),
+    (str(-(2**70)).encode(), ANY),
+    (b"1e-400", ANY),
+    (b"-0", ANY),
+    (b'"12.5"', ANY),
+    (b'"NaN"', ANY),
+    (b"true", ANY),
+    (b"null", ANY),
+    (b"{}", ANY),
+    (b"[]", ANY),
+    (nested(900), ANY),
+    (b'"' + b"x" * (MAX_ID_LENGTH + 1) + b'"', ANY),
+    (b'"\xe2\x80\xae\xf0\x9f\x92\xa3"', ANY),  # RTL override + emoji: valid UTF-8
+]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[Message, str]:
+    """A valid event broken in one structured way, with the outcome when it is certain."""
+    good = draw(VALID)
+    kind = draw(
+        st.sampled_from(
+            [
+                "truncate",
+                "flip",
+                "utf8",
+                "wrap",
+                "token",
+                "dup",
+                "empty",
+                "huge",
+                "non_object",
+                "timestamp",
+            ]
+        )
+    )
+    if kind == "truncate":
+        cut = draw(st.integers(0, len(good) - 1))
+        return good[:cut], "empty" if cut == 0 else "invalid_json"
+    if kind == "flip":
+        at = draw(st.integers(0, len(good) - 1))
+        mask = draw(st.integers(1, 255))
+        flipped = bytearray(good)
+        flipped[at] ^= mask
+        return bytes(flipped), ANY
+    if kind == "utf8":
+        at = draw(st.integers(0, len(good)))
+        return good[:at] + draw(st.sampled_from(INVALID_UTF8)) + good[at:], "invalid_json"
+    if kind == "wrap":
+        depth = draw(st.sampled_from([1, 2, 3, 100, 1_030, 10_000]))
+        expected = OK if depth == 1 else "not_an_object" if depth < 1_000 else "invalid_json"
+        return nested(depth, good), expected
+    if kind == "token":
+        _, build = draw(st.sampled_from(FIELD_SLOTS))
+        token, expected = draw(st.sampled_from(TOKENS))
+        return with_token(build(SLOT), token), expected
+    if kind == "dup":
+        key = draw(st.sampled_from(["id", "ts", "features", "prediction"]))
+        value = draw(st.none() | st.text(max_size=5) | FINITE | st.booleans())
+        # The later duplicate wins, exactly as if the object held only that value.
+        return good[:-1] + b"," + orjson.dumps(key) + b":" + orjson.dumps(value) + b"}", ANY
+    if kind == "empty":
+        return draw(st.sampled_from([b"", None])), "empty"
+    if kind == "huge":
+        return HUGE, "too_large"
+    if kind == "non_object":
+        return draw(
+            st.sampled_from([b"42", b'"text"', b"true", b"null", b"[]", b"[1]", b"[{}, 2]"])
+        ), "not_an_object"
+    far = draw(
+        st.sampled_from([NOW + 10 * 365 * 86_400, -1.0, 0, NOW * 1000, NOW * 1e6, 1e300])
+        | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+    )
+    doc = orjson.loads(good)
+    doc["ts"] = far
+    return orjson.dumps(doc), "timestamp_out_of_range"
+
+
+ARBITRARY = st.binary(max_size=64).map(lambda b: (b, ANY))
+BATCHES = st.lists(
+    st.one_of(VALID.map(lambda b: (b, OK)), mutated(), ARBITRARY),
+    max_size=10,
+)
+
+
+# --- properties -----------------------------------------------------------------------
+
+
+@FUZZ
+@given(BATCHES)
+def test_mixed_batches_never_raise_and_lose_nothing(batch: list[tuple[Message, str]]) -> None:
+    """Valid events mixed with mutated ones and random bytes: every property holds."""
+    messages = [m for m, _ in batch]
+    check(messages, [e for _, e in batch])
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=200) | st.none(), max_size=12))
+def test_arbitrary_bytes_never_raise(messages: list[Message]) -> None:
+    """Arbitrary bytes (and tombstones) are each accounted for, whatever they hold."""
+    check(messages, [])
+
+
+@FUZZ
+@given(st.lists(valid_events(), min_size=1, max_size=8), st.data())
+def test_valid_events_decode_to_their_values(events: list[dict[str, Any]], data: Any) -> None:
+    """Valid events among garbage come out with exactly their own values; NaN only where null."""
+    garbage = data.draw(st.lists(mutated().map(lambda m: m[0]) | st.binary(max_size=32)))
+    slots = data.draw(st.permutations(range(len(events) + len(garbage))))
+    messages: list[Message] = [None] * len(slots)
+    for i, slot in enumerate(slots):
+        messages[slot] = orjson.dumps(events[i]) if i < len(events) else garbage[i - len(events)]
+    batch = check(messages, [])
+    for i, e in enumerate(events):
+        rows = np.flatnonzero(batch.source_index == slots[i])
+        assert len(rows) == 1, "a valid event was lost"
+        row = int(rows[0])
+        assert batch.ids[row] == str(e["id"])
+        for j, name in enumerate(NUMERIC):
+            value = e.get("features", {}).get(name)
+            got = batch.numeric[row, j]
+            assert math.isnan(got) if value is None else got == float(value)
+        for name, column in (("prediction", batch.prediction), ("label", batch.label)):
+            value = e.get(name)
+            assert math.isnan(column[row]) if value is None else column[row] == float(value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(VALID, min_size=1, max_size=5), st.integers(0, 5))
+def test_array_messages_are_all_or_nothing(events: list[bytes], bad_at: int) -> None:
+    """An array message with one hostile object is refused whole; its neighbours are untouched."""
+    hostile = with_token(event(model_version=SLOT), DEEP)
+    parts = [*events[:bad_at], hostile, *events[bad_at:]]
+    array = b"[" + b",".join(parts) + b"]"
+    messages: list[Message] = [events[0], array, events[-1]]
+    batch = check(messages, [OK, "wrong_type", OK])
+    assert 1 not in batch.source_index.tolist()
+
+
+# --- one named case per hostile input -------------------------------------------------
+
+CASES: list[tuple[str, Message, str]] = [
+    ("arbitrary bytes", b"\x00\x01\x02garbage", "invalid_json"),
+    ("truncated event", orjson.dumps(event())[:25], "invalid_json"),
+    ("truncated to one byte", b"{", "invalid_json"),
+    ("first byte flipped", b"z" + orjson.dumps(event())[1:], "invalid_json"),
+    ("invalid UTF-8 in a string", with_token(event(model=SLOT), b'"cr\xffedit"'), "invalid_json"),
+    ("invalid UTF-8 between tokens", orjson.dumps(event()) + b"\xc3", "invalid_json"),
+    ("overlong UTF-8 encoding", with_token(event(id=SLOT), b'"\xc0\xaf"'), "invalid_json"),
+    ("UTF-8 encoded surrogate", with_token(event(id=SLOT), b'"\xed\xa0\x80"'), "invalid_json"),
+    ("lone surrogate escape", with_token(event(id=SLOT), b'"\\udc00"'), "invalid_json"),
+    ("10,000 levels of [", b"[" * 10_000, "invalid_json"),
+    ("10,000 balanced levels", nested(10_000, orjson.dumps(event())), "invalid_json"),
+    ("event wrapped twice", nested(2, orjson.dumps(event())), "not_an_object"),
+    ("deep array as model", with_token(event(model=SLOT), DEEP), "wrong_type"),
+    ("deep array as segment", with_token(event(model_version=SLOT), DEEP), "wrong_type"),
+    ("deep array as feature segment", with_token(feature(region=SLOT), DEEP), "wrong_type"),
+    ("deep array as id", with_token(event(id=SLOT), DEEP), "missing_id"),
+    ("deep array as timestamp", with_token(event(ts=SLOT), DEEP), "bad_timestamp"),
+    ("deep array as features", with_token(event(features=SLOT), DEEP), "missing_features"),
+    ("deep array as numeric feature", with_token(feature(income=SLOT), DEEP), "wrong_type"),
+    ("deep array as category", with_token(feature(employment_type=SLOT), DEEP), "wrong_type"),
+    ("1e999 as a feature", with_token(feature(income=SLOT), b"1e999"), "invalid_json"),
+    ("-1e400 as prediction", with_token(event(prediction=SLOT), b"-1e400"), "invalid_json"),
+    ("400-digit integer", with_token(feature(age=SLOT), b"9" * 400), "invalid_json"),
+    ("2**200 as a feature", with_token(feature(age=SLOT), str(2**200).encode()), OK),
+    (
+        "2**200 as timestamp",
+        with_token(event(ts=SLOT), str(2**200).encode()),
+        "timestamp_out_of_range",
+    ),
+    ("2**200 as id", with_token(event(id=SLOT), str(2**200).encode()), "missing_id"),
+    ("2**64 as id", with_token(event(id=SLOT), str(2**64).encode()), "missing_id"),
+    ("1e-400 underflows to 0", with_token(feature(income=SLOT), b"1e-400"), OK),
+    ("string as numeric feature", orjson.dumps(feature(income="50000")), "wrong_type"),
+    ("string as prediction", orjson.dumps(event(prediction="0.8")), "wrong_type"),
+    ("string as label", orjson.dumps(event(label="1")), "wrong_type"),
+    ("digits string as timestamp", orjson.dumps(event(ts=str(int(NOW)))), "bad_timestamp"),
+    ("boolean as numeric feature", orjson.dumps(feature(age=True)), "wrong_type"),
+    ("NaN literal", with_token(feature(income=SLOT), b"NaN"), "invalid_json"),
+    ("Infinity literal", with_token(event(prediction=SLOT), b"Infinity"), "invalid_json"),
+    ("-Infinity literal", with_token(event(label=SLOT), b"-Infinity"), "invalid_json"),
+    ("NaN literal as timestamp", with_token(event(ts=SLOT), b"NaN"), "invalid_json"),
+    ('"NaN" string as a feature', orjson.dumps(feature(income="NaN")), "wrong_type"),
+    ("duplicate id, null last", orjson.dumps(event())[:-1] + b',"id":null}', "missing_id"),
+    ("duplicate id, valid last", b'{"id":null,' + orjson.dumps(event())[1:], OK),
+    ("duplicate ts, bad last", orjson.dumps(event())[:-1] + b',"ts":"x"}', "bad_timestamp"),
+    ("bigger than the size limit", HUGE, "too_large"),
+    ("spaces beyond the size limit", b" " * (MAX_MESSAGE_BYTES + 1), "too_large"),
+    ("empty message", b"", "empty"),
+    ("tombstone", None, "empty"),
+    ("unknown segment value", orjson.dumps(event(model_version="v999-never-seen")), OK),
+    ("segment value with commas", orjson.dumps(feature(region="a,b,c")), OK),
+    ("object as segment value", orjson.dumps(event(model_version={"a": [1]})), OK),
+    (
+        "segment nested to the limit",
+        with_token(event(model_version=SLOT), nested(MAX_TEXT_DEPTH)),
+        OK,
+    ),
+    (
+        "segment nested past the limit",
+        with_token(event(model_version=SLOT), nested(MAX_TEXT_DEPTH + 1)),
+        "wrong_type",
+    ),
+    (
+        "timestamp 10 years ahead",
+        orjson.dumps(event(ts=NOW + 10 * 365 * 86_400)),
+        "timestamp_out_of_range",
+    ),
+    ("timestamp at the epoch", orjson.dumps(event(ts=0)), "timestamp_out_of_range"),
+    ("negative timestamp", orjson.dumps(event(ts=-1e300)), "timestamp_out_of_range"),
+    (
+        "timestamp in milliseconds",
+        orjson.dumps(event(ts=int(NOW * 1000))),
+        "timestamp_out_of_range",
+    ),
+    ("timestamp in microseconds", orjson.dumps(event(ts=NOW * 1e6)), "timestamp_out_of_range"),
+    ("ISO year 1", orjson.dumps(event(ts="0001-01-01T00:00:00+14:00")), "timestamp_out_of_range"),
+    (
+        "ISO year 9999",
+        orjson.dumps(event(ts="9999-12-31T23:59:59-14:00")),
+        "timestamp_out_of_range",
+    ),
+    ("ISO garbage", orjson.dumps(event(ts="2026-13-45T99:99:99Z")), "bad_timestamp"),
+    ("number as JSON", b"42", "not_an_object"),
+    ("string as JSON", b'"event"', "not_an_object"),
+    ("true as JSON", b"true", "not_an_object"),
+    ("null as JSON", b"null", "not_an_object"),
+    ("empty array", b"[]", "not_an_object"),
+    ("array with a number", b"[" + orjson.dumps(event()) + b", 1]", "not_an_object"),
+    ("null id", orjson.dumps(event(id=None)), "missing_id"),
+    ("absent id", orjson.dumps(event(id=...)), "missing_id"),
+    ("boolean id", orjson.dumps(event(id=False)), "missing_id"),
+    ("id too long", orjson.dumps(event(id="i" * (MAX_ID_LENGTH + 1))), "bad_id"),
+    ("null features", orjson.dumps(event(features=None)), "missing_features"),
+    ("features as a list", orjson.dumps(event(features=[1, 2])), "missing_features"),
+]
+
+
+@pytest.mark.parametrize(
+    ("reason", "bad"), [(r, m) for _, m, r in CASES], ids=[n for n, _, _ in CASES]
+)
+def test_hostile_input_gets_its_reason_and_spares_its_neighbours(reason: str, bad: Message) -> None:
+    """Each hostile input gets its exact reason (or is accepted); its neighbours decode intact."""
+    neighbours = [orjson.dumps(event(id=f"n{i}")) for i in range(3)]
+    messages = [neighbours[0], bad, neighbours[1], bad, neighbours[2]]
+    batch = check(messages, [OK, reason, OK, reason, OK])
+    assert [i for i in batch.ids if i.startswith("n")] == ["n0", "n1", "n2"]
+
+
+def test_every_reason_has_a_named_case() -> None:
+    """The named cases reach every rejection reason the decoder has."""
+    assert {reason for _, _, reason in CASES} - {OK} == set(REASONS)
+
+
+def test_millisecond_epoch_detail_hints_at_the_unit() -> None:
+    """An epoch in milliseconds is refused with a hint that epochs are in seconds."""
+    batch = decoder().decode([orjson.dumps(event(ts=int(NOW * 1000)))])
+    assert "milliseconds" in batch.rejections[0].detail
+
+
+def test_deep_segment_value_detail_names_the_path() -> None:
+    """A segment value nested too deeply to be text is refused, naming its path."""
+    plain = Decoder(SCHEMA, NUMERIC, ("employment_type",), now=NOW)  # region only a segment
+    batch = plain.decode([with_token(feature(region=SLOT), DEEP), orjson.dumps(event())])
+    (rejection,) = batch.rejections
+    assert rejection.reason == "wrong_type"
+    assert "features.region" in rejection.detail
+
+
+def test_stdlib_json_with_nan_is_refused_not_misread() -> None:
+    """``json.dumps`` writes NaN for a float NaN; the event is refused, never decoded as a value."""
+    message = json.dumps(feature(income=float("nan"))).encode()
+    batch = decoder().decode([message, orjson.dumps(event())])
+    assert reasons(batch) == {0: "invalid_json"}
+    assert not np.isnan(batch.numeric).any()
