@@ -16,17 +16,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.service import AlertService
+from monitor.checkpointing import StateCheckpointer
 from monitor.config import Settings
 from monitor.errors import DeadLetterError, DriftdError
+from monitor.labels.metrics import LabelCollector, LabelDelay
 from monitor.metrics import DaemonMetrics, DriftCollector, Heartbeat, MetricsServer
 from monitor.pipeline import BatchOutcome, Pipeline
 from monitor.results import LatestResults
@@ -37,17 +39,33 @@ EXIT_FORCED = 1
 
 
 class Checkpointer(Protocol):
-    """Saves the pipeline state with the next offsets, atomically (the reliability issue)."""
+    """Saves the pipeline state with the next offsets, atomically (``StateCheckpointer``)."""
 
-    def save(self, pipeline: Pipeline, offsets: dict[TopicPartition, int]) -> bool:
+    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
+        """Load the last checkpoint into ``pipeline``; its offsets and extra state."""
+        ...
+
+    def due(self) -> bool:
+        """Whether a save is due after the batch just processed."""
+        ...
+
+    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
         """True when state and offsets are durably stored together."""
         ...
 
 
 class NoCheckpoint:
-    """The place in the commit order where the checkpoint goes; stores nothing yet."""
+    """No checkpoints (demo, file sources): every processed batch may be committed."""
 
-    def save(self, pipeline: Pipeline, offsets: dict[TopicPartition, int]) -> bool:
+    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
+        """Nothing to restore."""
+        return {}, {}
+
+    def due(self) -> bool:
+        """Always: the commit cadence alone paces commits."""
+        return True
+
+    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
         """Nothing to store; the commit may proceed."""
         return True
 
@@ -62,6 +80,8 @@ class LoopStats:
     rejected: int = 0
     commits: int = 0
     windows: int = 0
+    labels: int = 0
+    matched: int = 0
     transitions: list[str] = field(default_factory=list)
 
 
@@ -87,6 +107,8 @@ class Daemon:
         self.on_batch = on_batch
         self.metrics = DaemonMetrics(self.registry, settings.model)
         self.alerts = alerts if alerts is not None else AlertService(settings.alerts, self.registry)
+        if isinstance(self.checkpointer, StateCheckpointer):
+            self.checkpointer.extra_state = lambda: {"alerts": self.alerts.state_dict()}
         # A loop stuck inside one batch for minutes is dead to the orchestrator; a broker
         # outage is not (poll keeps returning), so this only watches the loop itself.
         self.heartbeat = Heartbeat(max_age=max(300.0, 20 * settings.kafka.poll_timeout_ms / 1000))
@@ -97,6 +119,12 @@ class Daemon:
             seconds_since_poll=self.seconds_since_poll,
         )
         self.registry.register(self.collector)
+        self.label_delay: LabelDelay | None = None
+        if pipeline.labels is not None:
+            self.registry.register(
+                LabelCollector(pipeline.labels, lambda: tuple(pipeline.segments.names))
+            )
+            self.label_delay = LabelDelay(self.registry, settings.model)
         self.server = (
             MetricsServer(
                 self.registry,
@@ -116,6 +144,8 @@ class Daemon:
         self._reference_version = ""
         self._publish_reference()
         self._pending: dict[TopicPartition, int] = {}
+        self._processed: dict[TopicPartition, int] = {}
+        self._restored: dict[TopicPartition, int] = {}
         self._committed_at = -math.inf
 
     # ------------------------------------------------------------ health
@@ -146,7 +176,12 @@ class Daemon:
         return 0
 
     def startup(self) -> None:
-        """Start the alert workers, serve metrics and announce the start."""
+        """Restore the checkpoint, start the alert workers, serve metrics, announce."""
+        self._restored, extra = self.checkpointer.restore(self.pipeline)
+        self._processed = dict(self._restored)
+        if "alerts" in extra:
+            self.alerts.load_state_dict(extra["alerts"])
+        self._publish_reference()
         self.alerts.start()
         if self.server is not None:
             self.server.start()
@@ -177,11 +212,16 @@ class Daemon:
         overflow_before = self.pipeline.segments.overflow
         outcome = self.pipeline.process(records)
         self.metrics.observe_batch(outcome, time.perf_counter() - started)
+        if self.label_delay is not None and outcome.labels is not None:
+            self.label_delay.observe(outcome.labels.delays)
         self.metrics.overflowed(self.pipeline.segments.overflow - overflow_before)
         self._publish_reference()
         if outcome.transitions:
             # Enqueueing never blocks on a sink: a dead PagerDuty cannot stall the loop.
             self.alerts.submit(outcome.transitions, outcome.details)
+        if self.on_batch is not None:
+            # Before the checkpoint: a crash after it must not skip what this batch closed.
+            self.on_batch(outcome)
         try:
             if outcome.rejected:
                 self.source.dead_letter(outcome.rejected)
@@ -195,8 +235,6 @@ class Daemon:
         else:
             self._checkpoint_and_commit(outcome)
         self._count(outcome)
-        if self.on_batch is not None:
-            self.on_batch(outcome)
         return outcome
 
     def _publish_reference(self) -> None:
@@ -208,14 +246,22 @@ class Daemon:
                 self.alerts.router.reference_version = reference.version
 
     def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
-        if not self.checkpointer.save(self.pipeline, outcome.next_offsets):
-            self.metrics.commit("skipped")
-            log.error("checkpoint_failed_commit_skipped")
-            return
-        self._pending.update(outcome.next_offsets)
+        self._processed.update(outcome.next_offsets)
+        if self.checkpointer.due():
+            self.checkpoint()
         interval = self.settings.kafka.commit_interval_ms / 1000.0
         if time.monotonic() - self._committed_at >= interval:
             self.commit_pending()
+
+    def checkpoint(self) -> bool:
+        """Save the state with every processed offset; only then may those be committed."""
+        offsets = dict(self._processed)
+        if not self.checkpointer.save(self.pipeline, offsets):
+            if offsets:
+                self.metrics.commit("skipped")
+            return False
+        self._pending.update(offsets)
+        return True
 
     def commit_pending(self, partitions: Sequence[TopicPartition] | None = None) -> None:
         """Commit the offsets whose state is already safe (all, or those of ``partitions``).
@@ -243,8 +289,20 @@ class Daemon:
         self.stats.commits += 1
 
     def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
-        """Before a rebalance takes partitions away, commit what was processed from them."""
+        """Before a rebalance takes partitions away: checkpoint, then commit them."""
+        self.checkpoint()
         self.commit_pending(partitions)
+        for tp in partitions:
+            # Their next owner decides from here on; a stale offset must not come back.
+            self._processed.pop(tp, None)
+            self._restored.pop(tp, None)
+
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
+        """Newly owned partitions start at the checkpoint's offsets, not the group's."""
+        wanted = {tp: self._restored[tp] for tp in partitions if tp in self._restored}
+        seek = getattr(self.source, "seek", None)
+        if wanted and seek is not None:
+            seek(wanted)
 
     def _count(self, outcome: BatchOutcome) -> None:
         s = self.stats
@@ -253,12 +311,17 @@ class Daemon:
         s.accepted += outcome.accepted
         s.rejected += len(outcome.rejected)
         s.windows += len(outcome.results) if outcome.results is not None else 0
+        if outcome.labels is not None:
+            s.labels += outcome.labels.labels
+            s.matched += outcome.labels.matched
         s.transitions.extend(t.dedup_key + ":" + t.current for t in outcome.transitions)
 
     def shutdown(self) -> None:
         """Commit, close the source, flush the alert outbox, stop the metrics server."""
         self.should_exit.set()
         try:
+            if self.started:
+                self.checkpoint()
             self.commit_pending()
             self.source.close()
         finally:

@@ -139,6 +139,8 @@ class MethodConfig(Section):
     enabled: bool = True
     threshold: float = Field(gt=0)
     clear: float = Field(gt=0)
+    consecutive: int | None = Field(default=None, ge=1)
+    """Breaching windows needed to fire; None: ``detectors.consecutive``."""
 
     @model_validator(mode="after")
     def _hysteresis(self) -> MethodConfig:
@@ -147,8 +149,12 @@ class MethodConfig(Section):
         return self
 
 
-def _method(threshold: float, clear: float) -> Any:
-    return Field(default_factory=lambda: MethodConfig(threshold=threshold, clear=clear))
+def _method(threshold: float, clear: float, consecutive: int | None = None) -> Any:
+    return Field(
+        default_factory=lambda: MethodConfig(
+            threshold=threshold, clear=clear, consecutive=consecutive
+        )
+    )
 
 
 class DetectorsConfig(Section):
@@ -158,12 +164,74 @@ class DetectorsConfig(Section):
     ks: MethodConfig = _method(0.15, 0.08)
     chi2: MethodConfig = _method(0.2, 0.1)
     js: MethodConfig = _method(0.2, 0.1)
+    adwin: MethodConfig = _method(1.0, 0.5, consecutive=1)
+    """Concept drift: the score is the number of ADWIN detections on the segment's error
+    stream in its last ``labels.adwin_hold_windows`` performance windows; it fires on a
+    detection and resolves once that many windows passed without one."""
+    fairness: MethodConfig = _method(0.2, 0.1)
+    """Fairness gaps (demographic parity, TPR and FPR gaps) between groups."""
     ks_alpha: float = Field(default=0.01, gt=0, lt=1)
     psi_smoothing: float = Field(default=0.5, gt=0)
     consecutive: int = Field(default=2, ge=1)
     fdr: bool = False
     fdr_q: float = Field(default=0.05, gt=0, lt=1)
     overrides: dict[str, dict[str, MethodConfig]] = Field(default_factory=dict)
+
+
+class LabelsConfig(Section):
+    """Ground truth: the label events, the join to predictions, and what is computed.
+
+    Labels come from ``kafka.labels_topic`` (or the demo's label stream) and are
+    joined to their prediction by id.
+    """
+
+    enabled: bool = False
+    id: str = "id"
+    timestamp: str = "ts"
+    label: str = "label"
+    task: Literal["binary", "regression"] = "binary"
+    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    """A binary prediction at or above this score is the positive class."""
+    regression_error: Literal["absolute", "squared"] = "absolute"
+    ttl_seconds: float = Field(default=7 * 86_400.0, gt=0)
+    """How long (event time) a prediction waits for its label, and a label for its prediction."""
+    max_pending: int = Field(default=1_000_000, gt=0)
+    """Pending predictions kept at most (early labels too, each side apart)."""
+    window_pairs: int = Field(default=2_000, gt=0)
+    """Joined pairs per segment in one performance window."""
+    group_by: str | None = None
+    """Dotted path of the fairness group (e.g. ``features.age_band``); None: no fairness."""
+    max_groups: int = Field(default=20, ge=2)
+    min_group_size: int = Field(default=30, ge=1)
+    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
+    adwin_clock: int = Field(default=32, ge=1)
+    adwin_grace_period: int = Field(default=10, ge=1)
+    adwin_min_window_length: int = Field(default=5, ge=1)
+    adwin_max_buckets: int = Field(default=5, ge=2)
+    adwin_hold_windows: int = Field(default=5, ge=1)
+    """A concept-drift alert stays open while a detection lies in the segment's last
+    this many performance windows."""
+
+
+class CheckpointConfig(Section):
+    """Where and how often the state is saved with its offsets (DESIGN.md, reliability).
+
+    Offsets are committed only after a checkpoint that includes their events, so
+    ``interval_s`` is also the commit cadence, and what a crash re-reads at most.
+    """
+
+    store: Literal["file", "none"] = "file"
+    directory: Path = Path("driftd-state")
+    name: str = Field(default="checkpoint", pattern=r"^[A-Za-z0-9_.-]+$")
+    interval_s: float = Field(default=10.0, ge=0)
+    interval_batches: int | None = Field(default=None, gt=0)
+    """Also save after this many batches (whichever comes first)."""
+
+
+class JournalConfig(Section):
+    """An append-only JSON-lines record of every closed window and transition (audit)."""
+
+    path: Path | None = None
 
 
 class MetricsConfig(Section):
@@ -427,6 +495,9 @@ class Settings(BaseSettings):
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -289,7 +289,8 @@ class DecisionBook:
             entry.streak += 1
             if previous == "firing":
                 return None
-            if entry.streak >= self.detectors.consecutive:
+            needed = cfg.consecutive if cfg.consecutive is not None else self.detectors.consecutive
+            if entry.streak >= needed:
                 return self._move(key, entry, "firing", end)
             if previous == "ok":
                 entry.state, entry.since_ts = "pending", end

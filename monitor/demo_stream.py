@@ -4,8 +4,12 @@ Ten features (seven numeric, three categorical), three regions as segments, and 
 logistic scoring model. In the ``west`` segment the feature distribution shifts at
 ``feature_shift_at`` (incomes fall, card utilisation rises), and at
 ``prediction_shift_at`` the model's scores shift too (a miscalibrated retrain is
-rolled out there). The other segments stay stationary, so a correct monitor pages
-for ``west`` only, and only after the injection points.
+rolled out there). From ``concept_shift_at`` the ``south`` segment's ground truth
+changes (card utilisation and debt stop predicting default, unemployment predicts
+it more strongly) while its features and the model's scores stay exactly as they
+were: only the joined labels can show it, as a rising error rate (concept drift).
+The other segments stay stationary, so a correct monitor pages for feature drift
+in ``west`` and concept drift in ``south`` only, and only after the injection points.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy.typing as npt
 
 SEGMENTS = ("north", "south", "west")
 DRIFTING_SEGMENT = "west"
+CONCEPT_SEGMENT = "south"
 NUMERIC_FEATURES = (
     "income",
     "loan_amount",
@@ -89,6 +94,7 @@ class DemoStream:
     prediction_shift_at: int = 120_000
     feature_shift_end: int | None = None
     """Event index where the feature shift is rolled back (recovery); None: never."""
+    concept_shift_at: int = 90_000
     missing_rate: float = 0.01
     rate: float = 2_000.0
     start_ts: float = 1_795_000_000.0
@@ -121,16 +127,20 @@ class DemoStream:
         ]
         purpose = np.array(PURPOSE)[rng.choice(len(PURPOSE), n, p=[0.3, 0.25, 0.1, 0.1, 0.2, 0.05])]
 
-        logit = (
+        base = (
             -1.2
             - 0.9 * (np.log(income) - np.log(52_000))
             + 0.5 * (np.log(loan_amount) - np.log(14_000))
             - 0.012 * (credit_score - 690)
-            + 2.2 * (debt_to_income - 0.28)
-            + 1.8 * (utilization - 0.28)
-            + 0.8 * (employment == "unemployed")
         )
-        truth = 1.0 / (1.0 + np.exp(-logit))
+        unemployed = employment == "unemployed"
+        logit = base + 2.2 * (debt_to_income - 0.28) + 1.8 * (utilization - 0.28) + 0.8 * unemployed
+        concept = (segment == CONCEPT_SEGMENT) & (index >= self.concept_shift_at)
+        # The new world: utilisation and debt flip sign, unemployment weighs far more.
+        shifted = (
+            base - 6.0 * (debt_to_income - 0.28) - 6.0 * (utilization - 0.28) + 2.5 * unemployed
+        )
+        truth = 1.0 / (1.0 + np.exp(-np.where(concept, shifted, logit)))
         label = (rng.random(n) < truth).astype(np.int64)
         model_logit = logit + rng.normal(0, 0.35, n) + np.where(prediction_drift, 1.1, 0.0)
         prediction = 1.0 / (1.0 + np.exp(-model_logit))

@@ -65,6 +65,56 @@ class CheckpointError(DriftdError):
         self.message = message
 
 
+class CheckpointCorruptError(CheckpointError):
+    """A checkpoint is damaged or is not a driftd checkpoint; no part of it can be trusted.
+
+    ``reason`` is a short machine-readable cause: ``truncated``, ``bad_magic``,
+    ``checksum``, ``malformed``, ``unsupported_dtype``, ``missing_chunks``...
+    """
+
+    def __init__(self, location: str, message: str, *, reason: str) -> None:
+        super().__init__(location, message)
+        self.reason = reason
+
+
+class CheckpointIncompatibleError(CheckpointError):
+    """A sound checkpoint that this build or this configuration must not restore.
+
+    ``what`` names the mismatch (``format_version``, ``state_version``,
+    ``fingerprint`` or ``compression``); ``expected`` is what this process needs,
+    ``found`` what the checkpoint holds.
+    """
+
+    def __init__(self, location: str, what: str, expected: object, found: object) -> None:
+        super().__init__(location, f"{what} mismatch: expected {expected!r}, found {found!r}")
+        self.what = what
+        self.expected = expected
+        self.found = found
+
+
+class CheckpointStorageError(CheckpointError):
+    """The checkpoint store could not be read or written (disk, permissions, Kafka).
+
+    ``errno`` is the OS error number when an ``OSError`` was the cause, else None.
+    A failed save leaves the last good checkpoint in place.
+    """
+
+    def __init__(self, location: str, message: str, *, errno: int | None = None) -> None:
+        super().__init__(location, message)
+        self.errno = errno
+
+
+class CheckpointEncodeError(CheckpointError):
+    """The state holds a value the checkpoint format cannot store; nothing was written.
+
+    ``path`` names the value, e.g. ``state['segments'][3]``.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__("encode", f"{path}: {message}")
+        self.path = path
+
+
 class OffsetCommitError(DriftdError):
     """Offsets were not committed (rebalance, lost membership, broker down); nothing was saved.
 

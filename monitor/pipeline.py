@@ -27,6 +27,8 @@ from monitor.decision import DecisionBook, Transition
 from monitor.decode import DecodedBatch, Decoder
 from monitor.evaluate import Evaluator
 from monitor.explain import DriftExplainer
+from monitor.labels.events import LabelDecoder
+from monitor.labels.monitor import LabelMonitor, LabelOutcome
 from monitor.results import LatestResults, WindowResults
 from monitor.segments import SegmentTable
 from monitor.sources.base import Record, TopicPartition
@@ -48,6 +50,8 @@ class BatchOutcome:
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     details: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     """Alert details (the top drifting bins) of firing transitions, by dedup key."""
+    labels: LabelOutcome | None = None
+    """The label side of the batch, when labels are enabled."""
 
 
 @dataclass
@@ -111,6 +115,15 @@ class Pipeline:
         self._warmup: _Warmup | None = None
         self._profiles: list[FeatureProfile] = []
         self._lookups: dict[str, dict[str | None, float]] = {}
+        self.labels: LabelMonitor | None = None
+        self.label_decoder: LabelDecoder | None = None
+        self.label_topic = settings.kafka.labels_topic
+        group = settings.labels.group_by
+        self.group_feature = group.removeprefix(settings.schema_.features + ".") if group else None
+        if settings.labels.enabled:
+            label_profile = reference.label if reference is not None else None
+            self.labels = LabelMonitor(settings, label_profile)
+            self.label_decoder = LabelDecoder(settings.labels, settings.schema_)
         if reference is not None:
             self._start_detection(reference)
 
@@ -172,21 +185,30 @@ class Pipeline:
         # Offsets ascend within a partition, so the last record of each one wins.
         last = {(r.topic, r.partition): r.offset for r in records}
         next_offsets = {tp: offset + 1 for tp, offset in last.items()}
-        if self.decoder is None:
-            numeric, categorical = discover_features(records, self.settings)
+        label_records: list[Record] = []
+        events = records
+        if self.labels is not None:
+            label_records = [r for r in records if r.topic == self.label_topic]
+            if label_records:
+                events = [r for r in records if r.topic != self.label_topic]
+        if self.decoder is None and events:
+            numeric, categorical = discover_features(events, self.settings)
             self.decoder = Decoder(self.settings.schema_, numeric, categorical)
             self._warmup = _Warmup()
-        decoded = self.decoder.decode([r.value for r in records], now=now)
-        rejected = [(records[r.index], r.reason, r.detail) for r in decoded.rejections]
-        for _, reason, _ in rejected:
-            self.rejections_by_reason[reason] = self.rejections_by_reason.get(reason, 0) + 1
+        decoded = (
+            self.decoder.decode([r.value for r in events], now=now)
+            if self.decoder is not None
+            else Decoder(self.settings.schema_, (), ()).decode([])
+        )
+        rejected = [(events[r.index], r.reason, r.detail) for r in decoded.rejections]
         seg = self.segments.ids(decoded.segment_keys)
         self.events_accepted += len(decoded)
         results: WindowResults | None = None
         transitions: list[Transition] = []
         details: dict[str, Mapping[str, Any]] = {}
         if not self.ready:
-            self._collect_warmup(decoded, seg)
+            if len(decoded):
+                self._collect_warmup(decoded, seg)
         elif len(decoded):
             assert self.windows is not None and self.evaluator is not None
             closed = self.windows.add(seg, self._matrix(decoded), decoded.ts)
@@ -202,9 +224,55 @@ class Pipeline:
                         self.evaluator.reference_for(closed.segments),
                         self.segments.names,
                     )
+        label_outcome = None
+        if self.labels is not None:
+            label_outcome, label_rejected = self._process_labels(decoded, seg, label_records, now)
+            rejected.extend(label_rejected)
+            for extra in label_outcome.results:
+                self.results.record(extra, windows=False)
+                transitions.extend(self.decisions.observe(extra))
+        for _, reason, _ in rejected:
+            self.rejections_by_reason[reason] = self.rejections_by_reason.get(reason, 0) + 1
         return BatchOutcome(
-            len(records), len(decoded), rejected, results, transitions, next_offsets, details
+            len(records),
+            len(decoded),
+            rejected,
+            results,
+            transitions,
+            next_offsets,
+            details,
+            label_outcome,
         )
+
+    def _process_labels(
+        self,
+        decoded: DecodedBatch,
+        seg: IntArray,
+        label_records: list[Record],
+        now: float | None,
+    ) -> tuple[LabelOutcome, list[tuple[Record, str, str]]]:
+        assert self.labels is not None and self.label_decoder is not None
+        labels = None
+        rejected: list[tuple[Record, str, str]] = []
+        if label_records:
+            labels = self.label_decoder.decode([r.value for r in label_records], now=now)
+            rejected = [(label_records[r.index], r.reason, r.detail) for r in labels.rejections]
+        group = self._group_values(decoded)
+        predictions = (decoded.ids, seg, decoded.prediction, decoded.ts, group)
+        outcome = self.labels.process(predictions, labels, tuple(self.segments.names))
+        return outcome, rejected
+
+    def _group_values(self, decoded: DecodedBatch) -> list[str | None] | None:
+        """The fairness group of each accepted event (a feature's value as text)."""
+        name = self.group_feature
+        if name is None or self.decoder is None:
+            return None
+        if name in decoded.categorical:
+            return decoded.categorical[name]
+        if name in self.decoder.numeric_features:
+            column = decoded.numeric[:, self.decoder.numeric_features.index(name)]
+            return [None if np.isnan(v) else f"{v:g}" for v in column.tolist()]
+        return None
 
     def _collect_warmup(self, decoded: DecodedBatch, seg: IntArray) -> None:
         assert self._warmup is not None and self.decoder is not None

@@ -74,18 +74,26 @@ class LatestResults:
         self._windows: dict[str, LatestWindow] = {}
         self.windows_closed: dict[str, int] = {}
 
-    def record(self, results: WindowResults) -> None:
-        """Keep the scores of every window in ``results`` (later rows win)."""
+    def record(self, results: WindowResults, windows: bool = True) -> None:
+        """Keep the scores of every window in ``results`` (later rows win).
+
+        ``windows=False`` keeps only the scores: label-side windows (performance,
+        label drift) are not the segment's feature window.
+        """
         with self._lock:
             for row, segment in enumerate(results.segments):
                 end = float(results.window_end_ts[row])
-                self._windows[segment] = LatestWindow(
-                    segment,
-                    int(results.rows[row]),
-                    end,
-                    {c: float(results.missing_rate[row, j]) for j, c in enumerate(results.columns)},
-                )
-                self.windows_closed[segment] = self.windows_closed.get(segment, 0) + 1
+                if windows:
+                    self._windows[segment] = LatestWindow(
+                        segment,
+                        int(results.rows[row]),
+                        end,
+                        {
+                            c: float(results.missing_rate[row, j])
+                            for j, c in enumerate(results.columns)
+                        },
+                    )
+                    self.windows_closed[segment] = self.windows_closed.get(segment, 0) + 1
                 for method, scores in results.scores.items():
                     p_values = results.p_values.get(method)
                     for j, column in enumerate(results.columns):

@@ -37,6 +37,18 @@ class TerminalView:
                     file=self.out,
                     flush=True,
                 )
+        if outcome.labels is not None:
+            for extra in outcome.labels.results:
+                if "adwin" not in extra.scores:
+                    continue
+                for row, segment in enumerate(extra.segments):
+                    detections = int(extra.scores["adwin"][row, 0])
+                    print(
+                        f"{self.events:>9} events  labels {segment:<14} "
+                        f"pairs={int(extra.rows[row]):>6}  adwin detections={detections}",
+                        file=self.out,
+                        flush=True,
+                    )
         for t in outcome.transitions:
             marker = "FIRING  " if t.current == "firing" else "RESOLVED"
             print(

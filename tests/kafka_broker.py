@@ -157,6 +157,11 @@ def _check_reachable(bootstrap: str, timeout: float) -> None:
 
 def _start_local_broker(stack: ExitStack, start_timeout: float) -> str:
     """Fetch and start a local broker with ``kafka.sh``; register its cleanup on ``stack``."""
+    return _start_local_broker_env(stack, start_timeout)[0]
+
+
+def _start_local_broker_env(stack: ExitStack, start_timeout: float) -> tuple[str, dict[str, str]]:
+    """Like ``_start_local_broker``, also returning the ``kafka.sh`` environment."""
     fetch = _run_kafka_sh("fetch", os.environ, timeout=900)
     if fetch.returncode != 0:
         raise KafkaBrokerError(f"kafka.sh fetch failed with {_describe(fetch)}")
@@ -175,7 +180,7 @@ def _start_local_broker(stack: ExitStack, start_timeout: float) -> str:
         started = _run_kafka_sh("start", env, timeout=start_timeout + 60)
         if started.returncode == 0:
             stack.callback(_stop_local_broker, env, data_dir)
-            return f"127.0.0.1:{port}"
+            return f"127.0.0.1:{port}", env
         failures.append(_describe(started))
         if not any(marker in started.stderr for marker in _PORT_CLASH_MARKERS):
             break
@@ -211,6 +216,34 @@ def kafka_broker(*, start_timeout: float = 90.0) -> Iterator[str]:
         return
     with ExitStack() as stack:
         yield _start_local_broker(stack, start_timeout)
+
+
+@dataclass
+class PrivateBroker:
+    """A broker of one test's own, which the test may stop and resume (outages)."""
+
+    bootstrap: str
+    env: dict[str, str]
+
+    def stop(self) -> None:
+        """Stop the broker, keeping its data."""
+        stopped = _run_kafka_sh("stop", self.env, timeout=120)
+        if stopped.returncode != 0:
+            raise KafkaBrokerError(f"kafka.sh stop failed with {_describe(stopped)}")
+
+    def resume(self, timeout: float = 90.0) -> None:
+        """Start the broker again on the same port and data."""
+        resumed = _run_kafka_sh("resume", self.env, timeout=timeout + 60)
+        if resumed.returncode != 0:
+            raise KafkaBrokerError(f"kafka.sh resume failed with {_describe(resumed)}")
+
+
+@contextmanager
+def private_broker(*, start_timeout: float = 90.0) -> Iterator[PrivateBroker]:
+    """A local broker for one test (never the shared or an external one)."""
+    with ExitStack() as stack:
+        bootstrap, env = _start_local_broker_env(stack, start_timeout)
+        yield PrivateBroker(bootstrap, env)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@
 #
 #   kafka.sh fetch    copy the broker classpath into the cache (once)
 #   kafka.sh start    wipe the data dir, format it, start the broker, wait until ready
+#   kafka.sh resume   start the broker again on its existing data (after a stop)
 #   kafka.sh stop     stop the broker (TERM, then KILL after a grace period)
 #   kafka.sh status   say whether the broker is running (exit 0) or not (exit 3)
 #   kafka.sh logs     print the tail of the broker log
@@ -211,22 +212,28 @@ cmd_start() {
   port_open "$PORT" && die "port $PORT is already in use on 127.0.0.1"
   port_open "$CONTROLLER_PORT" && die "controller port $CONTROLLER_PORT is already in use on 127.0.0.1"
 
-  # Wipe the data dir, but only one this script made (or an empty one).
-  [[ -n "$DATA" && "$DATA" != / ]] || die "refusing to use '$DATA' as the data dir"
-  if [[ -d "$DATA" && ! -f "$DATA/$MARKER_NAME" && -n "$(ls -A "$DATA")" ]]; then
-    die "$DATA is not empty and was not made by kafka.sh; refusing to wipe it"
-  fi
-  rm -rf "$DATA"
-  mkdir -p "$DATA"
-  touch "$DATA/$MARKER_NAME"
-  write_properties
-
   local t0=$EPOCHREALTIME cluster_id
-  cluster_id="$(random_cluster_id)"
-  build_java_cmd
-  if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >>"$LOG_FILE" 2>&1; then
-    log_tail 40
-    die "formatting the KRaft storage failed"
+  if [[ "${1:-}" == resume ]]; then
+    # Keep the topics and offsets: the broker comes back as it went down.
+    [[ -f "$DATA/$MARKER_NAME" && -f "$PROPS" ]] || die "no kafka.sh data in $DATA to resume"
+    build_java_cmd
+  else
+    # Wipe the data dir, but only one this script made (or an empty one).
+    [[ -n "$DATA" && "$DATA" != / ]] || die "refusing to use '$DATA' as the data dir"
+    if [[ -d "$DATA" && ! -f "$DATA/$MARKER_NAME" && -n "$(ls -A "$DATA")" ]]; then
+      die "$DATA is not empty and was not made by kafka.sh; refusing to wipe it"
+    fi
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+    touch "$DATA/$MARKER_NAME"
+    write_properties
+
+    cluster_id="$(random_cluster_id)"
+    build_java_cmd
+    if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >>"$LOG_FILE" 2>&1; then
+      log_tail 40
+      die "formatting the KRaft storage failed"
+    fi
   fi
 
   # The broker outlives this script: stdin from /dev/null, output to the log
@@ -347,6 +354,7 @@ main() {
   case "$cmd" in
     fetch) cmd_fetch ;;
     start) cmd_start ;;
+    resume) cmd_start resume ;;
     stop) cmd_stop ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;

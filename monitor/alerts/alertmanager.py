@@ -265,6 +265,22 @@ class AlertmanagerSink:
                         self._firing[key] = known
         return ok
 
+    def state_dict(self) -> dict[str, Any]:
+        """The firing alerts this sink keeps alive, for checkpoints."""
+        with self._lock:
+            return {
+                key: {"labels": f.labels, "annotations": f.annotations, "starts_at": f.starts_at}
+                for key, f in self._firing.items()
+            }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Keep re-sending the alerts of ``state`` (first re-send at the next tick)."""
+        with self._lock:
+            for key, f in state.items():
+                self._firing[str(key)] = _Firing(
+                    dict(f["labels"]), dict(f["annotations"]), float(f["starts_at"]), None
+                )
+
     def firing(self) -> list[str]:
         """The dedup keys of the alerts this sink holds as firing, sorted."""
         with self._lock:

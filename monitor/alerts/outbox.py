@@ -303,6 +303,16 @@ class AlertOutbox:
                 )
         return ok
 
+    def snapshot(self) -> dict[str, list[AlertAction]]:
+        """What each sink still owes, in delivery order (in flight first), for checkpoints."""
+        out: dict[str, list[AlertAction]] = {}
+        for name, q in self._queues.items():
+            with q.cond:
+                items = [q.in_flight] if q.in_flight is not None else []
+                items += list(q.items.values())
+                out[name] = [item.action for item in items]
+        return out
+
     def depth(self, sink: str | None = None) -> int:
         """Actions waiting or in flight for ``sink`` (all sinks by default)."""
         queues = self._queues.values() if sink is None else [self._queues[sink]]

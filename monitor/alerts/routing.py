@@ -168,6 +168,16 @@ class Router:
                 return [Delivery(self._page("resolve", model, segment, actions), sinks)]
         return []
 
+    def group_state(self) -> dict[_GroupKey, dict[str, AlertAction]]:
+        """A copy of the open groups, for checkpoints."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._firing.items()}
+
+    def load_group_state(self, state: Mapping[_GroupKey, Mapping[str, AlertAction]]) -> None:
+        """Reopen the groups of :meth:`group_state`."""
+        with self._lock:
+            self._firing = {k: dict(v) for k, v in state.items() if v}
+
     def firing_groups(self) -> dict[tuple[str, str], list[str]]:
         """Firing members of every open group, by (model, segment) (for introspection)."""
         with self._lock:

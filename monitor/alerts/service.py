@@ -18,6 +18,7 @@ from monitor.alerts.log_sink import LogSink
 from monitor.alerts.model import AlertAction, Sink
 from monitor.alerts.outbox import AlertOutbox, Backoff
 from monitor.alerts.pagerduty import PagerDutySink
+from monitor.alerts.persist import action_from_dict, action_to_dict
 from monitor.alerts.routing import Router
 from monitor.alerts.webhook import SlackSink, WebhookSink
 from monitor.config import (
@@ -158,6 +159,7 @@ class AlertService:
     ) -> None:
         self.router = Router.from_config(cfg)
         built = list(sinks) if sinks is not None else _build_sinks(cfg)
+        self._sinks = built
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
         self.outbox = AlertOutbox(
             built,
@@ -185,3 +187,46 @@ class AlertService:
     def close(self, timeout: float = 10.0) -> bool:
         """Flush for up to ``timeout`` seconds; True if nothing was left undelivered."""
         return self.outbox.close(timeout)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Undelivered actions per sink, open groups and Alertmanager's firing set."""
+        pending = {
+            sink: [action_to_dict(a) for a in actions]
+            for sink, actions in self.outbox.snapshot().items()
+        }
+        groups = [
+            {
+                "route": i,
+                "model": m,
+                "segment": s,
+                "members": [action_to_dict(a) for a in v.values()],
+            }
+            for (i, m, s), v in self.router.group_state().items()
+        ]
+        firing = {
+            sink.name: sink.target.state_dict()
+            for sink in self._sinks
+            if isinstance(sink, TransitionSinkAdapter) and hasattr(sink.target, "state_dict")
+        }
+        return {"pending": pending, "groups": groups, "alertmanager": firing}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output: re-enqueue what was owed (before ``start``)."""
+        for sink, actions in state.get("pending", {}).items():
+            if sink in self.outbox.sinks:
+                for raw in actions:
+                    self.outbox.enqueue(action_from_dict(raw), [sink])
+        self.router.load_group_state(
+            {
+                (int(g["route"]), str(g["model"]), str(g["segment"])): {
+                    a.dedup_key: a for a in map(action_from_dict, g["members"])
+                }
+                for g in state.get("groups", [])
+            }
+        )
+        for sink in self._sinks:
+            saved = state.get("alertmanager", {}).get(sink.name)
+            if saved and isinstance(sink, TransitionSinkAdapter):
+                loader = getattr(sink.target, "load_state_dict", None)
+                if loader is not None:
+                    loader(saved)

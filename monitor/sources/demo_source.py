@@ -14,11 +14,17 @@ rate. Without ``rate`` every poll returns a full batch at once.
 
 With ``total_events`` the source is ``exhausted`` after that many events.
 Nothing is committed, lag is ``{}``, and refused records are only counted
-(they are generated, so there is nothing worth keeping). No label events yet.
+(they are generated, so there is nothing worth keeping).
+
+With ``labels`` the ground truth of each event follows on topic ``demo-labels``,
+late: between ``label_delay`` events after its prediction (uniformly drawn), and
+for a ``label_loss`` share never. The label events are interleaved into the
+batches as they fall due, so the daemon sees what a label topic would give it.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import Counter
@@ -28,14 +34,15 @@ import numpy as np
 import orjson
 import structlog
 
-from monitor.demo_stream import DemoStream
+from monitor.demo_stream import DemoBatch, DemoStream
 from monitor.sources.base import Record, TopicPartition
 
-__all__ = ["DEMO_TOPIC", "DemoSource"]
+__all__ = ["DEMO_LABELS_TOPIC", "DEMO_TOPIC", "DemoSource"]
 
 log = structlog.get_logger()
 
 DEMO_TOPIC = "demo"
+DEMO_LABELS_TOPIC = "demo-labels"
 _CHUNK_SECONDS = 0.1
 
 
@@ -52,6 +59,9 @@ class DemoSource:
         seed: int = 7,
         *,
         start_ts: float | None = None,
+        labels: bool = False,
+        label_delay: tuple[int, int] = (2_000, 12_000),
+        label_loss: float = 0.03,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -67,6 +77,18 @@ class DemoSource:
             self.stream = DemoStream(seed=seed, start_ts=anchor)
         else:
             self.stream = DemoStream(seed=seed, start_ts=anchor, rate=float(rate))
+        if not 0 <= label_delay[0] <= label_delay[1]:
+            raise ValueError(
+                f"label_delay must be (low, high) with 0 <= low <= high, got {label_delay}"
+            )
+        if not 0.0 <= label_loss < 1.0:
+            raise ValueError(f"label_loss must be in [0, 1), got {label_loss}")
+        self.labels = labels
+        self.label_delay = label_delay
+        self.label_loss = label_loss
+        self._label_rng = np.random.default_rng(seed + 1)
+        self._due_labels: list[tuple[int, int, bytes, int]] = []
+        self._label_offset = 0
         self._started: float | None = None
         self.dead_letter_counts: Counter[str] = Counter()
         """Records handed to ``dead_letter``, by reason."""
@@ -112,10 +134,36 @@ class DemoSource:
         batch = self.stream.next_batch(n)
         stamps = np.rint(batch.ts * 1000.0).astype(np.int64).tolist()
         dumps = orjson.dumps
-        return [
+        records = [
             Record(dumps(event), DEMO_TOPIC, 0, first + i, stamps[i])
             for i, event in enumerate(batch.events())
         ]
+        if self.labels:
+            records.extend(self._labels_due(batch, first))
+        return records
+
+    def _labels_due(self, batch: DemoBatch, first: int) -> list[Record]:
+        """Schedule this batch's labels, and hand out those due by the end of it."""
+        rng = self._label_rng
+        n = len(batch)
+        low, high = self.label_delay
+        due = first + np.arange(n) + rng.integers(low, high + 1, n)
+        kept = rng.random(n) >= self.label_loss
+        step = 1.0 / self.stream.rate
+        for i in np.flatnonzero(kept).tolist():
+            # The label is stamped when it arrives, not when the prediction was made.
+            arrives = float(batch.ts[i]) + (int(due[i]) - first - i) * step
+            label = {"id": str(batch.ids[i]), "ts": arrives, "label": int(batch.label[i])}
+            heapq.heappush(
+                self._due_labels, (int(due[i]), first + i, orjson.dumps(label), int(arrives * 1000))
+            )
+        out: list[Record] = []
+        end = first + n
+        while self._due_labels and self._due_labels[0][0] < end:
+            _, _, value, stamp = heapq.heappop(self._due_labels)
+            out.append(Record(value, DEMO_LABELS_TOPIC, 0, self._label_offset, stamp))
+            self._label_offset += 1
+        return out
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Nothing to commit: the demo is regenerated from its seed."""

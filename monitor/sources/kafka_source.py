@@ -212,11 +212,22 @@ def _check_topics(kafka: KafkaConfig) -> None:
     named = [(f"kafka.topics.{i}", topic) for i, topic in enumerate(kafka.topics)]
     if kafka.dead_letter_topic is not None:
         named.append(("kafka.dead_letter_topic", kafka.dead_letter_topic))
+    if kafka.labels_topic is not None:
+        named.append(("kafka.labels_topic", kafka.labels_topic))
     for key, topic in named:
         if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
             raise ConfigError(
                 key, f"{topic!r} is not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)"
             )
+
+
+def _subscribed(kafka: KafkaConfig) -> list[str]:
+    """The inference topics, then the label topic (one consumer reads both, so their
+    offsets are committed together with the state that holds their events)."""
+    topics = list(kafka.topics)
+    if kafka.labels_topic is not None and kafka.labels_topic not in topics:
+        topics.append(kafka.labels_topic)
+    return topics
 
 
 def _any_bootstrap_reachable(servers: Sequence[str], timeout_s: float) -> bool:
@@ -396,14 +407,14 @@ class KafkaSource:
             max_poll_interval_ms=self._max_poll_interval_ms,
         )
         consumer = _build_client(KafkaConsumer, settings)
-        consumer.subscribe(topics=list(cfg.topics), listener=_RebalanceBridge(self))
+        consumer.subscribe(topics=_subscribed(cfg), listener=_RebalanceBridge(self))
         net = getattr(consumer, "_net", None)
         self._io_sleep = getattr(net, "sleep", None)
         self._consumer = consumer
         log.info(
             "kafka_consumer_started",
             bootstrap_servers=list(cfg.bootstrap_servers),
-            topics=list(cfg.topics),
+            topics=_subscribed(cfg),
             group_id=cfg.group_id,
             security_protocol=cfg.security_protocol,
             sasl_mechanism=cfg.sasl_mechanism,

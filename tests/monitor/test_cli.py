@@ -50,12 +50,15 @@ def test_env_overrides_yaml_and_secrets_are_redacted(
     assert "hunter2" not in out
 
 
-def test_demo_pages_only_the_drifting_segment(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo's alerts fire for the west segment only, after its injected shift."""
-    assert main(["demo", "--events", "110000", "--rate", "0", "--port", "0"]) == 0
+def test_demo_pages_only_the_drifting_segments(capsys: pytest.CaptureFixture[str]) -> None:
+    """Feature drift pages for west only; south's concept shift pages through ADWIN only."""
+    assert main(["demo", "--events", "130000", "--rate", "0", "--port", "0"]) == 0
     out = capsys.readouterr().out
     firing = [line for line in out.splitlines() if "FIRING" in line]
     assert firing, out[-2000:]
-    assert all("/west/" in line for line in firing)
+    assert not any("/north/" in line for line in firing)
     assert any("/west/income/" in line for line in firing)
     assert all(int(line.split()[0]) > 60_000 for line in firing)
+    south = [line for line in firing if "/south/" in line]
+    assert south and all("/south/__error__/adwin" in line for line in south)
+    assert all(int(line.split()[0]) > 90_000 for line in south)

@@ -238,7 +238,7 @@ def test_per_column_overrides_replace_thresholds_and_can_disable() -> None:
 def test_disabled_methods_and_nan_scores_are_ignored() -> None:
     """A disabled method, an unconfigured method and NaN scores create no state."""
     b = book(consecutive=1, js=MethodConfig(enabled=False, threshold=0.2, clear=0.1))
-    steps = b.observe(window({"js": [0.9], "adwin": [1.0], "psi": [NAN]}))
+    steps = b.observe(window({"js": [0.9], "wasserstein": [1.0], "psi": [NAN]}))
     assert steps == []
     assert b.states() == []
     assert b.skipped_counts() == {}

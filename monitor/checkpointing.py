@@ -1,0 +1,216 @@
+"""The daemon's checkpoints: when to save, what goes in, how a restart restores.
+
+A checkpoint is the pipeline's state tree (``monitor.state``) plus the alert routing
+state, encoded with the next offset of every partition whose events it includes
+(``monitor.checkpoint.codec``), and written atomically by a store. The daemon calls
+:meth:`StateCheckpointer.save` after state updates, at most every ``interval_s``
+seconds or ``interval_batches`` batches (and always on revoke and at shutdown), and
+commits offsets to Kafka only after a save succeeded.
+
+The fingerprint names the configuration that shapes the state (schema, segments,
+windows, reference, labels). A checkpoint made under another fingerprint, another
+state version, or that fails its checksum is refused with a clear error; the daemon
+then stops, and ``driftd run --start-fresh`` moves it aside and starts empty.
+Nothing is ever reset silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitor.checkpoint import FileCheckpointStore, decode, encode
+from monitor.config import Settings
+from monitor.errors import CheckpointError
+from monitor.pipeline import Pipeline
+from monitor.sources.base import TopicPartition
+from monitor.state import STATE_VERSION, pipeline_state, restore_pipeline
+
+log = structlog.get_logger()
+
+SAVE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def state_fingerprint(settings: Settings) -> str:
+    """A short hash of the settings that shape the saved state (not thresholds)."""
+    shaping = {
+        "model": settings.model,
+        "schema": settings.schema_.model_dump(mode="json"),
+        "segments": settings.segments.model_dump(mode="json"),
+        "windows": settings.windows.model_dump(mode="json"),
+        "reference": settings.reference.model_dump(mode="json"),
+        "labels": settings.labels.model_dump(mode="json"),
+        "labels_topic": settings.kafka.labels_topic,
+    }
+    raw = json.dumps(shaping, sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+class BlobStore(Protocol):
+    """Where checkpoint bytes live (a local file by default)."""
+
+    def save(self, data: bytes) -> None:
+        """Store ``data`` atomically; ``CheckpointError`` on failure."""
+        ...
+
+    def load(self) -> bytes | None:
+        """The stored bytes, or None when there is no checkpoint."""
+        ...
+
+    def remove(self) -> None:
+        """Drop the checkpoint (start fresh)."""
+        ...
+
+
+class CheckpointMetrics:
+    """``driftd_checkpoint_*``: outcome counts, duration, size, last success time."""
+
+    def __init__(self, registry: CollectorRegistry, model: str) -> None:
+        self.total = Counter(
+            "driftd_checkpoint",
+            "Checkpoint saves by outcome (ok, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "driftd_checkpoint_duration_seconds",
+            "Seconds to encode and store one checkpoint.",
+            buckets=SAVE_BUCKETS,
+            registry=registry,
+        )
+        self.size = Gauge(
+            "driftd_checkpoint_size_bytes",
+            "Size of the last checkpoint saved.",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
+        self.last_success = Gauge(
+            "driftd_checkpoint_last_success_timestamp_seconds",
+            "Unix time of the last successful checkpoint (0: none yet).",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
+        for outcome in ("ok", "failed"):
+            self.total.labels(outcome)
+
+
+class StateCheckpointer:
+    """Saves and restores the daemon's state through a blob store, on a cadence."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        settings: Settings,
+        registry: CollectorRegistry,
+        *,
+        location: str,
+        extra_state: Callable[[], dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.location = location
+        self.fingerprint = state_fingerprint(settings)
+        self.metrics = CheckpointMetrics(registry, settings.model)
+        self.extra_state = extra_state
+        self._clock = clock
+        self._saved_at = clock()
+        self._batches = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, registry: CollectorRegistry
+    ) -> StateCheckpointer | None:
+        """The configured checkpointer, or None for ``checkpoint.store: none``."""
+        cfg = settings.checkpoint
+        if cfg.store == "none":
+            return None
+        store = FileCheckpointStore(cfg.directory, cfg.name)
+        return cls(store, settings, registry, location=str(store.path))
+
+    # -- restore -------------------------------------------------------------------
+
+    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
+        """Load the checkpoint into ``pipeline``: its offsets and extra state ({} if none).
+
+        Raises ``CheckpointError`` (corrupt, incompatible, unreadable): the caller must
+        refuse to start rather than silently lose or double count.
+        """
+        data = self.store.load()
+        if data is None:
+            log.info("checkpoint_absent_starting_fresh", location=self.location)
+            return {}, {}
+        checkpoint = decode(
+            data,
+            location=self.location,
+            expect_state_version=STATE_VERSION,
+            expect_fingerprint=self.fingerprint,
+        )
+        restore_pipeline(pipeline, checkpoint.state["pipeline"], self.location)
+        offsets = {(str(t), int(p)): int(o) for (t, p), o in checkpoint.offsets.items()}
+        log.info(
+            "checkpoint_restored",
+            location=self.location,
+            partitions=len(offsets),
+            age_s=round(time.time() - checkpoint.created_at, 3),
+        )
+        extra = checkpoint.state.get("extra") or {}
+        return offsets, dict(extra)
+
+    def start_fresh(self) -> None:
+        """Set the checkpoint aside (never deleted: it may be needed for forensics)."""
+        data = self.store.load()
+        if data is None:
+            return
+        path = getattr(self.store, "path", None)
+        if path is not None:
+            aside = path.with_name(f"{path.name}.refused-{int(time.time())}")
+            path.rename(aside)
+            log.warning("checkpoint_set_aside", location=self.location, moved_to=str(aside))
+        else:
+            self.store.remove()
+            log.warning("checkpoint_removed", location=self.location)
+
+    # -- save ----------------------------------------------------------------------
+
+    def due(self) -> bool:
+        """Whether the cadence calls for a save after the batch just processed."""
+        self._batches += 1
+        cfg = self.settings.checkpoint
+        if cfg.interval_batches is not None and self._batches >= cfg.interval_batches:
+            return True
+        return self._clock() - self._saved_at >= cfg.interval_s
+
+    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Save state with ``offsets``; True when they are durably stored together."""
+        started = time.perf_counter()
+        state = pipeline_state(pipeline)
+        if state is None:
+            return False  # warm-up: nothing saved, so nothing may be committed
+        tree: dict[str, Any] = {"pipeline": state}
+        if self.extra_state is not None:
+            tree["extra"] = self.extra_state()
+        try:
+            data = encode(
+                tree, dict(offsets), state_version=STATE_VERSION, fingerprint=self.fingerprint
+            )
+            self.store.save(data)
+        except CheckpointError as exc:
+            self.metrics.total.labels("failed").inc()
+            log.error("checkpoint_failed", location=self.location, error=str(exc))
+            return False
+        elapsed = time.perf_counter() - started
+        self.metrics.total.labels("ok").inc()
+        self.metrics.duration.observe(elapsed)
+        self.metrics.size.set(len(data))
+        self.metrics.last_success.set(time.time())
+        self._saved_at = self._clock()
+        self._batches = 0
+        log.debug("checkpoint_saved", bytes=len(data), seconds=round(elapsed, 4))
+        return True

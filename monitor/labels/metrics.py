@@ -1,0 +1,153 @@
+"""Prometheus metrics of the label side, read at scrape time from the label monitor.
+
+Counters are the join store's own cumulative counts, so they survive a restore from a
+checkpoint with the store; only the delay histogram is observed as pairs are joined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from detectors.base import FloatArray
+from monitor.labels.monitor import LabelMonitor
+
+DELAY_BUCKETS: Final = (1, 10, 60, 300, 900, 3_600, 4 * 3_600, 86_400, 3 * 86_400, 7 * 86_400)
+"""``driftd_label_delay_seconds`` buckets: a second to a week."""
+
+
+class LabelDelay:
+    """The label delay histogram (label time minus prediction time of each joined pair)."""
+
+    def __init__(self, registry: CollectorRegistry, model: str) -> None:
+        self._histogram = Histogram(
+            "driftd_label_delay_seconds",
+            "Seconds from a prediction to its label, per joined pair (event time).",
+            ["model"],
+            buckets=DELAY_BUCKETS,
+            registry=registry,
+        ).labels(model=model)
+
+    def observe(self, delays: FloatArray) -> None:
+        """Count the delays of one batch's joined pairs."""
+        for delay in delays.tolist():
+            self._histogram.observe(max(0.0, delay))
+
+
+class LabelCollector(Collector):
+    """Join counters, pending sizes, performance, fairness gaps and ADWIN state."""
+
+    def __init__(self, monitor: LabelMonitor, segment_names: Callable[[], tuple[str, ...]]):
+        self.monitor = monitor
+        self.segment_names = segment_names
+
+    def describe(self) -> Iterable[Metric]:
+        """No samples: lets the registry refuse duplicate names at registration."""
+        return list(self._families())
+
+    def _families(self) -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
+        model = ["model"]
+        side = ["model", "side"]
+        seg = ["model", "segment"]
+        return (
+            CounterMetricFamily(
+                "driftd_labels_consumed", "Label events decoded and joined.", labels=model
+            ),
+            CounterMetricFamily(
+                "driftd_label_join_matched", "Predictions joined to their label.", labels=model
+            ),
+            CounterMetricFamily(
+                "driftd_label_join_expired",
+                "Entries that waited past the TTL unmatched (side: prediction or label).",
+                labels=side,
+            ),
+            CounterMetricFamily(
+                "driftd_label_join_evicted",
+                "Entries evicted unmatched because the join store was full.",
+                labels=side,
+            ),
+            CounterMetricFamily(
+                "driftd_label_join_duplicates",
+                "Predictions or labels dropped because their id was already waiting.",
+                labels=side,
+            ),
+            GaugeMetricFamily(
+                "driftd_label_join_pending", "Entries waiting in the join store.", labels=side
+            ),
+            GaugeMetricFamily(
+                "driftd_performance",
+                "Latest performance window per segment (metric: accuracy, precision, recall, "
+                "log_loss, brier, mae, rmse).",
+                labels=[*seg, "metric"],
+            ),
+            GaugeMetricFamily(
+                "driftd_performance_window_size",
+                "Joined pairs in the segment's latest performance window.",
+                labels=seg,
+            ),
+            GaugeMetricFamily(
+                "driftd_fairness_gap",
+                "Largest gap between groups in the latest performance window (metric: "
+                "demographic_parity_difference, tpr_gap, fpr_gap).",
+                labels=[*seg, "metric"],
+            ),
+            GaugeMetricFamily(
+                "driftd_adwin_width", "Values in the segment's ADWIN error window.", labels=seg
+            ),
+            GaugeMetricFamily(
+                "driftd_adwin_mean", "Mean error in the segment's ADWIN window.", labels=seg
+            ),
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        """Read the monitor now."""
+        m = self.monitor
+        model = m.model
+        (
+            consumed,
+            matched,
+            expired,
+            evicted,
+            duplicates,
+            pending,
+            performance,
+            window,
+            fairness,
+            width,
+            mean,
+        ) = self._families()
+        counts = m.join.counts()
+        consumed.add_metric([model], m.labels_seen)
+        matched.add_metric([model], counts["matched"])
+        for side in ("prediction", "label"):
+            expired.add_metric([model, side], counts[f"expired_{side}s"])
+            evicted.add_metric([model, side], counts[f"evicted_{side}s"])
+            duplicates.add_metric([model, side], counts[f"duplicate_{side}s"])
+        pending.add_metric([model, "prediction"], m.join.pending_predictions)
+        pending.add_metric([model, "label"], m.join.pending_labels)
+        for latest in m.latest():
+            window.add_metric([model, latest.segment], latest.n)
+            for name, value in sorted(latest.metrics.items()):
+                performance.add_metric([model, latest.segment, name], value)
+            for name, value in sorted(latest.fairness.items()):
+                fairness.add_metric([model, latest.segment, name], value)
+        for segment, w, mu in m.adwin_state(self.segment_names()):
+            width.add_metric([model, segment], w)
+            mean.add_metric([model, segment], mu)
+        return (
+            consumed,
+            matched,
+            expired,
+            evicted,
+            duplicates,
+            pending,
+            performance,
+            window,
+            fairness,
+            width,
+            mean,
+        )

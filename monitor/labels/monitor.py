@@ -1,0 +1,400 @@
+"""Ground truth per segment: join, performance, fairness, label drift and concept drift.
+
+One :class:`LabelMonitor` per daemon. Per batch it takes the accepted predictions
+(id, segment, score, time, fairness group) and the decoded label events, and:
+
+1. joins them by id in the bounded :class:`~monitor.labels.join.JoinStore`, then
+   expires what waited longer than the TTL in event time (the watermark is the
+   largest event time seen, so a replay expires exactly the same entries);
+2. feeds each joined pair's error (0/1 misclassification, or absolute / squared
+   error) to a :class:`~detectors.adwin.BatchADWIN` stream per segment;
+3. counts the pairs into per-segment performance windows of ``labels.window_pairs``
+   pairs (accuracy, precision, recall, log loss, Brier; or MAE, RMSE) with fairness
+   gaps between groups;
+4. counts the labels into windows of the same size and scores them against the
+   reference label distribution (label drift), once a reference exists: the
+   profile's own, or the first ``labels.window_pairs`` x 5 joined labels.
+
+Every closed performance window becomes one row of a :class:`WindowResults` with the
+columns ``__error__`` (method ``adwin``: the number of ADWIN detections among the
+pairs of the segment's last ``labels.adwin_hold_windows`` windows) and the fairness
+gaps (method ``fairness``), so concept drift and fairness go through the same
+decision state machines as feature drift. Label drift rows carry the column
+``__label__``. Window membership is a function of each segment's pair count, never
+of batch boundaries, so a replay gives the same windows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from detectors.adwin import BatchADWIN
+from detectors.base import FloatArray, IntArray
+from detectors.binning import Binner
+from detectors.feature_profiles import CategoricalProfile, FeatureProfile, feature_from_dict
+from detectors.profile import build_profile
+from monitor.config import Settings, WindowsConfig
+from monitor.evaluate import Evaluator
+from monitor.labels.events import LabelBatch
+from monitor.labels.join import JoinedPairs, JoinStore
+from monitor.labels.performance import ClosedPerformance, PerformanceWindows, error_signal
+from monitor.results import WindowResults
+from monitor.windows import Windows
+
+ERROR_COLUMN = "__error__"
+LABEL_COLUMN = "__label__"
+FAIRNESS_METRICS = ("demographic_parity_difference", "tpr_gap", "fpr_gap")
+OTHER_GROUP = "__other__"
+_WARMUP_WINDOWS = 5
+
+
+@dataclass(frozen=True)
+class SegmentPerformance:
+    """The latest closed performance window of one segment."""
+
+    segment: str
+    n: int
+    window_end_ts: float
+    metrics: dict[str, float]
+    fairness: dict[str, float]
+
+
+@dataclass
+class LabelOutcome:
+    """What one batch did on the label side."""
+
+    labels: int = 0
+    matched: int = 0
+    delays: FloatArray = field(default_factory=lambda: np.empty(0))
+    results: list[WindowResults] = field(default_factory=list)
+    detections: dict[str, int] = field(default_factory=dict)
+
+
+class GroupCodes:
+    """Fairness group values to small ints; past ``max_groups`` values share one code."""
+
+    def __init__(self, max_groups: int) -> None:
+        self.max_groups = max_groups
+        self.names: list[str] = []
+        self._codes: dict[str, int] = {}
+
+    def codes(self, values: list[str | None]) -> IntArray:
+        """Codes of ``values``; None (missing) is -1, which no group counts."""
+        out = np.empty(len(values), dtype=np.int64)
+        for i, value in enumerate(values):
+            if value is None:
+                out[i] = -1
+                continue
+            code = self._codes.get(value)
+            if code is None:
+                if len(self.names) < self.max_groups - 1:
+                    code = len(self.names)
+                    self.names.append(value)
+                else:
+                    code = self.max_groups - 1  # the shared overflow group
+                self._codes[value] = code
+            out[i] = code
+        return out
+
+
+class LabelMonitor:
+    """The label side of the pipeline (see the module docstring)."""
+
+    def __init__(self, settings: Settings, label_profile: FeatureProfile | None) -> None:
+        cfg = settings.labels
+        self.settings = settings
+        self.cfg = cfg
+        self.model = settings.model
+        self.join = JoinStore(cfg.max_pending, cfg.ttl_seconds)
+        n_groups = cfg.max_groups if cfg.group_by else 0
+        self.groups = GroupCodes(cfg.max_groups)
+        self.performance = PerformanceWindows(
+            cfg.task,
+            cfg.window_pairs,
+            cfg.decision_threshold,
+            n_groups=n_groups,
+            min_group_size=cfg.min_group_size,
+        )
+        self.adwin = BatchADWIN(
+            1,
+            delta=cfg.adwin_delta,
+            clock=cfg.adwin_clock,
+            max_buckets=cfg.adwin_max_buckets,
+            min_window_length=cfg.adwin_min_window_length,
+            grace_period=cfg.adwin_grace_period,
+        )
+        self.watermark = -np.inf
+        self.labels_seen = 0
+        self._pairs_seen = np.zeros(0, dtype=np.int64)
+        self._detections: dict[tuple[int, int], int] = {}
+        self._recent: dict[int, list[int]] = {}
+        self._lock = threading.Lock()
+        self._latest: dict[str, SegmentPerformance] = {}
+        self.label_windows: Windows | None = None
+        self.label_evaluator: Evaluator | None = None
+        self._label_warmup: list[FloatArray] = []
+        if label_profile is not None:
+            self._start_label_drift(label_profile)
+
+    # -- label drift ---------------------------------------------------------------
+
+    def _start_label_drift(self, profile: FeatureProfile) -> None:
+        profile = replace(profile, name=LABEL_COLUMN)
+        binner = Binner([profile])
+        size = WindowsConfig(size_events=self.cfg.window_pairs, min_samples=1)
+        self.label_windows = Windows(binner, size)
+        self.label_evaluator = Evaluator(
+            self.model, binner, binner.reference_slots(), self.settings.detectors
+        )
+        self.label_columns = (LABEL_COLUMN,)
+
+    def _label_drift(self, pairs: JoinedPairs, names: tuple[str, ...]) -> WindowResults | None:
+        if self.label_windows is None:
+            self._label_warmup.append(pairs.label.copy())
+            held = np.concatenate(self._label_warmup)
+            if held.size < self.cfg.window_pairs * _WARMUP_WINDOWS:
+                return None
+            self._label_warmup = []
+            categorical = [LABEL_COLUMN] if self.cfg.task == "binary" else []
+            column: Any = held.astype(np.int64).astype(str) if categorical else held
+            built = build_profile({LABEL_COLUMN: column}, categorical=categorical)
+            self._start_label_drift(built.features[0])
+            return None  # the warm-up labels are the reference, not a window
+        assert self.label_evaluator is not None
+        values = pairs.label
+        profile = self.label_windows.binner.profiles[0]
+        if isinstance(profile, CategoricalProfile):
+            values = _category_codes(profile, values)
+        closed = self.label_windows.add(pairs.segment, values[:, None], pairs.label_ts)
+        if not len(closed):
+            return None
+        return self.label_evaluator.evaluate(closed, names)
+
+    # -- per batch -----------------------------------------------------------------
+
+    def process(
+        self,
+        predictions: tuple[list[str], IntArray, FloatArray, FloatArray, list[str | None] | None],
+        labels: LabelBatch | None,
+        segment_names: tuple[str, ...],
+    ) -> LabelOutcome:
+        """Join this batch's predictions and labels, and score what the pairs closed."""
+        ids, segments, scores, ts, group_values = predictions
+        groups = (
+            self.groups.codes(group_values)
+            if group_values is not None and self.cfg.group_by
+            else np.full(len(ids), -1, dtype=np.int64)
+        )
+        parts = []
+        if ids:
+            parts.append(self.join.add_predictions(ids, segments, scores, ts, groups))
+            self.watermark = max(self.watermark, float(np.max(ts)))
+        out = LabelOutcome()
+        if labels is not None and len(labels):
+            parts.append(self.join.add_labels(labels.ids, labels.label, labels.ts))
+            self.watermark = max(self.watermark, float(np.max(labels.ts)))
+            out.labels = len(labels)
+            self.labels_seen += len(labels)
+        if np.isfinite(self.watermark):
+            self.join.expire(self.watermark)
+        pairs = JoinedPairs.concat(parts) if parts else JoinedPairs.empty()
+        out.matched = len(pairs)
+        if not len(pairs):
+            return out
+        keep = np.isfinite(pairs.prediction) & np.isfinite(pairs.label)
+        if not keep.all():
+            pairs = _take(pairs, np.flatnonzero(keep))
+        out.delays = pairs.delay
+        window_of = self._window_index(pairs.segment)
+        out.detections = self._concept(pairs, window_of, segment_names)
+        closed = self.performance.add(pairs)
+        if len(closed.segment):
+            out.results.append(self._performance_results(closed, pairs, segment_names))
+        label_results = self._label_drift(pairs, segment_names)
+        if label_results is not None:
+            out.results.append(label_results)
+        return out
+
+    def _window_index(self, segment: IntArray) -> IntArray:
+        """The performance window (per segment, from 0) each pair of the batch falls into."""
+        n_seg = int(segment.max()) + 1
+        if n_seg > self._pairs_seen.size:
+            self._pairs_seen = np.concatenate(
+                [self._pairs_seen, np.zeros(n_seg - self._pairs_seen.size, dtype=np.int64)]
+            )
+        order = np.argsort(segment, kind="stable")
+        sorted_seg = segment[order]
+        starts = np.flatnonzero(np.r_[True, sorted_seg[1:] != sorted_seg[:-1]])
+        rank_sorted = np.arange(segment.size) - np.repeat(
+            starts, np.diff(np.r_[starts, segment.size])
+        )
+        ordinal = np.empty(segment.size, dtype=np.int64)
+        ordinal[order] = self._pairs_seen[sorted_seg] + rank_sorted
+        np.add.at(self._pairs_seen, segment, 1)
+        return ordinal // self.cfg.window_pairs
+
+    def _concept(
+        self, pairs: JoinedPairs, window_of: IntArray, names: tuple[str, ...]
+    ) -> dict[str, int]:
+        self.adwin.ensure_streams(int(pairs.segment.max()) + 1)
+        errors = error_signal(
+            pairs, self.cfg.task, self.cfg.decision_threshold, self.cfg.regression_error
+        )
+        result = self.adwin.update(pairs.segment, errors)
+        found: dict[str, int] = {}
+        for pos, stream in zip(
+            result.drift_positions.tolist(), result.drift_streams.tolist(), strict=True
+        ):
+            key = (stream, int(window_of[pos]))
+            self._detections[key] = self._detections.get(key, 0) + 1
+            found[names[stream]] = found.get(names[stream], 0) + 1
+        return found
+
+    def _performance_results(
+        self, closed: ClosedPerformance, pairs: JoinedPairs, names: tuple[str, ...]
+    ) -> WindowResults:
+        k = len(closed)
+        columns = (ERROR_COLUMN, *FAIRNESS_METRICS)
+        adwin = np.full((k, len(columns)), np.nan)
+        fairness = np.full((k, len(columns)), np.nan)
+        for row, (segment, window) in enumerate(
+            zip(closed.segment.tolist(), closed.window.tolist(), strict=True)
+        ):
+            # The score is the detections of the last few windows, so a concept-drift
+            # page stays open for ``adwin_hold_windows`` windows instead of flapping.
+            recent = self._recent.setdefault(segment, [])
+            recent.append(self._detections.pop((segment, window), 0))
+            del recent[: -self.cfg.adwin_hold_windows]
+            adwin[row, 0] = float(sum(recent))
+            for j, metric in enumerate(FAIRNESS_METRICS, start=1):
+                values = closed.metrics.get(metric)
+                if values is not None:
+                    fairness[row, j] = float(values[row])
+        n = np.repeat(np.asarray(closed.n, dtype=np.int64)[:, None], len(columns), axis=1)
+        results = WindowResults(
+            model=self.model,
+            segments=tuple(names[s] for s in closed.segment.tolist()),
+            columns=columns,
+            # A performance window ends with the label that completed its last pair.
+            window_end_ts=pairs.label_ts[closed.last_pair].astype(np.float64),
+            rows=np.asarray(closed.n, dtype=np.int64),
+            n=n,
+            missing_rate=np.zeros((k, len(columns))),
+            scores={"adwin": adwin, "fairness": fairness},
+            p_values={},
+        )
+        self._remember(closed, results)
+        return results
+
+    def _remember(self, closed: ClosedPerformance, results: WindowResults) -> None:
+        with self._lock:
+            for row, segment in enumerate(results.segments):
+                metrics = {
+                    name: float(values[row])
+                    for name, values in closed.metrics.items()
+                    if name not in FAIRNESS_METRICS
+                }
+                fairness = {
+                    name: float(closed.metrics[name][row])
+                    for name in FAIRNESS_METRICS
+                    if name in closed.metrics
+                }
+                self._latest[segment] = SegmentPerformance(
+                    segment,
+                    int(results.rows[row]),
+                    float(results.window_end_ts[row]),
+                    metrics,
+                    fairness,
+                )
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a restart needs: the join store, windows, ADWIN and label drift."""
+        detections = sorted(self._detections.items())
+        return {
+            "join": self.join.state_dict(),
+            "performance": self.performance.state_dict(),
+            "adwin": self.adwin.state_dict(),
+            "groups": list(self.groups.names),
+            "group_codes": dict(self.groups._codes),
+            "watermark": float(self.watermark),
+            "labels_seen": self.labels_seen,
+            "pairs_seen": self._pairs_seen.copy(),
+            "detections": np.array([[s, w, c] for (s, w), c in detections], dtype=np.int64).reshape(
+                -1, 3
+            ),
+            "recent": {str(k): list(v) for k, v in self._recent.items()},
+            "label_profile": (
+                self.label_windows.binner.profiles[0].to_dict()
+                if self.label_windows is not None
+                else None
+            ),
+            "label_windows": (
+                self.label_windows.state_dict() if self.label_windows is not None else None
+            ),
+            "label_warmup": (
+                np.concatenate(self._label_warmup) if self._label_warmup else np.empty(0)
+            ),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output into a monitor built from the same config."""
+        self.join.load_state_dict(state["join"])
+        self.performance.load_state_dict(state["performance"])
+        self.adwin.load_state_dict(state["adwin"])
+        self.groups.names = [str(g) for g in state["groups"]]
+        self.groups._codes = {str(k): int(v) for k, v in state["group_codes"].items()}
+        self.watermark = float(state["watermark"])
+        self.labels_seen = int(state["labels_seen"])
+        self._pairs_seen = np.asarray(state["pairs_seen"], dtype=np.int64).copy()
+        rows = np.asarray(state["detections"], dtype=np.int64).reshape(-1, 3).tolist()
+        self._detections = {(s, w): c for s, w, c in rows}
+        self._recent = {int(k): [int(x) for x in v] for k, v in state["recent"].items()}
+        if state["label_profile"] is not None:
+            self._start_label_drift(feature_from_dict(state["label_profile"]))
+            assert self.label_windows is not None
+            self.label_windows.load_state_dict(state["label_windows"])
+        warmup = np.asarray(state["label_warmup"], dtype=np.float64)
+        self._label_warmup = [warmup.copy()] if warmup.size else []
+
+    # -- reading (scrape time) -----------------------------------------------------
+
+    def latest(self) -> list[SegmentPerformance]:
+        """The latest performance window of every segment."""
+        with self._lock:
+            return list(self._latest.values())
+
+    def adwin_state(self, names: tuple[str, ...]) -> list[tuple[str, int, float]]:
+        """(segment, window width, mean error) of every segment's ADWIN stream."""
+        width = self.adwin.width
+        mean = self.adwin.estimation
+        return [
+            (names[s], int(width[s]), float(mean[s]))
+            for s in range(min(len(names), self.adwin.n_streams))
+            if int(width[s]) > 0
+        ]
+
+
+def _category_codes(profile: CategoricalProfile, labels: FloatArray) -> FloatArray:
+    """Class labels as the codes of their categories ("0", "1", ...) in the label profile."""
+    categories = profile.categories
+    index = {str(c): float(i) for i, c in enumerate(categories)}
+    other = float(len(categories))
+    return np.array([index.get(str(int(v)), other) for v in labels.tolist()], dtype=np.float64)
+
+
+def _take(pairs: JoinedPairs, rows: IntArray) -> JoinedPairs:
+    return JoinedPairs(
+        segment=pairs.segment[rows],
+        prediction=pairs.prediction[rows],
+        label=pairs.label[rows],
+        prediction_ts=pairs.prediction_ts[rows],
+        label_ts=pairs.label_ts[rows],
+        group=pairs.group[rows],
+    )
