@@ -331,20 +331,26 @@ class JoinStore:
         Should the state hold more entries on a side than this store's capacity
         (the limit was lowered between runs), the oldest ones are evicted, counted.
         """
-        self._init_state()
-        counts = state["counts"]
-        self._counts = {name: int(counts[name]) for name in COUNTERS}
-        self._seq = int(state["seq"])
-        for side, own, name in (
-            (state["predictions"], self._predictions, "predictions"),
-            (state["labels"], self._labels, "labels"),
+        counts = {name: int(state["counts"][name]) for name in COUNTERS}
+        sides = []
+        for name, limit, columns in (
+            ("predictions", self.capacity, _PREDICTION_COLUMNS),
+            ("labels", self.label_capacity, _LABEL_COLUMNS),
         ):
-            excess = len(side["ids"]) - own.capacity
+            entries = state[name]
+            excess = len(entries["ids"]) - limit
             if excess > 0:
-                self._counts[f"evicted_{name}"] += excess
-            own.load(_trimmed(side, excess) if excess > 0 else side)
-        if any(map(self._predictions.index.__contains__, self._labels.index)):
+                entries = _trimmed(entries, excess)
+                counts[f"evicted_{name}"] += excess
+            side = PendingSide(limit, columns)
+            side.load(entries)
+            sides.append(side)
+        if any(map(sides[0].index.__contains__, sides[1].index)):
             raise ValueError("join state: an id is pending as both a prediction and a label")
+        # Only a state that loaded whole replaces this store's.
+        self._predictions, self._labels = sides
+        self._counts = counts
+        self._seq = int(state["seq"])
 
     def __getstate__(self) -> dict[str, Any]:
         return self.state_dict()
