@@ -6,17 +6,23 @@ features over 10 segments, then consumes the same topic twice with fresh groups:
 
 * ceiling: the same Kafka source only polling and decoding, no drift work;
 * daemon: the full pipeline (segments, windows, evaluation, decisions, metrics,
-  commits) through ``Daemon.handle``.
+  commits) through ``Daemon.handle``;
+* daemon checkpointing every 10 s to the file store (issue: reliability);
+* daemon with labels flowing: a label for every event on a second topic, joined,
+  scored and fed to ADWIN (events/s counts inference events only).
 
-The ratio daemon / ceiling has a target of 0.85. The RSS after the daemon run is
-reported too: the resident set of the whole process right after the daemon run.
+Ratios: daemon / ceiling (target 0.85), checkpointing / daemon (target 0.9), with
+labels / daemon (target 0.6: the label topic doubles the records read). The RSS after
+the daemon run is reported too: the resident set of the whole process at that point.
 """
 
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -24,8 +30,9 @@ from kafka import KafkaProducer
 from prometheus_client import CollectorRegistry
 
 from benchmarks._report import Measurement, parse_args, report
-from detectors.profile import build_profile
+from detectors.profile import ReferenceProfile, build_profile
 from monitor.app import Daemon, make_results
+from monitor.checkpointing import StateCheckpointer
 from monitor.config import Settings
 from monitor.decode import Decoder
 from monitor.pipeline import Pipeline
@@ -36,6 +43,7 @@ from tests.kafka_broker import create_topic, kafka_broker, unique_topic
 NUMERIC = [f"f{i:02d}" for i in range(20)]
 CATEGORICAL = ["c0", "c1"]
 N_SEGMENTS = 10
+CHECKPOINT_INTERVAL_S = 10.0
 
 
 def _chunk(rng: np.random.Generator, first: int, n: int, now: float) -> list[bytes]:
@@ -61,8 +69,8 @@ def _chunk(rng: np.random.Generator, first: int, n: int, now: float) -> list[byt
     return out
 
 
-def _produce(bootstrap: str, topic: str, n: int) -> list[bytes]:
-    """Produce ``n`` events chunk by chunk (memory stays flat); return the first chunk."""
+def _produce(bootstrap: str, topic: str, label_topic: str, n: int) -> list[bytes]:
+    """Produce ``n`` events and their labels chunk by chunk; return the first chunk."""
     rng = np.random.default_rng(1)
     now = time.time() - n * 1e-4
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=1 << 20)
@@ -70,8 +78,11 @@ def _produce(bootstrap: str, topic: str, n: int) -> list[bytes]:
     for lo in range(0, n, 20_000):
         chunk = _chunk(rng, lo, min(20_000, n - lo), now)
         first = first or chunk
+        labels = rng.integers(0, 2, len(chunk)).tolist()
         for i, message in enumerate(chunk):
             producer.send(topic, message, partition=(lo + i) % 2)
+            label = {"id": f"r{lo + i}", "ts": now + (lo + i) * 1e-4 + 1.0, "label": labels[i]}
+            producer.send(label_topic, orjson.dumps(label), partition=(lo + i) % 2)
     producer.flush()
     producer.close()
     return first
@@ -91,16 +102,25 @@ def _rss_mib() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def _settings(bootstrap: str, topic: str) -> Settings:
+def _settings(
+    bootstrap: str, topic: str, label_topic: str | None = None, state: Path | None = None
+) -> Settings:
     return Settings(
         model="bench",
         kafka={  # type: ignore[arg-type]
             "bootstrap_servers": [bootstrap],
             "topics": [topic],
+            "labels_topic": label_topic,
             "group_id": unique_topic("bench-group"),
             "dead_letter_topic": None,
             "max_poll_records": 10_000,
             "poll_timeout_ms": 500,
+        },
+        labels={"enabled": label_topic is not None, "window_pairs": 2_000},  # type: ignore[arg-type]
+        checkpoint={  # type: ignore[arg-type]
+            "store": "file" if state is not None else "none",
+            "directory": state or Path("unused"),
+            "interval_s": CHECKPOINT_INTERVAL_S,
         },
         schema={"segment_by": ["segment"], "categorical": CATEGORICAL},  # type: ignore[arg-type]
         reference={"warmup_events": 1_000},  # type: ignore[arg-type]
@@ -124,15 +144,35 @@ def _drain(source: KafkaSource, total: int, handle: Callable[[list[Record]], obj
     return time.perf_counter() - start
 
 
+def _daemon_run(settings: Settings, profile: ReferenceProfile, total: int) -> tuple[float, Daemon]:
+    """Seconds for a daemon (checkpointing as configured) to process ``total`` records."""
+    pipeline = Pipeline(settings, profile, make_results(settings))
+    source = KafkaSource(settings.kafka)
+    registry = CollectorRegistry()
+    daemon = Daemon(
+        settings,
+        source,
+        pipeline,
+        registry=registry,
+        checkpointer=StateCheckpointer.from_settings(settings, registry),
+        serve_metrics=False,
+    )
+    try:
+        return _drain(source, total, daemon.handle), daemon
+    finally:
+        source.close()
+
+
 def main() -> None:
-    """Produce once, then time the ceiling and the daemon on the same topic."""
+    """Produce once, then time the ceiling and the daemon variants on the same topics."""
     args = parse_args(__doc__ or "")
     n = 200_000 if args.quick else 1_000_000
-    with kafka_broker() as bootstrap:
-        topic = unique_topic("bench-e2e")
+    with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        topic, label_topic = unique_topic("bench-e2e"), unique_topic("bench-e2e-labels")
         create_topic(bootstrap, topic, partitions=2)
+        create_topic(bootstrap, label_topic, partitions=2)
         started = time.perf_counter()
-        columns = _reference(_produce(bootstrap, topic, n))
+        columns = _reference(_produce(bootstrap, topic, label_topic, n))
         produce_s = time.perf_counter() - started
 
         settings = _settings(bootstrap, topic)
@@ -140,21 +180,21 @@ def main() -> None:
         with KafkaSource(settings.kafka) as source:
             ceiling_s = _drain(source, n, lambda r: decoder.decode([x.value for x in r]))
 
-        settings = _settings(bootstrap, topic)
         profile = build_profile(columns, categorical=CATEGORICAL, prediction="prediction")
-        pipeline = Pipeline(settings, profile, make_results(settings))
-        source = KafkaSource(settings.kafka)
-        daemon = Daemon(
-            settings, source, pipeline, registry=CollectorRegistry(), serve_metrics=False
-        )
         rss_before = _rss_mib()
-        daemon_s = _drain(source, n, daemon.handle)
+        daemon_s, daemon = _daemon_run(_settings(bootstrap, topic), profile, n)
         rss_mib = _rss_mib()
-        source.close()
+        state = Path(tmp) / "state"
+        checkpoint_s, checkpointed = _daemon_run(
+            _settings(bootstrap, topic, state=state), profile, n
+        )
+        labels_s, labelled = _daemon_run(_settings(bootstrap, topic, label_topic), profile, 2 * n)
 
     print(
-        f"{n} events produced in {produce_s:.1f}s; windows closed: {daemon.stats.windows}, "
-        f"commits: {daemon.stats.commits}; RSS before the daemon run {rss_before:.0f} MiB"
+        f"{n} events (+{n} labels) produced in {produce_s:.1f}s; windows closed: "
+        f"{daemon.stats.windows}, commits: {daemon.stats.commits}; RSS before the daemon "
+        f"run {rss_before:.0f} MiB; checkpointed run: {checkpointed.stats.commits} commits; "
+        f"labelled run: {labelled.stats.matched} pairs joined"
     )
     report(
         [
@@ -174,6 +214,24 @@ def main() -> None:
                 0.85,
                 "higher",
                 baseline=n / ceiling_s,
+            ),
+            Measurement(
+                "e2e_throughput",
+                f"daemon_events_per_s_checkpoint_every_{CHECKPOINT_INTERVAL_S:g}s",
+                n / checkpoint_s,
+                "1/s",
+                0.9,
+                "higher",
+                baseline=n / daemon_s,
+            ),
+            Measurement(
+                "e2e_throughput",
+                "daemon_events_per_s_with_labels",
+                n / labels_s,
+                "1/s",
+                0.6,
+                "higher",
+                baseline=n / daemon_s,
             ),
             Measurement("e2e_throughput", f"rss_after_{n}_events", rss_mib, "MiB", 1024.0, "lower"),
         ]

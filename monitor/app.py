@@ -25,7 +25,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.service import AlertService
-from monitor.checkpointing import StateCheckpointer
+from monitor.checkpointing import PartitionCheckpointer, StateCheckpointer
 from monitor.config import Settings
 from monitor.errors import DeadLetterError, DriftdError
 from monitor.labels.metrics import LabelCollector, LabelDelay
@@ -45,8 +45,8 @@ class Checkpointer(Protocol):
         """Load the last checkpoint into ``pipeline``; its offsets and extra state."""
         ...
 
-    def due(self) -> bool:
-        """Whether a save is due after the batch just processed."""
+    def due(self, batches: int) -> bool:
+        """Whether a save is due, ``batches`` more batches having been processed."""
         ...
 
     def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
@@ -61,7 +61,7 @@ class NoCheckpoint:
         """Nothing to restore."""
         return {}, {}
 
-    def due(self) -> bool:
+    def due(self, batches: int) -> bool:
         """Always: the commit cadence alone paces commits."""
         return True
 
@@ -146,6 +146,7 @@ class Daemon:
         self._pending: dict[TopicPartition, int] = {}
         self._processed: dict[TopicPartition, int] = {}
         self._restored: dict[TopicPartition, int] = {}
+        self._saved: dict[TopicPartition, int] = {}
         self._committed_at = -math.inf
 
     # ------------------------------------------------------------ health
@@ -179,6 +180,7 @@ class Daemon:
         """Restore the checkpoint, start the alert workers, serve metrics, announce."""
         self._restored, extra = self.checkpointer.restore(self.pipeline)
         self._processed = dict(self._restored)
+        self._saved = dict(self._restored)
         if "alerts" in extra:
             self.alerts.load_state_dict(extra["alerts"])
         self._publish_reference()
@@ -203,8 +205,22 @@ class Daemon:
             if not records:
                 if self.source.exhausted:
                     break
+                self.idle()
                 continue
             self.handle(records)
+
+    def idle(self) -> None:
+        """Nothing arrived: save and commit what the last batches left unsaved, on cadence.
+
+        Without this the tail of a stream that went quiet would stay uncommitted (and
+        be re-read after a restart) until the next event arrives.
+        """
+        if self._processed.items() <= self._saved.items():
+            return
+        if self.checkpointer.due(batches=0):
+            self.checkpoint()
+        if time.monotonic() - self._committed_at >= self.settings.kafka.commit_interval_ms / 1e3:
+            self.commit_pending()
 
     def handle(self, records: Sequence[Record]) -> BatchOutcome:
         """One batch in the fixed order: state, dead letters, checkpoint, commit."""
@@ -247,7 +263,7 @@ class Daemon:
 
     def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
         self._processed.update(outcome.next_offsets)
-        if self.checkpointer.due():
+        if self.checkpointer.due(batches=1):
             self.checkpoint()
         interval = self.settings.kafka.commit_interval_ms / 1000.0
         if time.monotonic() - self._committed_at >= interval:
@@ -261,6 +277,7 @@ class Daemon:
                 self.metrics.commit("skipped")
             return False
         self._pending.update(offsets)
+        self._saved = offsets
         return True
 
     def commit_pending(self, partitions: Sequence[TopicPartition] | None = None) -> None:
@@ -296,10 +313,16 @@ class Daemon:
             # Their next owner decides from here on; a stale offset must not come back.
             self._processed.pop(tp, None)
             self._restored.pop(tp, None)
+        if isinstance(self.checkpointer, PartitionCheckpointer):
+            self.checkpointer.release(self.pipeline, partitions)
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         """Newly owned partitions start at the checkpoint's offsets, not the group's."""
+        if isinstance(self.checkpointer, PartitionCheckpointer):
+            self._restored.update(self.checkpointer.assign(self.pipeline, partitions))
+            self._publish_reference()
         wanted = {tp: self._restored[tp] for tp in partitions if tp in self._restored}
+        self._processed.update(wanted)
         seek = getattr(self.source, "seek", None)
         if wanted and seek is not None:
             seek(wanted)

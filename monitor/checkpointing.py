@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
+import numpy as np
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.checkpoint import FileCheckpointStore, decode, encode
 from monitor.config import Settings
 from monitor.errors import CheckpointError
+from monitor.handover import drop_partition, merge_slice, partition_slice
 from monitor.pipeline import Pipeline
 from monitor.sources.base import TopicPartition
 from monitor.state import STATE_VERSION, pipeline_state, restore_pipeline
@@ -131,6 +133,16 @@ class StateCheckpointer:
         cfg = settings.checkpoint
         if cfg.store == "none":
             return None
+        if cfg.store == "kafka":
+            from monitor.checkpoint.kafka_store import KafkaCheckpointStore  # noqa: PLC0415
+
+            kafka = settings.kafka
+            partitions = KafkaCheckpointStore(
+                list(kafka.bootstrap_servers), cfg.topic, kafka.group_id
+            )
+            return PartitionCheckpointer(
+                partitions, settings, registry, location=f"kafka:{cfg.topic}"
+            )
         store = FileCheckpointStore(cfg.directory, cfg.name)
         return cls(store, settings, registry, location=str(store.path))
 
@@ -179,9 +191,9 @@ class StateCheckpointer:
 
     # -- save ----------------------------------------------------------------------
 
-    def due(self) -> bool:
-        """Whether the cadence calls for a save after the batch just processed."""
-        self._batches += 1
+    def due(self, batches: int = 1) -> bool:
+        """Whether the cadence calls for a save, ``batches`` more having been processed."""
+        self._batches += batches
         cfg = self.settings.checkpoint
         if cfg.interval_batches is not None and self._batches >= cfg.interval_batches:
             return True
@@ -205,12 +217,121 @@ class StateCheckpointer:
             self.metrics.total.labels("failed").inc()
             log.error("checkpoint_failed", location=self.location, error=str(exc))
             return False
-        elapsed = time.perf_counter() - started
+        self._saved(len(data), time.perf_counter() - started)
+        return True
+
+    def _saved(self, size: int, elapsed: float) -> None:
         self.metrics.total.labels("ok").inc()
         self.metrics.duration.observe(elapsed)
-        self.metrics.size.set(len(data))
+        self.metrics.size.set(size)
         self.metrics.last_success.set(time.time())
         self._saved_at = self._clock()
         self._batches = 0
-        log.debug("checkpoint_saved", bytes=len(data), seconds=round(elapsed, 4))
+        log.debug("checkpoint_saved", bytes=size, seconds=round(elapsed, 4))
+
+
+class PartitionStore(Protocol):
+    """Per-partition blobs (``KafkaCheckpointStore``)."""
+
+    def save(self, blobs: Mapping[TopicPartition, bytes]) -> None:
+        """Store one blob per partition; ``CheckpointError`` on failure."""
+        ...
+
+    def load(self, partitions: list[TopicPartition]) -> dict[TopicPartition, bytes]:
+        """The latest blob of each partition that has one."""
+        ...
+
+
+class PartitionCheckpointer(StateCheckpointer):
+    """Checkpoints per partition, so another replica can take a partition over.
+
+    Each owned partition's slice (``monitor.handover``) is saved with its own next
+    offset under ``<group>/<topic>/<partition>``. A replica restores a partition's
+    slice when it is assigned and seeks to its offset; before a partition is revoked
+    its slice is saved, its offset committed, and its segments forgotten locally.
+    """
+
+    def __init__(
+        self,
+        store: PartitionStore,
+        settings: Settings,
+        registry: CollectorRegistry,
+        *,
+        location: str,
+    ) -> None:
+        super().__init__(_NoBlob(), settings, registry, location=location)
+        self.partitions = store
+
+    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
+        """Nothing global: partitions are restored as they are assigned."""
+        return {}, {}
+
+    def assign(
+        self, pipeline: Pipeline, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Merge the slices of newly assigned partitions; the offsets to seek them to."""
+        offsets: dict[TopicPartition, int] = {}
+        for tp, blob in sorted(self.partitions.load(list(partitions)).items()):
+            where = f"{self.location}/{tp[0]}/{tp[1]}"
+            checkpoint = decode(
+                blob,
+                location=where,
+                expect_state_version=STATE_VERSION,
+                expect_fingerprint=self.fingerprint,
+            )
+            names = merge_slice(pipeline, tp, checkpoint.state["slice"], where)
+            offsets.update({(str(t), int(p)): int(o) for (t, p), o in checkpoint.offsets.items()})
+            log.info(
+                "partition_state_restored",
+                topic=tp[0],
+                partition=tp[1],
+                segments=names,
+                offsets=checkpoint.offsets,
+                open_rows=int(np.asarray(checkpoint.state["slice"]["windows"]["pane_rows"]).sum()),
+            )
+        return offsets
+
+    def release(self, pipeline: Pipeline, partitions: list[TopicPartition]) -> None:
+        """Forget revoked partitions' segments: their new owner has their slices."""
+        for tp in partitions:
+            names = drop_partition(pipeline, tp)
+            log.info("partition_state_released", topic=tp[0], partition=tp[1], segments=names)
+
+    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Save every owned partition's slice with its offset; True when all are stored."""
+        started = time.perf_counter()
+        blobs: dict[TopicPartition, bytes] = {}
+        for tp, offset in offsets.items():
+            state = partition_slice(pipeline, tp)
+            if state is None:
+                return False  # warm-up: nothing saved, so nothing may be committed
+            blobs[tp] = encode(
+                {"slice": state},
+                {tp: offset},
+                state_version=STATE_VERSION,
+                fingerprint=self.fingerprint,
+            )
+        if not blobs:
+            return True
+        try:
+            self.partitions.save(blobs)
+        except CheckpointError as exc:
+            self.metrics.total.labels("failed").inc()
+            log.error("checkpoint_failed", location=self.location, error=str(exc))
+            return False
+        self._saved(sum(map(len, blobs.values())), time.perf_counter() - started)
         return True
+
+
+class _NoBlob:
+    """The whole-state store a partition checkpointer does not use."""
+
+    def save(self, data: bytes) -> None:
+        """Unused."""
+
+    def load(self) -> bytes | None:
+        """Nothing."""
+        return None
+
+    def remove(self) -> None:
+        """Nothing to remove."""

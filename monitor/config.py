@@ -220,8 +220,11 @@ class CheckpointConfig(Section):
     ``interval_s`` is also the commit cadence, and what a crash re-reads at most.
     """
 
-    store: Literal["file", "none"] = "file"
+    store: Literal["file", "kafka", "none"] = "file"
+    """``file``: the whole state in one local file (one replica). ``kafka``: one slice
+    per partition on a compacted topic, so replicas of a group hand partitions over."""
     directory: Path = Path("driftd-state")
+    topic: str = "driftd-checkpoints"
     name: str = Field(default="checkpoint", pattern=r"^[A-Za-z0-9_.-]+$")
     interval_s: float = Field(default=10.0, ge=0)
     interval_batches: int | None = Field(default=None, gt=0)

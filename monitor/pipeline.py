@@ -115,6 +115,8 @@ class Pipeline:
         self._warmup: _Warmup | None = None
         self._profiles: list[FeatureProfile] = []
         self._lookups: dict[str, dict[str | None, float]] = {}
+        self.segment_home: dict[int, TopicPartition] = {}
+        """The partition each segment's first event came from (see ``monitor.handover``)."""
         self.labels: LabelMonitor | None = None
         self.label_decoder: LabelDecoder | None = None
         self.label_topic = settings.kafka.labels_topic
@@ -202,6 +204,8 @@ class Pipeline:
         )
         rejected = [(events[r.index], r.reason, r.detail) for r in decoded.rejections]
         seg = self.segments.ids(decoded.segment_keys)
+        if len(seg):
+            self._note_homes(seg, decoded.source_index, events)
         self.events_accepted += len(decoded)
         results: WindowResults | None = None
         transitions: list[Transition] = []
@@ -243,6 +247,13 @@ class Pipeline:
             details,
             label_outcome,
         )
+
+    def _note_homes(self, seg: IntArray, source_index: IntArray, events: Sequence[Record]) -> None:
+        segments, first = np.unique(seg, return_index=True)
+        for s, row in zip(segments.tolist(), first.tolist(), strict=True):
+            if s not in self.segment_home:
+                record = events[int(source_index[row])]
+                self.segment_home[s] = (record.topic, record.partition)
 
     def _process_labels(
         self,

@@ -45,6 +45,7 @@ def pipeline_state(pipeline: Pipeline) -> dict[str, Any] | None:
         "events_accepted": pipeline.events_accepted,
         "rejections_by_reason": dict(pipeline.rejections_by_reason),
         "labels": pipeline.labels.state_dict() if pipeline.labels is not None else None,
+        "segment_home": [[s, t, p] for s, (t, p) in sorted(pipeline.segment_home.items())],
     }
     return state
 
@@ -77,6 +78,9 @@ def restore_pipeline(pipeline: Pipeline, state: Mapping[str, Any], location: str
         pipeline.events_accepted = int(state["events_accepted"])
         pipeline.rejections_by_reason = {
             str(k): int(v) for k, v in state["rejections_by_reason"].items()
+        }
+        pipeline.segment_home = {
+            int(s): (str(t), int(p)) for s, t, p in state.get("segment_home", [])
         }
         labels = state.get("labels")
         if pipeline.labels is not None and labels is not None:

@@ -73,6 +73,8 @@ class LabelOutcome:
     delays: FloatArray = field(default_factory=lambda: np.empty(0))
     results: list[WindowResults] = field(default_factory=list)
     detections: dict[str, int] = field(default_factory=dict)
+    detected_at: list[tuple[str, int]] = field(default_factory=list)
+    """(segment, number of the segment's joined pair, from 0) of each ADWIN detection."""
 
 
 class GroupCodes:
@@ -210,8 +212,10 @@ class LabelMonitor:
         if not keep.all():
             pairs = _take(pairs, np.flatnonzero(keep))
         out.delays = pairs.delay
-        window_of = self._window_index(pairs.segment)
-        out.detections = self._concept(pairs, window_of, segment_names)
+        ordinal = self._pair_ordinals(pairs.segment)
+        out.detected_at = self._concept(pairs, ordinal, segment_names)
+        for segment, _ in out.detected_at:
+            out.detections[segment] = out.detections.get(segment, 0) + 1
         closed = self.performance.add(pairs)
         if len(closed.segment):
             out.results.append(self._performance_results(closed, pairs, segment_names))
@@ -220,8 +224,8 @@ class LabelMonitor:
             out.results.append(label_results)
         return out
 
-    def _window_index(self, segment: IntArray) -> IntArray:
-        """The performance window (per segment, from 0) each pair of the batch falls into."""
+    def _pair_ordinals(self, segment: IntArray) -> IntArray:
+        """Each pair's number within its segment's joined pairs, from 0 (batch-independent)."""
         n_seg = int(segment.max()) + 1
         if n_seg > self._pairs_seen.size:
             self._pairs_seen = np.concatenate(
@@ -236,23 +240,24 @@ class LabelMonitor:
         ordinal = np.empty(segment.size, dtype=np.int64)
         ordinal[order] = self._pairs_seen[sorted_seg] + rank_sorted
         np.add.at(self._pairs_seen, segment, 1)
-        return ordinal // self.cfg.window_pairs
+        return ordinal
 
     def _concept(
-        self, pairs: JoinedPairs, window_of: IntArray, names: tuple[str, ...]
-    ) -> dict[str, int]:
+        self, pairs: JoinedPairs, ordinal: IntArray, names: tuple[str, ...]
+    ) -> list[tuple[str, int]]:
         self.adwin.ensure_streams(int(pairs.segment.max()) + 1)
         errors = error_signal(
             pairs, self.cfg.task, self.cfg.decision_threshold, self.cfg.regression_error
         )
         result = self.adwin.update(pairs.segment, errors)
-        found: dict[str, int] = {}
+        found: list[tuple[str, int]] = []
         for pos, stream in zip(
             result.drift_positions.tolist(), result.drift_streams.tolist(), strict=True
         ):
-            key = (stream, int(window_of[pos]))
+            at = int(ordinal[pos])
+            key = (stream, at // self.cfg.window_pairs)
             self._detections[key] = self._detections.get(key, 0) + 1
-            found[names[stream]] = found.get(names[stream], 0) + 1
+            found.append((names[stream], at))
         return found
 
     def _performance_results(

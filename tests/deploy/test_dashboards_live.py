@@ -1,0 +1,214 @@
+"""Every dashboard query against a real Prometheus scraping a real daemon on real Kafka.
+
+The daemon consumes a drift scenario (the demo stream with a feature shift in ``west``,
+plus a few poison messages for the rejection and dead-letter series, and its delayed
+labels) from a real broker, checkpointing every second. Prometheus scrapes it every second and
+evaluates driftd's recording and alert rules. Then every panel expression and every
+variable query of the generated dashboards, with the variables substituted, must
+evaluate without error and return data through the HTTP API.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitor.app import Daemon, make_results
+from monitor.checkpointing import StateCheckpointer
+from monitor.config import Settings
+from monitor.demo_stream import DemoStream
+from monitor.pipeline import Pipeline
+from monitor.sources.kafka_source import KafkaSource
+from tests.alertmanager_server import wait_for
+from tests.deploy.dashboards import ROOT, Query, VariableQuery, all_queries, all_variable_queries
+from tests.kafka_broker import (
+    create_topic,
+    kafka_bootstrap,  # noqa: F401
+    produce,
+    unique_topic,
+)
+from tests.prometheus_server import Prometheus, prometheus_server
+
+pytestmark = pytest.mark.integration
+
+RULES = ROOT / "deploy" / "prometheus" / "rules" / "driftd.rules.yml"
+MODEL = "credit-risk"
+SEGMENT = "west"
+EVENTS = 30_000
+SHIFT_AT = 12_000
+POISON = [b"{not json", b"", b'{"id": "x", "ts": "yesterday", "features": {}}', b"[1, 2]"]
+
+SUBSTITUTIONS = {
+    "${__rate_interval}": "1m",
+    "$__rate_interval": "1m",
+    "${__interval}": "15s",
+    "$__interval": "15s",
+    "${__range}": "5m",
+    "$__range": "5m",
+    "${model}": MODEL,
+    "$model": MODEL,
+    "${segment}": SEGMENT,
+    "$segment": SEGMENT,
+    "${feature}": ".*",  # the All value
+    "$feature": ".*",
+}
+
+
+def substitute(expr: str) -> str:
+    """``expr`` with Grafana's variables replaced as the dashboard would for west."""
+    for name, value in SUBSTITUTIONS.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"unsubstituted variable left in {expr!r}"
+    return expr
+
+
+@dataclass
+class Live:
+    """The running scenario: Prometheus scraping a daemon that has consumed everything."""
+
+    prometheus: Prometheus
+    daemon: Daemon
+
+
+def _settings(bootstrap: str, topic: str, dlq: str, labels_topic: str, state: Path) -> Settings:
+    kafka: dict[str, Any] = {
+        "bootstrap_servers": [bootstrap],
+        "topics": [topic],
+        "group_id": unique_topic("driftd-dash-group"),
+        "dead_letter_topic": dlq,
+        "max_poll_records": 2_000,
+        "poll_timeout_ms": 200,
+    }
+    kafka["labels_topic"] = labels_topic
+    return Settings(
+        model=MODEL,
+        kafka=kafka,  # type: ignore[arg-type]
+        schema={"segment_by": ["features.region"]},  # type: ignore[arg-type]
+        reference={"warmup_events": 6_000},  # type: ignore[arg-type]
+        windows={"size_events": 1_500, "min_samples": 500},  # type: ignore[arg-type]
+        metrics={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
+        labels={  # type: ignore[arg-type]
+            "enabled": True,
+            "window_pairs": 500,
+            "group_by": "features.employment_type",
+        },
+        checkpoint={"directory": state, "interval_s": 1.0},  # type: ignore[arg-type]
+    )
+
+
+def _produce_scenario(bootstrap: str, topic: str, labels_topic: str) -> int:
+    stream = DemoStream(feature_shift_at=SHIFT_AT, prediction_shift_at=10**9)
+    stream.concept_shift_at = SHIFT_AT
+    stream.start_ts = time.time() - EVENTS / stream.rate
+    batch = stream.next_batch(EVENTS)
+    messages = [orjson.dumps(e) for e in batch.events()]
+    for i, bad in enumerate(POISON):
+        messages.insert(1_000 + i * 5_000, bad)
+    half = len(messages) // 2
+    produce(bootstrap, topic, messages[:half], partition=0)
+    produce(bootstrap, topic, messages[half:], partition=1)
+    produce(bootstrap, labels_topic, [orjson.dumps(e) for e in batch.labels()])
+    return len(messages)
+
+
+@pytest.fixture(scope="module")
+def live(
+    kafka_bootstrap: str,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Live]:
+    """A daemon that consumed the drift scenario, scraped every second by Prometheus."""
+    topic, dlq = unique_topic("driftd-dash-in"), unique_topic("driftd-dash-dlq")
+    labels_topic = unique_topic("driftd-dash-labels")
+    create_topic(kafka_bootstrap, topic, partitions=2)
+    create_topic(kafka_bootstrap, dlq, partitions=1)
+    create_topic(kafka_bootstrap, labels_topic, partitions=1)
+    produced = _produce_scenario(kafka_bootstrap, topic, labels_topic)
+
+    settings = _settings(
+        kafka_bootstrap, topic, dlq, labels_topic, tmp_path_factory.mktemp("state")
+    )
+    registry = CollectorRegistry()
+    daemon = Daemon(
+        settings,
+        KafkaSource(settings.kafka),
+        Pipeline(settings, None, make_results(settings)),
+        registry=registry,
+        checkpointer=StateCheckpointer.from_settings(settings, registry),
+    )
+    thread = threading.Thread(target=daemon.run, daemon=True, name="driftd-under-test")
+    thread.start()
+    try:
+        server = daemon.server
+        assert server is not None
+        port = wait_for(lambda: server.port, timeout_s=30, what="the metrics port")
+        with prometheus_server([f"127.0.0.1:{port}"], [RULES]) as prom:
+            wait_for(
+                lambda: daemon.stats.records >= produced,
+                timeout_s=180,
+                interval_s=0.2,
+                what=f"the daemon to read {produced} messages",
+            )
+
+            def scraped_enough() -> bool:
+                # a few scrapes after the last batch, so rates have samples on both sides
+                answer = prom.query(
+                    f'count_over_time(driftd_events_consumed_total{{model="{MODEL}"}}[1m]) >= 6'
+                )
+                return bool(answer.get("data", {}).get("result"))
+
+            wait_for(scraped_enough, timeout_s=60, interval_s=0.5, what="six scrapes")
+            # the recording rules run every second; give them one round after the scrapes
+            wait_for(
+                lambda: prom.query("model_segment:driftd_drift_score_over_threshold:max")["data"][
+                    "result"
+                ],
+                timeout_s=30,
+                interval_s=0.5,
+                what="the recording rules",
+            )
+            yield Live(prom, daemon)
+    finally:
+        daemon.should_exit.set()
+        thread.join(timeout=60)
+
+
+def test_prometheus_scrapes_the_daemon(live: Live) -> None:
+    """Prometheus's only target is the daemon under job=driftd, and it is up."""
+    targets = live.prometheus.targets()
+    assert [t["labels"]["job"] for t in targets] == ["driftd"]
+    assert targets[0]["health"] == "up", targets[0].get("lastError")
+
+
+def test_the_scenario_drifts_in_west(live: Live) -> None:
+    """The injected shift is firing in west, so the panels show live drift."""
+    result = live.prometheus.query(
+        f'driftd_drift_active{{model="{MODEL}", segment="west", feature="income"}} == 1'
+    )["data"]["result"]
+    assert result, "no drift alert firing for west/income"
+
+
+@pytest.mark.parametrize("q", all_queries(), ids=lambda q: q.id)
+def test_panel_query_returns_data(live: Live, q: Query) -> None:
+    """The panel expression, variables substituted, evaluates and returns data."""
+    expr = substitute(q.expr)
+    answer = live.prometheus.query(expr)
+    assert answer.get("status") == "success", f"{q.id}: {expr}\n{answer.get('error')}"
+    assert answer["data"]["result"], f"{q.id}: no data for {expr}"
+
+
+@pytest.mark.parametrize("v", all_variable_queries(), ids=lambda v: f"{v.dashboard}/${v.name}")
+def test_variable_query_returns_values(live: Live, v: VariableQuery) -> None:
+    """label_values, with the variables it chains substituted, lists the scenario's values."""
+    params = {"match[]": substitute(v.selector)} if v.selector else {}
+    answer = live.prometheus.api(f"label/{v.label}/values", **params)
+    assert answer.get("status") == "success", answer.get("error")
+    expected = {"model": MODEL, "segment": SEGMENT, "feature": "income"}[v.label]
+    assert expected in answer["data"], f"{v.dashboard} ${v.name}: {answer['data']}"
