@@ -20,9 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import string
-import subprocess
 import tempfile
 import threading
 import time
@@ -36,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.loopback import loopback_process
 
 __all__ = [
     "BIN_ENV",
@@ -65,7 +65,6 @@ DEBIAN_BIN = "/usr/bin/prometheus-alertmanager"
 CI_ENV = "CI"
 """Set (non-empty) in CI, where a missing Alertmanager fails the tests instead of skipping."""
 _READY_TIMEOUT_S = 20.0
-_START_ATTEMPTS = 3
 
 
 def find_alertmanager() -> str:
@@ -88,13 +87,6 @@ def find_alertmanager() -> str:
     if os.environ.get(CI_ENV):
         pytest.fail(message + "; CI must run the real-Alertmanager tests")
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(
@@ -133,14 +125,6 @@ class Alertmanager:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-            return int(r.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @contextmanager
 def alertmanager_server(webhook_url: str) -> Iterator[Alertmanager]:
     """Run Alertmanager on loopback, notifying ``webhook_url``, for the ``with`` block."""
@@ -151,45 +135,19 @@ def alertmanager_server(webhook_url: str) -> Iterator[Alertmanager]:
         config = root / "alertmanager.yml"
         config.write_text(template.substitute(DRIFTD_WEBHOOK_URL=webhook_url))
         log_path = root / "alertmanager.log"
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            with log_path.open("ab") as log:
-                proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config}",
-                        f"--storage.path={root / 'storage'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        "--cluster.listen-address=",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+
+        def argv(port: int) -> list[str]:
+            return [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={root / 'storage'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ]
+
+        with loopback_process("Alertmanager", argv, log_path, _READY_TIMEOUT_S) as url:
             handle = Alertmanager(url=url, log_path=log_path)
-            try:
-                deadline = time.monotonic() + _READY_TIMEOUT_S
-                while proc.poll() is None and not _ready(url):
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.05)
-                if proc.poll() is None and _ready(url):
-                    yield handle
-                    return
-                if proc.poll() is not None and attempt < _START_ATTEMPTS:
-                    continue  # most likely lost the free port to another process
-                pytest.fail(
-                    f"Alertmanager did not become ready at {url} "
-                    f"(exit code {proc.poll()}):\n{handle.log_tail()}"
-                )
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            yield handle
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -34,6 +31,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.loopback import loopback_process
 
 __all__ = [
     "CI_ENV",
@@ -54,7 +53,6 @@ CI_ENV = "CI"
 JOB = "driftd"
 """The scrape job name; driftd's alert rules expect it."""
 _READY_TIMEOUT_S = 30.0
-_START_ATTEMPTS = 3
 
 
 def _find(env: str, name: str) -> str:
@@ -82,13 +80,6 @@ def find_prometheus() -> str:
 def find_promtool() -> str:
     """The promtool binary; skips the test if absent (fails instead under CI)."""
     return _find(PROMTOOL_BIN_ENV, "promtool")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
@@ -138,14 +129,6 @@ class Prometheus:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-            return int(r.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _config(targets: Sequence[str], rule_files: Sequence[Path]) -> dict[str, Any]:
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
@@ -173,42 +156,16 @@ def prometheus_server(
         config_path = root / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         log_path = root / "prometheus.log"
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_port()
-            url = f"http://127.0.0.1:{port}"
-            with log_path.open("ab") as log:
-                proc = subprocess.Popen(
-                    [
-                        binary,
-                        f"--config.file={config_path}",
-                        f"--storage.tsdb.path={root / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{port}",
-                        "--web.enable-lifecycle",
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+
+        def argv(port: int) -> list[str]:
+            return [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={root / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--web.enable-lifecycle",
+            ]
+
+        with loopback_process("Prometheus", argv, log_path, _READY_TIMEOUT_S) as url:
             handle = Prometheus(url=url, log_path=log_path)
-            try:
-                deadline = time.monotonic() + _READY_TIMEOUT_S
-                while proc.poll() is None and not _ready(url):
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.05)
-                if proc.poll() is None and _ready(url):
-                    yield handle
-                    return
-                if proc.poll() is not None and attempt < _START_ATTEMPTS:
-                    continue  # most likely lost the free port to another process
-                pytest.fail(
-                    f"Prometheus did not become ready at {url} "
-                    f"(exit code {proc.poll()}):\n{handle.log_tail()}"
-                )
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            yield handle

@@ -47,13 +47,13 @@ class LabelCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         """No samples: lets the registry refuse duplicate names at registration."""
-        return list(self._families())
+        return list(self._families().values())
 
-    def _families(self) -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
+    def _families(self) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
         model = ["model"]
         side = ["model", "side"]
         seg = ["model", "segment"]
-        return (
+        families: list[CounterMetricFamily | GaugeMetricFamily] = [
             CounterMetricFamily(
                 "driftd_labels_consumed", "Label events decoded and joined.", labels=model
             ),
@@ -101,53 +101,30 @@ class LabelCollector(Collector):
             GaugeMetricFamily(
                 "driftd_adwin_mean", "Mean error in the segment's ADWIN window.", labels=seg
             ),
-        )
+        ]
+        return {f.name.removeprefix("driftd_"): f for f in families}
 
     def collect(self) -> Iterable[Metric]:
         """Read the monitor now."""
         m = self.monitor
         model = m.model
-        (
-            consumed,
-            matched,
-            expired,
-            evicted,
-            duplicates,
-            pending,
-            performance,
-            window,
-            fairness,
-            width,
-            mean,
-        ) = self._families()
+        f = self._families()
         counts = m.join.counts()
-        consumed.add_metric([model], m.labels_seen)
-        matched.add_metric([model], counts["matched"])
+        f["labels_consumed"].add_metric([model], m.labels_seen)
+        f["label_join_matched"].add_metric([model], counts["matched"])
         for side in ("prediction", "label"):
-            expired.add_metric([model, side], counts[f"expired_{side}s"])
-            evicted.add_metric([model, side], counts[f"evicted_{side}s"])
-            duplicates.add_metric([model, side], counts[f"duplicate_{side}s"])
-        pending.add_metric([model, "prediction"], m.join.pending_predictions)
-        pending.add_metric([model, "label"], m.join.pending_labels)
+            f["label_join_expired"].add_metric([model, side], counts[f"expired_{side}s"])
+            f["label_join_evicted"].add_metric([model, side], counts[f"evicted_{side}s"])
+            f["label_join_duplicates"].add_metric([model, side], counts[f"duplicate_{side}s"])
+        f["label_join_pending"].add_metric([model, "prediction"], m.join.pending_predictions)
+        f["label_join_pending"].add_metric([model, "label"], m.join.pending_labels)
         for latest in m.latest():
-            window.add_metric([model, latest.segment], latest.n)
+            f["performance_window_size"].add_metric([model, latest.segment], latest.n)
             for name, value in sorted(latest.metrics.items()):
-                performance.add_metric([model, latest.segment, name], value)
+                f["performance"].add_metric([model, latest.segment, name], value)
             for name, value in sorted(latest.fairness.items()):
-                fairness.add_metric([model, latest.segment, name], value)
-        for segment, w, mu in m.adwin_state(self.segment_names()):
-            width.add_metric([model, segment], w)
-            mean.add_metric([model, segment], mu)
-        return (
-            consumed,
-            matched,
-            expired,
-            evicted,
-            duplicates,
-            pending,
-            performance,
-            window,
-            fairness,
-            width,
-            mean,
-        )
+                f["fairness_gap"].add_metric([model, latest.segment, name], value)
+        for segment, width, mean in m.adwin_state(self.segment_names()):
+            f["adwin_width"].add_metric([model, segment], width)
+            f["adwin_mean"].add_metric([model, segment], mean)
+        return list(f.values())

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +31,7 @@ from tests.alertmanager_server import Alertmanager, find_alertmanager, wait_for
 from tests.deploy.dashboards import ROOT
 from tests.deploy.tools import require_module
 from tests.kafka_broker import kafka_bootstrap, unique_topic  # noqa: F401
+from tests.loopback import loopback_process
 from tests.prometheus_server import prometheus_server
 
 DEPLOY = ROOT / "deploy"
@@ -224,44 +222,19 @@ def _alertmanager(config: Path) -> Iterator[Alertmanager]:
     """The real Alertmanager on loopback with ``config`` (the compose one)."""
     binary = find_alertmanager()
     with tempfile.TemporaryDirectory(prefix="driftd-compose-am-") as tmp:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
         log_path = Path(tmp) / "alertmanager.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.path={tmp}/data",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--cluster.listen-address=",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        handle = Alertmanager(url=f"http://127.0.0.1:{port}", log_path=log_path)
 
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"Alertmanager exited:\n{handle.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{handle.url}/-/ready", timeout=1) as r:
-                    return int(r.status) == 200
-            except (urllib.error.URLError, OSError):
-                return False
+        def argv(port: int) -> list[str]:
+            return [
+                binary,
+                f"--config.file={config}",
+                f"--storage.path={tmp}/data",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ]
 
-        try:
-            wait_for(ready, timeout_s=30, what="Alertmanager to be ready")
-            yield handle
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with loopback_process("Alertmanager", argv, log_path, 30.0) as url:
+            yield Alertmanager(url=url, log_path=log_path)
 
 
 def _prometheus_config(driftd_port: int, am_port: int) -> dict[str, Any]:
