@@ -6,11 +6,18 @@ checkpoint with the store; only the delay histogram is observed as pairs are joi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+import numpy as np
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from detectors.base import FloatArray
@@ -20,22 +27,52 @@ DELAY_BUCKETS: Final = (1, 10, 60, 300, 900, 3_600, 4 * 3_600, 86_400, 3 * 86_40
 """``driftd_label_delay_seconds`` buckets: a second to a week."""
 
 
-class LabelDelay:
-    """The label delay histogram (label time minus prediction time of each joined pair)."""
+class LabelDelay(Collector):
+    """The label delay histogram (label time minus prediction time of each joined pair).
+
+    Counted with one ``searchsorted`` per batch rather than one ``observe`` per pair,
+    and exported as a histogram family at scrape time.
+    """
 
     def __init__(self, registry: CollectorRegistry, model: str) -> None:
-        self._histogram = Histogram(
-            "driftd_label_delay_seconds",
-            "Seconds from a prediction to its label, per joined pair (event time).",
-            ["model"],
-            buckets=DELAY_BUCKETS,
-            registry=registry,
-        ).labels(model=model)
+        self.model = model
+        self._bounds = np.asarray(DELAY_BUCKETS, dtype=np.float64)
+        self._counts = np.zeros(self._bounds.size + 1, dtype=np.int64)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
 
     def observe(self, delays: FloatArray) -> None:
-        """Count the delays of one batch's joined pairs."""
-        for delay in delays.tolist():
-            self._histogram.observe(max(0.0, delay))
+        """Count the delays of one batch's joined pairs (negative ones as 0)."""
+        if not delays.size:
+            return
+        clipped = np.maximum(np.asarray(delays, dtype=np.float64), 0.0)
+        slots = np.searchsorted(self._bounds, clipped, side="left")
+        counts = np.bincount(slots, minlength=self._counts.size)
+        with self._lock:
+            self._counts += counts
+            self._sum += float(clipped.sum())
+
+    def describe(self) -> Iterable[Metric]:
+        """The family, without samples."""
+        return [self._family()]
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            "driftd_label_delay_seconds",
+            "Seconds from a prediction to its label, per joined pair (event time).",
+            labels=["model"],
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        """Cumulative buckets as Prometheus wants them."""
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        family = self._family()
+        bounds = [repr(float(b)) for b in DELAY_BUCKETS] + ["+Inf"]  # as the client writes le
+        family.add_metric([self.model], list(zip(bounds, cumulative, strict=True)), total)
+        return [family]
 
 
 class LabelCollector(Collector):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -83,25 +84,19 @@ class GroupCodes:
     def __init__(self, max_groups: int) -> None:
         self.max_groups = max_groups
         self.names: list[str] = []
-        self._codes: dict[str, int] = {}
+        self._codes: dict[str | None, int] = {}
 
     def codes(self, values: list[str | None]) -> IntArray:
         """Codes of ``values``; None (missing) is -1, which no group counts."""
-        out = np.empty(len(values), dtype=np.int64)
-        for i, value in enumerate(values):
-            if value is None:
-                out[i] = -1
-                continue
-            code = self._codes.get(value)
-            if code is None:
+        for value in dict.fromkeys(values):  # distinct values only, in first-seen order
+            if value is not None and value not in self._codes:
                 if len(self.names) < self.max_groups - 1:
-                    code = len(self.names)
+                    self._codes[value] = len(self.names)
                     self.names.append(value)
                 else:
-                    code = self.max_groups - 1  # the shared overflow group
-                self._codes[value] = code
-            out[i] = code
-        return out
+                    self._codes[value] = self.max_groups - 1  # the shared overflow group
+        lookup = self._codes.get
+        return np.fromiter(map(lookup, values, repeat(-1)), np.int64, len(values))
 
 
 class LabelMonitor:
@@ -388,10 +383,14 @@ class LabelMonitor:
 
 def _category_codes(profile: CategoricalProfile, labels: FloatArray) -> FloatArray:
     """Class labels as the codes of their categories ("0", "1", ...) in the label profile."""
-    categories = profile.categories
-    index = {str(c): float(i) for i, c in enumerate(categories)}
-    other = float(len(categories))
-    return np.array([index.get(str(int(v)), other) for v in labels.tolist()], dtype=np.float64)
+    out = np.full(labels.shape, float(len(profile.categories)))  # __other__
+    for code, category in enumerate(profile.categories):
+        try:
+            value = float(category)
+        except ValueError:
+            continue  # a non-numeric class never equals a numeric label
+        out[labels == value] = code
+    return out
 
 
 def _take(pairs: JoinedPairs, rows: IntArray) -> JoinedPairs:

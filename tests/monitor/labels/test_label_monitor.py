@@ -113,3 +113,29 @@ def test_restored_monitor_continues_identically() -> None:
     got += [_feed(resumed, data, lo, lo + 400) for lo in range(2_000, 4_000, 400)]
     assert got == expected
     assert resumed.join.counts() == straight.join.counts()
+
+
+def test_label_delay_histogram_matches_prometheus_client() -> None:
+    """The batch-counted delay histogram equals the client's own Histogram sample by sample."""
+    from prometheus_client import Histogram
+
+    from monitor.labels.metrics import DELAY_BUCKETS, LabelDelay
+
+    rng = np.random.default_rng(5)
+    delays = np.concatenate([rng.exponential(3_600, 5_000), [0.0, 1.0, 60.0, -2.0, 1e9]])
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    LabelDelay(ours, "m").observe(delays)
+    oracle = Histogram(
+        "driftd_label_delay_seconds", "x", ["model"], buckets=DELAY_BUCKETS, registry=theirs
+    ).labels(model="m")
+    for d in delays.tolist():
+        oracle.observe(max(0.0, d))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for metric in theirs.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    }
+    for (name, labels), value in samples.items():
+        got = ours.get_sample_value(name, dict(labels))
+        assert got is not None and abs(got - value) < 1e-6 * max(1.0, value), (name, labels)
