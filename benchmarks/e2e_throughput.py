@@ -11,9 +11,13 @@ features over 10 segments, then consumes the same topic twice with fresh groups:
 * daemon with labels flowing: a label for every event on a second topic, joined,
   scored and fed to ADWIN (events/s counts inference events only).
 
-Ratios: daemon / ceiling (target 0.85), checkpointing / daemon (target 0.9), with
-labels / daemon (target 0.6: the label topic doubles the records read). The RSS after
-the daemon run is reported too: the resident set of the whole process at that point.
+Ratios: daemon / ceiling (target 0.85); checkpointing / daemon (target 0.9; the
+interval is 10 s, 1 s with ``--quick`` so that the short run checkpoints at all).
+With labels the consumer reads two records per event, and reading is what bounds
+throughput here (kafka-python's record parsing), so the ideal inference events/s is
+half the feature-only rate: records/s with labels / without has a target of 0.85
+(as daemon / ceiling), events/s with labels / without a target of 0.45 (90% of the
+ideal 0.5). The RSS after the daemon run is reported too.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ NUMERIC = [f"f{i:02d}" for i in range(20)]
 CATEGORICAL = ["c0", "c1"]
 N_SEGMENTS = 10
 CHECKPOINT_INTERVAL_S = 10.0
+QUICK_CHECKPOINT_INTERVAL_S = 1.0
 
 
 def _chunk(rng: np.random.Generator, first: int, n: int, now: float) -> list[bytes]:
@@ -103,7 +108,11 @@ def _rss_mib() -> float:
 
 
 def _settings(
-    bootstrap: str, topic: str, label_topic: str | None = None, state: Path | None = None
+    bootstrap: str,
+    topic: str,
+    label_topic: str | None = None,
+    state: Path | None = None,
+    interval_s: float = CHECKPOINT_INTERVAL_S,
 ) -> Settings:
     return Settings(
         model="bench",
@@ -120,7 +129,7 @@ def _settings(
         checkpoint={  # type: ignore[arg-type]
             "store": "file" if state is not None else "none",
             "directory": state or Path("unused"),
-            "interval_s": CHECKPOINT_INTERVAL_S,
+            "interval_s": interval_s,
         },
         schema={"segment_by": ["segment"], "categorical": CATEGORICAL},  # type: ignore[arg-type]
         reference={"warmup_events": 1_000},  # type: ignore[arg-type]
@@ -185,15 +194,18 @@ def main() -> None:
         daemon_s, daemon = _daemon_run(_settings(bootstrap, topic), profile, n)
         rss_mib = _rss_mib()
         state = Path(tmp) / "state"
+        interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
         checkpoint_s, checkpointed = _daemon_run(
-            _settings(bootstrap, topic, state=state), profile, n
+            _settings(bootstrap, topic, state=state, interval_s=interval), profile, n
         )
+        saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
         labels_s, labelled = _daemon_run(_settings(bootstrap, topic, label_topic), profile, 2 * n)
 
     print(
         f"{n} events (+{n} labels) produced in {produce_s:.1f}s; windows closed: "
         f"{daemon.stats.windows}, commits: {daemon.stats.commits}; RSS before the daemon "
-        f"run {rss_before:.0f} MiB; checkpointed run: {checkpointed.stats.commits} commits; "
+        f"run {rss_before:.0f} MiB; checkpointed run: {saves:.0f} checkpoints, "
+        f"{checkpointed.stats.commits} commits; "
         f"labelled run: {labelled.stats.matched} pairs joined"
     )
     report(
@@ -217,7 +229,7 @@ def main() -> None:
             ),
             Measurement(
                 "e2e_throughput",
-                f"daemon_events_per_s_checkpoint_every_{CHECKPOINT_INTERVAL_S:g}s",
+                f"daemon_events_per_s_checkpoint_every_{interval:g}s",
                 n / checkpoint_s,
                 "1/s",
                 0.9,
@@ -226,10 +238,19 @@ def main() -> None:
             ),
             Measurement(
                 "e2e_throughput",
+                "daemon_records_per_s_with_labels",
+                2 * n / labels_s,
+                "1/s",
+                0.85,
+                "higher",
+                baseline=n / daemon_s,
+            ),
+            Measurement(
+                "e2e_throughput",
                 "daemon_events_per_s_with_labels",
                 n / labels_s,
                 "1/s",
-                0.6,
+                0.45,
                 "higher",
                 baseline=n / daemon_s,
             ),
