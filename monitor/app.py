@@ -53,6 +53,10 @@ class Checkpointer(Protocol):
         """True when state and offsets are durably stored together."""
         ...
 
+    def close(self) -> None:
+        """Release the store."""
+        ...
+
 
 class NoCheckpoint:
     """No checkpoints (demo, file sources): every processed batch may be committed."""
@@ -68,6 +72,9 @@ class NoCheckpoint:
     def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
         """Nothing to store; the commit may proceed."""
         return True
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 @dataclass
@@ -348,6 +355,7 @@ class Daemon:
             self.commit_pending()
             self.source.close()
         finally:
+            self.checkpointer.close()
             self.alerts.close(self.settings.alerts.shutdown_flush_s)
             if self.server is not None:
                 self.server.stop()

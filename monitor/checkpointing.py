@@ -175,6 +175,12 @@ class StateCheckpointer:
         extra = checkpoint.state.get("extra") or {}
         return offsets, dict(extra)
 
+    def close(self) -> None:
+        """Release the store's connections (the Kafka store's producer)."""
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
     def start_fresh(self) -> None:
         """Set the checkpoint aside (never deleted: it may be needed for forensics)."""
         data = self.store.load()
@@ -265,6 +271,12 @@ class PartitionCheckpointer(StateCheckpointer):
     def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
         """Nothing global: partitions are restored as they are assigned."""
         return {}, {}
+
+    def close(self) -> None:
+        """Close the partition store (its producer would otherwise outlive the daemon)."""
+        close = getattr(self.partitions, "close", None)
+        if close is not None:
+            close()
 
     def assign(
         self, pipeline: Pipeline, partitions: list[TopicPartition]
