@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import time
 import warnings
 from collections.abc import Collection, Mapping, Sequence
@@ -39,7 +38,6 @@ with warnings.catch_warnings():
     import kafka.errors as kafka_errors
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import ConfigResource, ConfigResourceType
-    from kafka.net.compat import KafkaNetClient
 
 log = structlog.get_logger()
 
@@ -51,7 +49,6 @@ __all__ = [
     "Manifest",
     "Snapshot",
     "belongs_to",
-    "build_client",
     "chunk_key",
     "client_settings",
     "ensure_topic",
@@ -263,51 +260,6 @@ def read_snapshot(
 
 def _ms_left(deadline: float) -> int:
     return max(1, int((deadline - time.monotonic()) * 1000))
-
-
-def _reachable(servers: Sequence[str], timeout_s: float) -> bool:
-    """Whether some bootstrap server accepts a TCP connection (cheap, before a client)."""
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        if not host:
-            host, port = server, "9092"
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
-
-
-class _NetClients:
-    """Builds kafka-python's network clients and remembers them, to close them after a
-    failed constructor (kafka-python 3.0.12 leaks the IO thread otherwise)."""
-
-    def __init__(self) -> None:
-        self.made: list[Any] = []
-
-    def __call__(self, **configs: Any) -> Any:
-        client = KafkaNetClient(**configs)
-        self.made.append(client)
-        return client
-
-    def close_all(self) -> None:
-        for client in self.made:
-            with suppress(Exception):
-                client.close()
-
-
-def build_client(cls: Any, settings: dict[str, Any], connect_timeout_s: float) -> Any:
-    """Construct a kafka-python client, or raise ``ConnectionError`` without leaking threads."""
-    servers: list[str] = settings["bootstrap_servers"]
-    if not _reachable(servers, connect_timeout_s):
-        raise ConnectionError("no bootstrap server accepts connections: " + ", ".join(servers))
-    clients = _NetClients()
-    try:
-        return cls(**settings, kafka_client=clients)
-    except BaseException:
-        clients.close_all()
-        raise
 
 
 def ensure_topic(

@@ -55,13 +55,13 @@ from monitor.checkpoint.kafka_log import (
     Manifest,
     Snapshot,
     belongs_to,
-    build_client,
     chunk_key,
     client_settings,
     ensure_topic,
     read_snapshot,
 )
 from monitor.errors import CheckpointCorruptError, CheckpointStorageError
+from monitor.sources.kafka_source import build_client
 
 with warnings.catch_warnings():
     # kafka-python 3.0 reads its protocol schemas with an API deprecated in 3.11.

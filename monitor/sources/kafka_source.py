@@ -244,8 +244,10 @@ def _any_bootstrap_reachable(servers: Sequence[str], timeout_s: float) -> bool:
     return False
 
 
-def _build_client(cls: Any, settings: dict[str, Any]) -> Any:
-    """Construct a KafkaConsumer or KafkaProducer without leaking threads or sockets.
+def build_client(
+    cls: Any, settings: dict[str, Any], probe_timeout_s: float = PROBE_TIMEOUT_S
+) -> Any:
+    """Construct a kafka-python client (consumer, producer, admin) without leaking threads.
 
     kafka-python 3.0.12 leaks, per failed constructor, the IO thread it started
     and every socket whose connect was refused. A TCP pre-check skips the
@@ -253,7 +255,7 @@ def _build_client(cls: Any, settings: dict[str, Any]) -> Any:
     client of a constructor that fails anyway is closed here.
     """
     servers: list[str] = settings["bootstrap_servers"]
-    if not _any_bootstrap_reachable(servers, PROBE_TIMEOUT_S):
+    if not _any_bootstrap_reachable(servers, probe_timeout_s):
         raise ConnectionError("no bootstrap server accepts connections: " + ", ".join(servers))
     factory = _ClientFactory()
     try:
@@ -406,7 +408,7 @@ class KafkaSource:
             isolation_level="read_committed",
             max_poll_interval_ms=self._max_poll_interval_ms,
         )
-        consumer = _build_client(KafkaConsumer, settings)
+        consumer = build_client(KafkaConsumer, settings)
         consumer.subscribe(topics=_subscribed(cfg), listener=_RebalanceBridge(self))
         net = getattr(consumer, "_net", None)
         self._io_sleep = getattr(net, "sleep", None)
@@ -726,7 +728,7 @@ class KafkaSource:
             ),
             max_request_size=max(_ONE_MIB, cfg.max_partition_fetch_bytes) + _DLQ_HEADROOM_BYTES,
         )
-        producer = _build_client(KafkaProducer, settings)
+        producer = build_client(KafkaProducer, settings)
         self._producer = producer
         log.info("dead_letter_producer_started", topic=cfg.dead_letter_topic)
         return producer
