@@ -30,7 +30,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -38,16 +37,7 @@ from pathlib import Path
 
 import pytest
 
-# kafka-python 3.0.12 reads its protocol schemas at import time with
-# importlib.resources.read_text / open_text, which warn DeprecationWarning on
-# Python 3.11 and 3.12. Under the suite's `filterwarnings = ["error"]` that would
-# fail collection of any test that imports kafka; a pyproject filterwarnings
-# ignore entry for these messages is the suite-wide fix.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
-    )
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from monitor.kafka_api import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 __all__ = [
     "BOOTSTRAP_ENV",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -30,14 +29,15 @@ from typing import Any
 
 import structlog
 
-with warnings.catch_warnings():
-    # kafka-python 3.0 reads its protocol schemas with an API deprecated in 3.11.
-    warnings.filterwarnings(
-        "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
-    )
-    import kafka.errors as kafka_errors
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-    from kafka.admin import ConfigResource, ConfigResourceType
+from monitor.kafka_api import (
+    ConfigResource,
+    ConfigResourceType,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    TopicPartition,
+    kafka_errors,
+)
 
 log = structlog.get_logger()
 

@@ -41,7 +41,6 @@ import hashlib
 import re
 import threading
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -61,15 +60,8 @@ from monitor.checkpoint.kafka_log import (
     read_snapshot,
 )
 from monitor.errors import CheckpointCorruptError, CheckpointStorageError
+from monitor.kafka_api import KafkaAdminClient, KafkaConsumer, KafkaProducer, kafka_errors
 from monitor.sources.kafka_source import build_client
-
-with warnings.catch_warnings():
-    # kafka-python 3.0 reads its protocol schemas with an API deprecated in 3.11.
-    warnings.filterwarnings(
-        "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
-    )
-    import kafka.errors as kafka_errors
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "KafkaCheckpointStore"]
 

@@ -65,7 +65,6 @@ import re
 import socket
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -82,23 +81,16 @@ from monitor.errors import (
     RebalanceCallbackError,
     SourceError,
 )
+from monitor.kafka_api import (
+    AsyncConsumerRebalanceListener,
+    KafkaConsumer,
+    KafkaNetClient,
+    KafkaProducer,
+    OffsetAndMetadata,
+    kafka_errors,
+)
+from monitor.kafka_api import TopicPartition as KafkaTopicPartition
 from monitor.sources.base import PartitionsCallback, Record, TopicPartition
-
-# kafka-python 3.0 reads its protocol schemas at import time through an
-# importlib.resources API that warns DeprecationWarning on Python 3.11+.
-with warnings.catch_warnings():
-    warnings.filterwarnings(
-        "ignore", message=r"(read_text|open_text) is deprecated", category=DeprecationWarning
-    )
-    import kafka.errors as kafka_errors
-    from kafka import (
-        AsyncConsumerRebalanceListener,
-        KafkaConsumer,
-        KafkaProducer,
-        OffsetAndMetadata,
-    )
-    from kafka import TopicPartition as KafkaTopicPartition
-    from kafka.net.compat import KafkaNetClient
 
 __all__ = [
     "BACKOFF_INITIAL_S",
