@@ -26,36 +26,16 @@ from tests.alertmanager_server import (
     http_receiver,
     wait_for,
 )
+from tests.monitor.alerts import helpers
 
 RUNBOOK = "https://runbooks.example/driftd/drift"
 
 
 def transition(
-    model: str,
-    column: str = "age",
-    *,
-    current: str = "firing",
-    method: str = "psi",
-    segment: str = "eu",
-    ts: float | None = None,
+    model: str, column: str = "age", *, ts: float | None = None, **kw: Any
 ) -> Transition:
-    firing = current == "firing"
-    return Transition(
-        model=model,
-        segment=segment,
-        column=column,
-        method=method,
-        previous="pending" if firing else "firing",
-        current="firing" if firing else "resolved",
-        score=0.31 if firing else 0.02,
-        threshold=0.2,
-        clear=0.1,
-        p_value=float("nan"),
-        n=5000,
-        window_end_ts=time.time() - 5 if ts is None else ts,
-        dedup_key=dedup_key(model, segment, column, method),
-        consecutive=3,
-    )
+    """The shared test transition, ending a few seconds ago (Alertmanager takes it live)."""
+    return helpers.transition(column, model=model, ts=time.time() - 5 if ts is None else ts, **kw)
 
 
 def unique_model() -> str:
