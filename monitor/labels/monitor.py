@@ -73,7 +73,6 @@ class LabelOutcome:
     matched: int = 0
     delays: FloatArray = field(default_factory=lambda: np.empty(0))
     results: list[WindowResults] = field(default_factory=list)
-    detections: dict[str, int] = field(default_factory=dict)
     detected_at: list[tuple[str, int]] = field(default_factory=list)
     """(segment, number of the segment's joined pair, from 0) of each ADWIN detection."""
 
@@ -148,7 +147,6 @@ class LabelMonitor:
         self.label_evaluator = Evaluator(
             self.model, binner, binner.reference_slots(), self.settings.detectors
         )
-        self.label_columns = (LABEL_COLUMN,)
 
     def _label_drift(self, pairs: JoinedPairs, names: tuple[str, ...]) -> WindowResults | None:
         if self.label_windows is None:
@@ -209,8 +207,6 @@ class LabelMonitor:
         out.delays = pairs.delay
         ordinal = self._pair_ordinals(pairs.segment)
         out.detected_at = self._concept(pairs, ordinal, segment_names)
-        for segment, _ in out.detected_at:
-            out.detections[segment] = out.detections.get(segment, 0) + 1
         closed = self.performance.add(pairs)
         if len(closed.segment):
             out.results.append(self._performance_results(closed, pairs, segment_names))
