@@ -1,4 +1,77 @@
-"""Pure drift-detection algorithms: sketches, reference profiles, tests and batched ADWIN.
+"""driftd's drift engine as a library: profiles, sketches, calibrated tests, batched ADWIN.
+
+The daemon runs exactly this engine. In a notebook::
+
+    import detectors
+    ref = detectors.build_profile(train_df, categorical=["plan"], prediction="score")
+    report = detectors.compare(ref, current_df)
+    report.to_frame()
 
 Nothing in this package does I/O, logging configuration, Kafka or Prometheus work.
+
+>>> import numpy as np, detectors
+>>> rng = np.random.default_rng(0)
+>>> ref = detectors.build_profile({"x": rng.normal(size=20_000), "score": rng.random(20_000)},
+...                               prediction="score")
+>>> report = detectors.compare(ref, {"x": rng.normal(0.2, 1, 5_000), "score": rng.random(5_000)})
+>>> report.drifted
+(('x', 'psi'), ('x', 'ks'))
 """
+
+from detectors.adwin import BatchADWIN
+from detectors.base import DriftResult
+from detectors.detector import DriftDetector
+from detectors.engine import (
+    BAND,
+    BREACH,
+    CLEAR,
+    METHODS,
+    SEVERE,
+    SKIP,
+    DriftEngine,
+    MethodRule,
+    Reference,
+    Rules,
+    WindowScores,
+    benjamini_hochberg,
+)
+from detectors.feature_profiles import (
+    OTHER,
+    UNSEEN,
+    CategoricalProfile,
+    NumericProfile,
+    category_key,
+)
+from detectors.profile import ReferenceProfile, build_profile
+from detectors.report import DriftReport, ReportRow, compare, psi_severity
+from detectors.sketch import Sketch
+
+__all__ = [
+    "BAND",
+    "BREACH",
+    "CLEAR",
+    "METHODS",
+    "OTHER",
+    "SEVERE",
+    "SKIP",
+    "UNSEEN",
+    "BatchADWIN",
+    "CategoricalProfile",
+    "DriftDetector",
+    "DriftEngine",
+    "DriftReport",
+    "DriftResult",
+    "MethodRule",
+    "NumericProfile",
+    "Reference",
+    "ReferenceProfile",
+    "ReportRow",
+    "Rules",
+    "Sketch",
+    "WindowScores",
+    "benjamini_hochberg",
+    "build_profile",
+    "category_key",
+    "compare",
+    "psi_severity",
+]

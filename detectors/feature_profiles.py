@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
 
@@ -13,6 +13,32 @@ from detectors.base import FloatArray, IntArray
 from detectors.values import Category, check_int, factorize
 
 OTHER = "__other__"
+UNSEEN = "__unseen__"
+
+
+def category_key(value: object) -> str:
+    """The text a category is matched by: ``21``, ``21.0`` and ``"21"`` are all ``"21"``.
+
+    Strings stay as they are; integral floats lose their ``.0``; booleans are
+    ``"True"``/``"False"`` (as the decoder writes them).
+
+    >>> [category_key(v) for v in ("a", 21, 21.0, 2.5, True)]
+    ['a', '21', '21', '2.5', 'True']
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _spread(where: str, spread: Mapping[str, float]) -> dict[str, float]:
+    out = {str(k): float(v) for k, v in dict(spread).items()}
+    if any(not (np.isfinite(v) and v >= 0) for v in out.values()):
+        raise ValueError(f"{where}: spread values must be finite and >= 0, got {out}")
+    return out
 
 
 def _frozen(values: npt.ArrayLike, dtype: type[np.generic]) -> npt.NDArray[Any]:
@@ -41,6 +67,9 @@ class NumericProfile:
     counts: IntArray
     coarse_starts: IntArray
     n_missing: int
+    spread: Mapping[str, float] = field(default_factory=dict)
+    """Per method, how far the reference's own time-ordered chunks spread beyond what
+    i.i.d. sampling explains (see ``detectors.calibration``); empty when none was seen."""
 
     kind: ClassVar[str] = "numeric"
 
@@ -72,6 +101,7 @@ class NumericProfile:
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "coarse_starts", starts)
         object.__setattr__(self, "n_missing", check_int(f"{where}: n_missing", self.n_missing, 0))
+        object.__setattr__(self, "spread", _spread(where, self.spread))
 
     @property
     def n_bins(self) -> int:
@@ -117,6 +147,7 @@ class NumericProfile:
             "counts": self.counts.tolist(),
             "coarse_starts": self.coarse_starts.tolist(),
             "n_missing": self.n_missing,
+            "spread": dict(self.spread),
         }
 
     def __eq__(self, other: object) -> bool:
@@ -127,47 +158,80 @@ class NumericProfile:
 
 @dataclass(frozen=True, eq=False)
 class CategoricalProfile:
-    """One categorical feature: the top categories by reference frequency, then ``__other__``.
+    """One categorical feature: the top categories by reference frequency, ``__other__`` and
+    ``__unseen__``.
 
-    Bin ``k < len(categories)`` is ``categories[k]``; the last bin collects every other
-    value, including values never seen in the reference.
+    Bin ``k < len(categories)`` is ``categories[k]``. ``__other__`` (bin ``other_code``) holds
+    the reference's other, rarer categories, listed in ``rare``. ``__unseen__`` (bin
+    ``unseen_code``, the last) holds values the reference never had, so a new category is
+    not hidden among the reference's own rare mass; its reference count is the mass of
+    categories too many to list (zero unless the column has more than ``MAX_LISTED``
+    distinct values). ``singletons`` is the number of reference categories seen exactly
+    once: the Good-Turing estimate ``singletons / n_ref`` of how often a stationary stream
+    still brings a new value.
+
+    ``rare=None`` (a profile from before rare categories were listed) sends every value
+    outside ``categories`` to ``__other__`` and leaves ``__unseen__`` empty.
+
+    Values are matched by :func:`category_key`, so ``21``, ``21.0`` and ``"21"`` are the
+    same category.
     """
 
     name: str
     categories: tuple[Category, ...]
     counts: IntArray
     n_missing: int
+    rare: tuple[Category, ...] | None = None
+    singletons: int = 0
+    spread: Mapping[str, float] = field(default_factory=dict)
+    """Per method, how far the reference's own time-ordered chunks spread beyond what
+    i.i.d. sampling explains (see ``detectors.calibration``); empty when none was seen."""
 
     kind: ClassVar[str] = "categorical"
-    _index: dict[Category, int] = field(init=False, repr=False)
+    _index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         where = f"categorical profile {self.name!r}"
         categories = tuple(self.categories)
-        for value in categories:
+        rare = None if self.rare is None else tuple(self.rare)
+        for value in (*categories, *(rare or ())):
             if isinstance(value, float) and not np.isfinite(value):
                 raise ValueError(f"{where}: categories must be finite, got {value}")
             if not isinstance(value, str | int | float):
                 raise ValueError(f"{where}: categories must be str, int or float, got {value!r}")
-        index = {value: k for k, value in enumerate(categories)}
+        index = {category_key(value): k for k, value in enumerate(categories)}
         if len(index) != len(categories):
             raise ValueError(f"{where}: categories must be distinct")
-        counts = _frozen(self.counts, np.int64)
-        if counts.shape != (len(categories) + 1,):
+        counts = np.asarray(self.counts, dtype=np.int64)
+        if counts.shape == (len(categories) + 1,):  # no __unseen__ bin yet
+            counts = np.append(counts, 0)
+        if counts.shape != (len(categories) + 2,):
             raise ValueError(
-                f"{where}: expected {len(categories) + 1} counts (categories + {OTHER}), "
-                f"got {counts.size}"
+                f"{where}: expected {len(categories) + 2} counts "
+                f"(categories + {OTHER} + {UNSEEN}), got {counts.size}"
             )
         if (counts < 0).any():
             raise ValueError(f"{where}: counts must be >= 0")
+        other = len(categories)
+        if rare is not None:
+            for value in rare:
+                key = category_key(value)
+                if key in index:
+                    raise ValueError(f"{where}: rare category {value!r} is also a category")
+                index[key] = other
         object.__setattr__(self, "categories", categories)
-        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "rare", rare)
+        object.__setattr__(self, "counts", _frozen(counts, np.int64))
         object.__setattr__(self, "n_missing", check_int(f"{where}: n_missing", self.n_missing, 0))
+        object.__setattr__(
+            self, "singletons", check_int(f"{where}: singletons", self.singletons, 0)
+        )
+        object.__setattr__(self, "spread", _spread(where, self.spread))
         object.__setattr__(self, "_index", index)
 
     @property
     def n_bins(self) -> int:
-        """Number of bins: the categories plus ``__other__``."""
+        """Number of bins: the categories, ``__other__`` and ``__unseen__``."""
         return int(self.counts.size)
 
     @property
@@ -192,7 +256,7 @@ class CategoricalProfile:
 
     @property
     def proportions(self) -> FloatArray:
-        """Reference proportions per bin, ``__other__`` last."""
+        """Reference proportions per bin, ``__other__`` and ``__unseen__`` last."""
         return self.counts / max(self.n_ref, 1)
 
     @property
@@ -205,14 +269,49 @@ class CategoricalProfile:
         """Bin code of ``__other__``."""
         return len(self.categories)
 
-    def codes(self, values: npt.ArrayLike) -> FloatArray:
-        """Bin codes of raw values as float64: NaN where missing, ``other_code`` if unknown."""
-        uniques, inverse, missing = factorize(values)
-        other = self.other_code
-        lookup = np.array([self._index.get(u, other) for u in uniques], dtype=np.float64)
+    @property
+    def unseen_code(self) -> int:
+        """Bin code of ``__unseen__``."""
+        return len(self.categories) + 1
+
+    @property
+    def tracks_unseen(self) -> bool:
+        """Whether values never seen in the reference are told apart (``rare`` is known)."""
+        return self.rare is not None
+
+    def encode(self, values: Iterable[object]) -> FloatArray:
+        """Bin codes of raw values as float64: NaN where missing (None, NaN, infinite).
+
+        Accepts a list (the decoder's strings and None), a numpy array or a pandas
+        Series. Values are matched by :func:`category_key`; a value outside the
+        reference's categories gets ``unseen_code`` (or ``other_code`` when ``rare`` is
+        unknown).
+
+        >>> p = CategoricalProfile("color", ("red", 21), [5, 3, 1], 0, rare=("blue",))
+        >>> p.encode(["red", "21", 21.0, "blue", "mauve", None]).tolist()
+        [0.0, 1.0, 1.0, 2.0, 3.0, nan]
+        """
+        unknown = float(self.unseen_code if self.rare is not None else self.other_code)
+        if isinstance(values, list) and all(type(v) is str or v is None for v in values):
+            # The daemon's fast path: the decoder hands over text or None.
+            lookup = self._lookup()
+            return np.fromiter((lookup.get(v, unknown) for v in values), np.float64, len(values))
+        arr = np.asarray(values, dtype=object) if isinstance(values, list) else np.asarray(values)
+        uniques, inverse, missing = factorize(arr)
+        codes = np.array(
+            [float(self._index.get(category_key(u), unknown)) for u in uniques], np.float64
+        )
         out = np.full(missing.shape, np.nan)
-        out[~missing] = lookup[inverse]
+        out[~missing] = codes[inverse]
         return out
+
+    def _lookup(self) -> dict[str | None, float]:
+        cached: dict[str | None, float] | None = self.__dict__.get("_text_lookup")
+        if cached is None:
+            cached = {k: float(v) for k, v in self._index.items()}
+            cached[None] = np.nan
+            object.__setattr__(self, "_text_lookup", cached)
+        return cached
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""
@@ -222,6 +321,9 @@ class CategoricalProfile:
             "categories": list(self.categories),
             "counts": self.counts.tolist(),
             "n_missing": self.n_missing,
+            "rare": None if self.rare is None else list(self.rare),
+            "singletons": self.singletons,
+            "spread": dict(self.spread),
         }
 
     def __eq__(self, other: object) -> bool:
@@ -244,6 +346,7 @@ def feature_from_dict(data: Mapping[str, Any]) -> FeatureProfile:
                 counts=np.asarray(data["counts"], dtype=np.int64),
                 coarse_starts=np.asarray(data["coarse_starts"], dtype=np.int64),
                 n_missing=data["n_missing"],
+                spread=data.get("spread") or {},
             )
         if kind == CategoricalProfile.kind:
             return CategoricalProfile(
@@ -251,6 +354,9 @@ def feature_from_dict(data: Mapping[str, Any]) -> FeatureProfile:
                 categories=tuple(data["categories"]),
                 counts=np.asarray(data["counts"], dtype=np.int64),
                 n_missing=data["n_missing"],
+                rare=None if data.get("rare") is None else tuple(data["rare"]),
+                singletons=data.get("singletons", 0),
+                spread=data.get("spread") or {},
             )
     except KeyError as exc:
         raise ValueError(

@@ -12,24 +12,32 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import FloatArray
+from detectors.binning import Binner
+from detectors.calibration import SPREAD_CHUNKS, chunk_ids
+from detectors.engine import DriftEngine
 from detectors.feature_profiles import (
     OTHER,
+    UNSEEN,
     CategoricalProfile,
     FeatureProfile,
     NumericProfile,
+    category_key,
     feature_from_dict,
 )
+from detectors.sketch import Sketch
 from detectors.values import check_int, factorize, is_numeric_column
 
 __all__ = [
     "OTHER",
     "SCHEMA",
+    "UNSEEN",
     "CategoricalProfile",
     "FeatureProfile",
     "NumericProfile",
@@ -38,7 +46,8 @@ __all__ = [
     "feature_from_dict",
 ]
 
-SCHEMA = 1
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
 
 
 def _canonical_json(data: Mapping[str, Any]) -> str:
@@ -87,6 +96,38 @@ class ReferenceProfile:
                 return f
         raise KeyError(name)
 
+    @property
+    def monitored(self) -> tuple[FeatureProfile, ...]:
+        """The columns a window is compared on: the features, then the prediction."""
+        return self.features + ((self.prediction,) if self.prediction is not None else ())
+
+    def encode(self, columns: Mapping[str, npt.ArrayLike] | Any) -> FloatArray:
+        """A ``(rows, columns)`` float matrix of ``monitored`` columns, ready to bin.
+
+        Numeric columns as float64, categorical ones as their bin codes
+        (``CategoricalProfile.encode``); missing values, and columns the data lacks,
+        are NaN. ``columns`` is a pandas DataFrame or a mapping of name to values.
+        """
+        present = [p for p in self.monitored if p.name in columns]
+        if not present:
+            raise ValueError(f"the data has none of the profiled columns {list(self.names)}")
+        n = len(_column(columns, present[0].name))
+        out = np.full((n, len(self.monitored)), np.nan)
+        for j, p in enumerate(self.monitored):
+            if p.name not in columns:
+                continue
+            values = _column(columns, p.name)
+            if values.shape != (n,):
+                raise ValueError(f"column {p.name!r} has shape {values.shape}, expected ({n},)")
+            if isinstance(p, CategoricalProfile):
+                out[:, j] = p.encode(values)
+            else:
+                try:
+                    out[:, j] = np.asarray(values, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise ValueError(f"column {p.name!r} must hold numbers") from None
+        return out
+
     def _content(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
@@ -103,7 +144,7 @@ class ReferenceProfile:
     def from_dict(cls, data: Mapping[str, Any]) -> ReferenceProfile:
         """Inverse of ``to_dict``; refuses unknown schemas and content that fails its version."""
         schema = data.get("schema")
-        if schema != SCHEMA:
+        if schema not in READABLE_SCHEMAS:
             raise ValueError(
                 f"unsupported reference profile schema {schema!r}; "
                 f"this driftd reads schema {SCHEMA}"
@@ -111,6 +152,9 @@ class ReferenceProfile:
         version = data.get("version")
         if not isinstance(version, str) or not version:
             raise ValueError("reference profile has no version")
+        if schema != SCHEMA:
+            # An older layout hashes differently: its content gets a version of today's.
+            version = ""
         prediction, label = data.get("prediction"), data.get("label")
         return cls(
             features=tuple(feature_from_dict(f) for f in data["features"]),
@@ -125,6 +169,14 @@ class ReferenceProfile:
     __hash__ = None  # type: ignore[assignment]
 
 
+POINT_MASS = 0.02
+"""A single value holding at least this share of the reference gets a bin of its own."""
+TAIL = 0.01
+"""Coarse (PSI) bins also cut the reference's tails at this quantile on each side."""
+MAX_LISTED = 10_000
+"""Rare categories listed in a profile at most; beyond, they count as ``__unseen__``."""
+
+
 def _numeric(name: str, values: npt.ArrayLike, n_fine: int, n_coarse: int) -> NumericProfile:
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
@@ -134,11 +186,24 @@ def _numeric(name: str, values: npt.ArrayLike, n_fine: int, n_coarse: int) -> Nu
     # inverted_cdf puts every edge on a reference value, so tied values collapse into one
     # edge instead of leaving empty interpolated bins between them.
     quantiles = np.quantile(v, np.arange(1, n_fine) / n_fine, method="inverted_cdf")
-    edges = np.unique(quantiles)
-    # Coarse edges are picked from the fine quantiles, so they are fine edges themselves.
+    lo, hi = float(v.min()), float(v.max())
+    # Point masses (the zeros of a zero-inflated feature) get a bin of their own, so a
+    # change among the other values is not averaged with them.
+    uniques, freq = np.unique(v, return_counts=True)
+    heavy = uniques[freq >= POINT_MASS * v.size]
+    point_edges = np.concatenate([np.nextafter(heavy, -np.inf), heavy])
+    # The outermost fine bins hold what falls outside the reference's range: below its
+    # minimum and above its maximum (empty in the reference; see the ``range`` method).
+    below = np.nextafter(lo, -np.inf)
+    range_edges = np.array([below, hi]) if np.isfinite(below) else np.array([hi])
+    edges = np.unique(np.concatenate([quantiles, point_edges, range_edges]))
+    edges = edges[np.isfinite(edges)]
+    # Coarse edges are fine edges: the n_coarse quantiles, the tails, the point masses.
     coarse_at = np.round(np.arange(1, n_coarse) * n_fine / n_coarse).astype(np.int64) - 1
-    coarse_edges = np.unique(quantiles[coarse_at])
-    starts = np.concatenate([[0], np.searchsorted(edges, coarse_edges) + 1])
+    tails = np.quantile(v, [TAIL, 1 - TAIL], method="inverted_cdf")
+    coarse_edges = np.unique(np.concatenate([quantiles[coarse_at], tails, point_edges]))
+    coarse_edges = coarse_edges[(coarse_edges >= edges[0]) & (coarse_edges < edges[-1])]
+    starts = np.unique(np.concatenate([[0], np.searchsorted(edges, coarse_edges) + 1]))
     counts = np.bincount(np.searchsorted(edges, v, side="left"), minlength=edges.size + 1)
     return NumericProfile(name, edges, counts, starts, int(x.size - v.size))
 
@@ -147,65 +212,155 @@ def _categorical(name: str, values: npt.ArrayLike, top_k: int) -> CategoricalPro
     uniques, inverse, missing = factorize(values)
     if not uniques:
         raise ValueError(f"column {name!r} has no non-missing reference values")
-    freq = np.bincount(inverse, minlength=len(uniques))
+    # Values that are one category under category_key (21, 21.0, "21") are merged.
+    keys = [category_key(u) for u in uniques]
+    first: dict[str, int] = {}
+    merged = np.array([first.setdefault(key, i) for i, key in enumerate(keys)], np.int64)
+    freq = np.bincount(merged[inverse], minlength=len(uniques))
     # factorize returns values sorted (numbers before strings), so a stable sort breaks
     # ties in frequency by value: the same data always gives the same profile and version.
-    top = np.argsort(-freq, kind="stable")[:top_k]
-    counts = np.append(freq[top], freq.sum() - freq[top].sum())
-    return CategoricalProfile(name, tuple(uniques[k] for k in top), counts, int(missing.sum()))
+    order = np.argsort(-freq, kind="stable")
+    order = order[freq[order] > 0]
+    top, rest = order[:top_k], order[top_k:]
+    listed, unlisted = rest[:MAX_LISTED], rest[MAX_LISTED:]
+    counts = np.array([*freq[top], freq[listed].sum(), freq[unlisted].sum()], dtype=np.int64)
+    return CategoricalProfile(
+        name,
+        tuple(uniques[k] for k in top),
+        counts,
+        int(missing.sum()),
+        rare=tuple(uniques[k] for k in listed),
+        singletons=int((freq == 1).sum()),
+    )
+
+
+def _column(columns: Any, name: str) -> npt.NDArray[Any]:
+    """One column as a numpy array (pandas nullable types become float or object)."""
+    values = columns[name]
+    if hasattr(values, "to_numpy"):  # a pandas Series
+        dtype = values.dtype
+        if getattr(dtype, "kind", "O") in "iuf":
+            if isinstance(dtype, np.dtype):
+                return np.asarray(values.to_numpy())
+            # Nullable Int64 / Float64: pd.NA becomes NaN.
+            return np.asarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        present = np.asarray(values.notna().to_numpy(), dtype=np.bool_)
+        out = np.asarray(values.to_numpy(dtype=object))
+        out[~present] = None
+        return out
+    return np.asarray(values)
 
 
 def build_profile(
-    columns: Mapping[str, npt.ArrayLike],
+    columns: Mapping[str, npt.ArrayLike] | Any,
     categorical: Collection[str] | None = None,
     *,
     prediction: str | None = None,
     label: str | None = None,
+    timestamp: str | None = None,
+    exclude: Collection[str] = (),
     n_fine: int = 100,
     n_coarse: int = 10,
     top_k: int = 20,
+    chunks: int = SPREAD_CHUNKS,
 ) -> ReferenceProfile:
-    """Profile reference columns.
+    """Profile reference data: a pandas DataFrame or a mapping of column name to values.
 
-    ``prediction`` and ``label`` name columns of ``columns`` that are profiled as the
-    prediction and the label instead of as features. Columns named in ``categorical``
-    are categorical; every other column is numeric if it holds numbers (an object column
-    qualifies when all its present values are ints or floats) and categorical otherwise
-    (strings, bools, mixed objects).
+    ``prediction`` and ``label`` name columns profiled as the prediction and the label
+    instead of as features. ``timestamp`` names a column that orders the rows in time
+    (it is not profiled); without it the rows are taken to be in time order. Columns in
+    ``exclude`` are ignored. Columns named in ``categorical`` are categorical; every
+    other column is numeric if it holds numbers and categorical otherwise.
+
+    The rows are cut into ``chunks`` time-ordered chunks, and where the chunks differ
+    more than random sampling explains (seasons, batches), that spread is recorded per
+    method and raises the calibrated thresholds (``detectors.calibration``).
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> ref = build_profile(
+    ...     {"income": rng.lognormal(10, 1, 5_000), "region": rng.choice(["n", "s"], 5_000)},
+    ...     categorical=["region"],
+    ... )
+    >>> ref.names, ref.feature("region").categories
+    (('income', 'region'), ('n', 's'))
     """
     n_fine = check_int("n_fine", n_fine, 100, 200)
     n_coarse = check_int("n_coarse", n_coarse, 2, 50)
     top_k = check_int("top_k", top_k, 1, 1000)
+    chunks = check_int("chunks", chunks, 1, 1000)
+    names = [str(n) for n in columns]
     forced = set(categorical or ())
-    roles = {name for name in (prediction, label) if name is not None}
-    unknown = sorted((forced | roles) - set(columns))
+    roles = {n for n in (prediction, label, timestamp) if n is not None}
+    unknown = sorted((forced | roles | set(exclude)) - set(names))
     if unknown:
         raise ValueError(f"unknown column names: {unknown}")
-    n_rows: dict[str, int] = {}
-    for name, col in columns.items():
-        shape = np.shape(col)
-        if len(shape) != 1:
-            raise ValueError(f"column {name!r} must be one-dimensional, got shape {shape}")
-        n_rows[name] = shape[0]
-    if len(set(n_rows.values())) > 1:
-        first = next(iter(n_rows))
-        name = next(n for n, rows in n_rows.items() if rows != n_rows[first])
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    for name in names:
+        if name in exclude:
+            continue
+        arr = _column(columns, name)
+        if arr.ndim != 1:
+            raise ValueError(f"column {name!r} must be one-dimensional, got shape {arr.shape}")
+        arrays[name] = arr
+    lengths = {name: a.shape[0] for name, a in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        first = next(iter(lengths))
+        name = next(n for n, rows in lengths.items() if rows != lengths[first])
         raise ValueError(
-            f"column {name!r} has {n_rows[name]} rows, "
-            f"expected {n_rows[first]} (as column {first!r})"
+            f"column {name!r} has {lengths[name]} rows, "
+            f"expected {lengths[first]} (as column {first!r})"
         )
+    if timestamp is not None:
+        order = np.argsort(_sort_key(arrays.pop(timestamp)), kind="stable")
+        arrays = {name: a[order] for name, a in arrays.items()}
 
     def profile(name: str) -> FeatureProfile:
-        values = np.asarray(columns[name])
+        values = arrays[name]
         if name in forced or not is_numeric_column(values):
             return _categorical(name, values, top_k)
         return _numeric(name, values, n_fine, n_coarse)
 
-    features = tuple(profile(n) for n in columns if n not in (prediction, label))
+    features = [profile(n) for n in arrays if n not in (prediction, label)]
     if not features:
         raise ValueError("columns must hold at least one feature")
+    pred = None if prediction is None else profile(prediction)
+    lab = None if label is None else profile(label)
+    monitored = [*features, *([pred] if pred is not None else [])]
+    spreads = _spreads(monitored, [arrays[p.name] for p in monitored], chunks)
+    with_spread = [replace(p, spread=sp) for p, sp in zip(monitored, spreads, strict=True)]
     return ReferenceProfile(
-        features=features,
-        prediction=None if prediction is None else profile(prediction),
-        label=None if label is None else profile(label),
+        features=tuple(with_spread[: len(features)]),
+        prediction=with_spread[-1] if pred is not None else None,
+        label=lab,
     )
+
+
+def _sort_key(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    if values.dtype.kind in "iufM":
+        return values
+    return np.asarray([str(v) for v in values], dtype=object)
+
+
+def _spreads(
+    profiles: list[FeatureProfile], columns: list[npt.NDArray[Any]], chunks: int
+) -> list[dict[str, float]]:
+    """Each column's chunk spread per method (empty where the chunks agree)."""
+    ids = chunk_ids(columns[0].shape[0], chunks) if chunks > 1 else None
+    if ids is None:
+        return [{} for _ in profiles]
+    binner = Binner(profiles)
+    matrix = np.column_stack(
+        [
+            p.encode(col) if isinstance(p, CategoricalProfile) else np.asarray(col, np.float64)
+            for p, col in zip(profiles, columns, strict=True)
+        ]
+    )
+    sketch = Sketch(binner, chunks)
+    sketch.update(ids, matrix)
+    engine = DriftEngine(binner)
+    reference = engine.calibrate_chunks(sketch.state_dict()["counts"])
+    return [
+        {m: round(float(v[f]), 12) for m, v in reference.spread.items() if v[f] > 0}
+        for f in range(len(profiles))
+    ]

@@ -1,4 +1,4 @@
-"""Count sketches per segment and feature, and a sliding window made of panes.
+"""Count sketches per segment and feature.
 
 A sketch is a tensor of integer counts. Counts add, so sketches of disjoint event
 sets merge by addition: across Kafka partitions, across batches and across panes.
@@ -143,83 +143,3 @@ class Sketch:
                 f"sketch state counts must have shape (S, *{expected}), got {data.shape}"
             )
         self._data = data.astype(np.int64, copy=True)
-
-
-class PaneRing:
-    """A sliding window as a ring of ``n_panes`` sketches.
-
-    Updates go to the newest pane. ``rotate()`` starts a new pane by clearing the oldest
-    one, so the window always spans the last ``n_panes`` panes, the newest being partial.
-    """
-
-    def __init__(
-        self, n_panes: int, profiles: Binner | Sequence[FeatureProfile], n_segments: int = 1
-    ) -> None:
-        n_panes = check_int("n_panes", n_panes, 1)
-        binner = _binner(profiles)
-        self._panes = [Sketch(binner, n_segments) for _ in range(n_panes)]
-        self._head = 0
-
-    @property
-    def binner(self) -> Binner:
-        """The binner shared by every pane."""
-        return self._panes[0].binner
-
-    @property
-    def n_panes(self) -> int:
-        """Number of panes in the window."""
-        return len(self._panes)
-
-    @property
-    def n_segments(self) -> int:
-        """Number of segments of every pane."""
-        return self._panes[0].n_segments
-
-    @property
-    def current(self) -> Sketch:
-        """The newest pane, the one updates go to."""
-        return self._panes[self._head]
-
-    def update(self, segments: npt.ArrayLike, X: npt.ArrayLike) -> None:
-        """Count a batch into the newest pane."""
-        self.current.update(segments, X)
-
-    def rotate(self) -> None:
-        """Drop the oldest pane and start a new, empty one."""
-        self._head = (self._head + 1) % self.n_panes
-        self._panes[self._head].reset()
-
-    def window(self) -> Sketch:
-        """A new sketch with the sum of all panes."""
-        out = Sketch(self.binner, self.n_segments)
-        np.sum([p._data for p in self._panes], axis=0, out=out._data)
-        return out
-
-    def ensure_segments(self, n_segments: int) -> None:
-        """Grow every pane to at least ``n_segments`` segments."""
-        for pane in self._panes:
-            pane.ensure_segments(n_segments)
-
-    def reset(self) -> None:
-        """Empty every pane."""
-        for pane in self._panes:
-            pane.reset()
-        self._head = 0
-
-    def state_dict(self) -> State:
-        """Panes oldest first, so the state does not depend on where the ring's head is."""
-        order = [(self._head + 1 + i) % self.n_panes for i in range(self.n_panes)]
-        return {"panes": [self._panes[i].state_dict() for i in order]}
-
-    def load_state_dict(self, state: State) -> None:
-        """Restore ``state_dict`` output; the number of panes must match."""
-        panes = state["panes"]
-        if len(panes) != self.n_panes:
-            raise ValueError(f"pane state holds {len(panes)} panes, this ring has {self.n_panes}")
-        loaded = [Sketch(self.binner) for _ in panes]
-        for pane, pane_state in zip(loaded, panes, strict=True):
-            pane.load_state_dict(pane_state)
-        if len({p.n_segments for p in loaded}) != 1:
-            raise ValueError("pane states disagree on the number of segments")
-        self._panes = loaded
-        self._head = self.n_panes - 1

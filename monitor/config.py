@@ -134,11 +134,22 @@ class WindowsConfig(Section):
 
 
 class MethodConfig(Section):
-    """Thresholds of one method: alert above ``threshold``, clear below ``clear``."""
+    """How one method decides.
+
+    Calibrated (``detectors.thresholds: calibrated``, the default), a window breaches
+    when its score exceeds what a stationary window of the same size reaches with
+    probability ``detectors.alpha``, and never below ``min_effect``. Fixed, it breaches at
+    ``threshold`` and resolves below ``clear`` (KS and chi-square also need
+    ``p < detectors.ks_alpha``).
+    """
 
     enabled: bool = True
     threshold: float = Field(gt=0)
     clear: float = Field(gt=0)
+    min_effect: float = Field(default=0.0, ge=0)
+    """Calibrated mode: the smallest score that may breach, however large the window."""
+    thresholds: Literal["calibrated", "fixed"] | None = None
+    """None: ``detectors.thresholds``."""
     consecutive: int | None = Field(default=None, ge=1)
     """Breaching windows needed to fire; None: ``detectors.consecutive``."""
 
@@ -149,31 +160,67 @@ class MethodConfig(Section):
         return self
 
 
-def _method(threshold: float, clear: float, consecutive: int | None = None) -> Any:
+def _method(
+    threshold: float,
+    clear: float,
+    consecutive: int | None = None,
+    min_effect: float = 0.0,
+    enabled: bool = True,
+) -> Any:
     return Field(
         default_factory=lambda: MethodConfig(
-            threshold=threshold, clear=clear, consecutive=consecutive
+            threshold=threshold,
+            clear=clear,
+            consecutive=consecutive,
+            min_effect=min_effect,
+            enabled=enabled,
         )
     )
+
+
+CALIBRATED_METHODS = ("psi", "ks", "chi2", "js", "missing", "range", "unseen", "samples")
+"""The methods the drift engine scores (``detectors.engine``); the others are fixed."""
 
 
 class DetectorsConfig(Section):
     """Which drift methods run, their thresholds, and the decision rules."""
 
-    psi: MethodConfig = _method(0.25, 0.1)
-    ks: MethodConfig = _method(0.15, 0.08)
-    chi2: MethodConfig = _method(0.2, 0.1)
-    js: MethodConfig = _method(0.2, 0.1)
+    thresholds: Literal["calibrated", "fixed"] = "calibrated"
+    """``calibrated``: each threshold follows the reference and the window's actual size
+    (false-breach rate ``alpha`` per decision); ``fixed``: the methods' ``threshold``."""
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    """Calibrated mode: the chance that a stationary window breaches one test."""
+    clear_ratio: float = Field(default=0.5, gt=0, le=1)
+    """Calibrated mode: a firing alert resolves below this share of its threshold."""
+    severe_ratio: float = Field(default=3.0, ge=1)
+    """A breach this many times its threshold fires at once, without ``consecutive``."""
+    psi: MethodConfig = _method(0.25, 0.1, min_effect=0.01)
+    ks: MethodConfig = _method(0.15, 0.08, min_effect=0.02)
+    chi2: MethodConfig = _method(0.2, 0.1, min_effect=0.03)
+    js: MethodConfig = _method(0.2, 0.1, min_effect=0.02)
+    missing: MethodConfig = _method(0.1, 0.05, min_effect=0.01)
+    """Data quality: the missing share against the reference's (two-proportion test)."""
+    range: MethodConfig = _method(0.01, 0.005, min_effect=0.005)
+    """Data quality: the share of values outside the reference's observed range."""
+    unseen: MethodConfig = _method(0.01, 0.005, min_effect=0.005)
+    """Data quality: the share of category values the reference never had."""
+    samples: MethodConfig = _method(1.0, 1.0)
+    """A column (or, as ``__window__``, a whole segment window) with fewer than
+    ``windows.min_samples`` values: it cannot be tested, and that is reported."""
+    share: MethodConfig = _method(0.5, 0.25, enabled=False)
+    """Dataset drift: the share of a segment's columns drifting in a window
+    (``__dataset__``); off by default, a metric either way."""
     adwin: MethodConfig = _method(1.0, 0.5, consecutive=1)
-    """Concept drift: the score is the number of ADWIN detections on the segment's error
-    stream in its last ``labels.adwin_hold_windows`` performance windows; it fires on a
-    detection and resolves once that many windows passed without one."""
+    """Concept drift: fires on an ADWIN detection on the segment's error stream and
+    resolves once ``labels.adwin_hold_windows`` performance windows passed without one."""
     fairness: MethodConfig = _method(0.2, 0.1)
     """Fairness gaps (demographic parity, TPR and FPR gaps) between groups."""
     ks_alpha: float = Field(default=0.01, gt=0, lt=1)
+    """Fixed mode: KS and chi-square breaches also need ``p < ks_alpha``."""
     psi_smoothing: float = Field(default=0.5, gt=0)
     consecutive: int = Field(default=2, ge=1)
     fdr: bool = False
+    """Benjamini-Hochberg over all of a segment window's tests (columns x methods)."""
     fdr_q: float = Field(default=0.05, gt=0, lt=1)
     overrides: dict[str, dict[str, MethodConfig]] = Field(default_factory=dict)
 
@@ -209,8 +256,10 @@ class LabelsConfig(Section):
     adwin_min_window_length: int = Field(default=5, ge=1)
     adwin_max_buckets: int = Field(default=5, ge=2)
     adwin_hold_windows: int = Field(default=5, ge=1)
-    """A concept-drift alert stays open while a detection lies in the segment's last
-    this many performance windows."""
+    """The quiet period of a concept-drift alert, in performance windows. The alert
+    fires in the batch of an ADWIN detection; it stays open while a detection lies in
+    the segment's last this many performance windows, and resolves at the first
+    window close after this many windows without one."""
 
 
 class CheckpointConfig(Section):

@@ -4,26 +4,27 @@ One state machine per ``(model, segment, column, method)``::
 
     ok --breach--> pending --(consecutive breaches)--> firing --clear--> resolved (then ok)
 
-Every evaluated window is classified as one of three verdicts:
+Every evaluated window is classified as one verdict:
 
-- **breach**: ``score >= threshold``; for KS and chi-square, also ``p_value <
-  detectors.ks_alpha`` (the alpha is shared: an alert needs an effect size *and* a
-  p-value, because large windows make p-values flag harmless shifts); for KS with
-  ``detectors.fdr``, also rejection by Benjamini-Hochberg at ``detectors.fdr_q`` over
-  the KS p-values of the segment's columns in the same window.
-- **clear**: ``score < clear`` (the effect size alone; a p-value never clears).
-- **band**: anything else, i.e. ``clear <= score < threshold``, or a score above the
-  threshold whose p-value is missing, not significant or not BH-rejected. A band
-  window is neutral: a firing alert stays firing, and a pending streak holds, neither
-  advancing nor resetting. So a score flapping inside the band never pages and never
-  resolves, and ``consecutive`` counts breaching windows with no *clear* window
-  between them.
+- **breach**: the score reached its threshold. For the drift engine's methods
+  (``detectors.engine``: PSI, KS, chi-square, JS, missing, range, unseen, samples,
+  plus the ``__window__`` and ``__dataset__`` rows) the engine judges: calibrated
+  thresholds that follow the window's size, effect floors, Benjamini-Hochberg over
+  the window's tests with ``detectors.fdr``. Rows it did not judge (ADWIN, fairness)
+  use their method's fixed ``threshold``.
+- **severe**: a breach of at least ``detectors.severe_ratio`` times its threshold; it
+  fires at once instead of waiting for ``consecutive`` windows.
+- **clear**: the score fell below the clear level (a p-value never clears).
+- **band**: anything else. A band window is neutral: a firing alert stays firing, and
+  a pending streak holds, neither advancing nor resetting. So a score flapping inside
+  the band never pages and never resolves, and ``consecutive`` counts breaching
+  windows with no *clear* window between them.
 
-A window whose column has fewer than ``min_samples`` samples leaves the state
-untouched and is counted as skipped. NaN scores (the method does not apply to the
-column) are ignored. Disabled methods, per column too through
-``detectors.overrides[column][method]``, and methods without a configuration are
-ignored.
+A window the engine skipped (fewer than ``min_samples`` values; its ``samples`` row
+says so) leaves the state untouched and is counted as skipped. NaN scores (the
+method does not apply to the column) are ignored. Disabled methods, per column too
+through ``detectors.overrides[column][method]``, and methods without a configuration
+are ignored.
 
 Only ``firing`` and ``resolved`` are reported as :class:`Transition`; ``pending`` is
 visible through :meth:`DecisionBook.states` (and the metrics built on it).
@@ -42,10 +43,9 @@ from enum import Enum
 from typing import Any, Final, Literal
 
 import numpy as np
-import numpy.typing as npt
 import structlog
 
-from detectors.base import BoolArray
+from detectors.engine import BAND, BREACH, CLEAR, SEVERE, SKIP
 from monitor.config import DetectorsConfig, MethodConfig
 from monitor.errors import CheckpointError
 from monitor.results import WindowResults
@@ -55,7 +55,7 @@ TransitionName = Literal["firing", "resolved"]
 
 STATE_VERSION: Final = 1
 P_VALUE_METHODS: Final = frozenset({"ks", "chi2"})
-"""Methods whose breach also needs ``p_value < detectors.ks_alpha``."""
+"""Methods whose fixed-threshold breach also needs ``p_value < detectors.ks_alpha``."""
 
 _log = structlog.get_logger()
 
@@ -68,32 +68,21 @@ def dedup_key(model: str, segment: str, column: str, method: str) -> str:
     return f"driftd/{model}/{segment}/{column}/{method}"
 
 
-def benjamini_hochberg(p_values: npt.ArrayLike, q: float) -> BoolArray:
-    """Which hypotheses Benjamini-Hochberg rejects at false discovery rate ``q``.
-
-    NaN p-values are not hypotheses: they are never rejected and do not count in
-    ``m``. Matches ``scipy.stats.false_discovery_control(p) <= q`` on the finite ones.
-    """
-    p = np.asarray(p_values, dtype=np.float64).ravel()
-    reject = np.zeros(p.shape, dtype=np.bool_)
-    finite = np.flatnonzero(~np.isnan(p))
-    m = finite.size
-    if m == 0:
-        return reject
-    order = finite[np.argsort(p[finite], kind="stable")]
-    below = p[order] <= q * np.arange(1, m + 1, dtype=np.float64) / m
-    hits = np.flatnonzero(below)
-    if hits.size:
-        reject[order[: hits[-1] + 1]] = True
-    return reject
-
-
 class Verdict(Enum):
     """How one window's score counts towards the state machine."""
 
+    SEVERE = "severe"
     BREACH = "breach"
     BAND = "band"
     CLEAR = "clear"
+
+
+_VERDICTS: Final = {
+    SEVERE: Verdict.SEVERE,
+    BREACH: Verdict.BREACH,
+    BAND: Verdict.BAND,
+    CLEAR: Verdict.CLEAR,
+}
 
 
 @dataclass(frozen=True)
@@ -212,9 +201,9 @@ class DecisionBook:
             (len(results.columns),),
         )
         enough = n_row >= self.min_samples
-        bh = self._bh_rejections(results, row, enough)
         for method, scores in results.scores.items():
             p_values = results.p_values.get(method)
+            verdicts = results.verdicts.get(method)
             for j, column in enumerate(results.columns):
                 score = float(scores[row, j])
                 if math.isnan(score):
@@ -223,46 +212,39 @@ class DecisionBook:
                 if cfg is None:
                     self._note_unknown(method)
                     continue
-                if not enough[j]:
-                    self._skipped[segment] = self._skipped.get(segment, 0) + 1
-                    continue
                 p = float(p_values[row, j]) if p_values is not None else float("nan")
-                verdict = self._classify(method, cfg, score, p, bh is None or bool(bh[j]))
+                if verdicts is not None:
+                    # The engine judged it (calibrated or fixed thresholds, BH, floors).
+                    code = int(verdicts[row, j])
+                    if code == SKIP:
+                        self._skipped[segment] = self._skipped.get(segment, 0) + 1
+                        continue
+                    verdict = _VERDICTS[code]
+                    threshold = float(results.thresholds[method][row, j])
+                    clear = float(results.clears[method][row, j])
+                else:
+                    if not enough[j]:
+                        self._skipped[segment] = self._skipped.get(segment, 0) + 1
+                        continue
+                    verdict = self._classify(method, cfg, score, p)
+                    threshold, clear = cfg.threshold, cfg.clear
                 transition = self._step(
-                    (segment, column, method), verdict, cfg, score, p, int(n_row[j]), end
+                    (segment, column, method),
+                    verdict,
+                    cfg,
+                    (score, p, threshold, clear),
+                    int(n_row[j]),
+                    end,
                 )
                 if transition is not None:
                     yield transition
 
-    def _bh_rejections(
-        self, results: WindowResults, row: int, enough: npt.NDArray[np.bool_]
-    ) -> BoolArray | None:
-        """BH over the KS p-values actually tested in this window (None when FDR is off)."""
-        if not self.detectors.fdr or "ks" not in results.scores:
-            return None
-        p_values = results.p_values.get("ks")
-        if p_values is None:
-            return None
-        family = np.full(len(results.columns), np.nan)
-        scores = results.scores["ks"][row]
-        for j, column in enumerate(results.columns):
-            tested = (
-                enough[j]
-                and not math.isnan(float(scores[j]))
-                and self.method_config(column, "ks") is not None
-            )
-            if tested:
-                family[j] = p_values[row, j]
-        return benjamini_hochberg(family, self.detectors.fdr_q)
-
-    def _classify(
-        self, method: str, cfg: MethodConfig, score: float, p: float, bh_rejected: bool
-    ) -> Verdict:
+    def _classify(self, method: str, cfg: MethodConfig, score: float, p: float) -> Verdict:
+        """Fixed thresholds, for rows the engine did not judge (ADWIN, fairness)."""
         if score >= cfg.threshold:
             if method not in P_VALUE_METHODS:
                 return Verdict.BREACH
-            significant = p < self.detectors.ks_alpha  # False for NaN
-            if significant and (method != "ks" or bh_rejected):
+            if p < self.detectors.ks_alpha:  # False for NaN
                 return Verdict.BREACH
         if score < cfg.clear:
             return Verdict.CLEAR
@@ -273,24 +255,24 @@ class DecisionBook:
         key: Key,
         verdict: Verdict,
         cfg: MethodConfig,
-        score: float,
-        p: float,
+        judged: tuple[float, float, float, float],
         n: int,
         end: float,
     ) -> Transition | None:
+        score, p, threshold, clear = judged
         entry = self._entries.get(key)
         if entry is None:
-            entry = _Entry("ok", 0, score, p, cfg.threshold, cfg.clear, n, end, end)
+            entry = _Entry("ok", 0, score, p, threshold, clear, n, end, end)
             self._entries[key] = entry
         entry.score, entry.p_value, entry.n, entry.last_ts = score, p, n, end
-        entry.threshold, entry.clear = cfg.threshold, cfg.clear
+        entry.threshold, entry.clear = threshold, clear
         previous = entry.state
-        if verdict is Verdict.BREACH:
+        if verdict in (Verdict.BREACH, Verdict.SEVERE):
             entry.streak += 1
             if previous == "firing":
                 return None
             needed = cfg.consecutive if cfg.consecutive is not None else self.detectors.consecutive
-            if entry.streak >= needed:
+            if entry.streak >= needed or verdict is Verdict.SEVERE:
                 return self._move(key, entry, "firing", end)
             if previous == "ok":
                 entry.state, entry.since_ts = "pending", end

@@ -13,61 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from detectors.base import IntArray
 from detectors.binning import Binner
-from detectors.feature_profiles import OTHER, CategoricalProfile, FeatureProfile
+from detectors.explain import TOP_BINS, bin_labels, top_bins
 from detectors.stats import DEFAULT_SMOOTHING
 from monitor.decision import Transition
 from monitor.windows import ClosedWindows
-
-TOP_BINS = 5
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.6g}"
-
-
-def bin_labels(profile: FeatureProfile) -> list[str]:
-    """Readable labels of the bins PSI scores: coarse intervals, or the categories."""
-    if isinstance(profile, CategoricalProfile):
-        return [str(c) for c in profile.categories] + [OTHER]
-    edges = profile.coarse_edges.tolist()
-    lows = ["-inf", *map(_fmt, edges)]
-    highs = [*map(_fmt, edges), "inf"]
-    return [f"({lo}, {hi}]" for lo, hi in zip(lows, highs, strict=True)]
-
-
-def top_bins(
-    labels: Sequence[str],
-    reference: IntArray,
-    current: IntArray,
-    k: int = TOP_BINS,
-    smoothing: float = DEFAULT_SMOOTHING,
-) -> list[dict[str, Any]]:
-    """The ``k`` bins contributing most to PSI, largest first (JSON-safe dicts)."""
-    ref = np.asarray(reference, dtype=np.float64)
-    cur = np.asarray(current, dtype=np.float64)
-    n_bins = len(labels)
-    if ref.shape != (n_bins,) or cur.shape != (n_bins,):
-        raise ValueError(f"expected {n_bins} counts per side, got {ref.shape} and {cur.shape}")
-    if ref.sum() <= 0 or cur.sum() <= 0:
-        return []
-    p = (ref + smoothing) / (ref.sum() + smoothing * n_bins)
-    q = (cur + smoothing) / (cur.sum() + smoothing * n_bins)
-    contribution = (p - q) * np.log(p / q)
-    # Stable, so equal contributions keep bin order and the output is deterministic.
-    order = np.argsort(-contribution, kind="stable")[:k]
-    return [
-        {
-            "bin": labels[i],
-            "reference_share": round(float(ref[i] / ref.sum()), 6),
-            "current_share": round(float(cur[i] / cur.sum()), 6),
-            "psi_contribution": round(float(contribution[i]), 6),
-        }
-        for i in order.tolist()
-    ]
 
 
 class DriftExplainer:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.engine import Reference
 from detectors.profile import ReferenceProfile
 from monitor.decode import Decoder
 from monitor.errors import CheckpointError
@@ -62,7 +63,7 @@ def partition_slice(pipeline: Pipeline, partition: TopicPartition) -> dict[str, 
             **{k: np.asarray(windows[k])[rows] for k in _PER_SEGMENT_AXIS0},
         },
         "own_references": {
-            name: pipeline.evaluator.own[s]
+            name: pipeline.evaluator.own[s].state_dict()
             for s, name in zip(ids, names, strict=True)
             if s in pipeline.evaluator.own
         },
@@ -105,8 +106,9 @@ def merge_slice(
         values = np.asarray(slice_windows[k])
         current[k][ids] = np.where(fresh, values, np.maximum(current[k][ids], values))
     pipeline.windows.load_state_dict(current)
-    for name, counts in state["own_references"].items():
-        pipeline.evaluator.set_segment_reference(int(pipeline.segments.ids([name])[0]), counts)
+    for name, own in state["own_references"].items():
+        segment = int(pipeline.segments.ids([name])[0])
+        pipeline.evaluator.set_segment_reference(segment, Reference.from_state(own))
     book = pipeline.decisions.state_dict()
     known = {(e["segment"], e["column"], e["method"]) for e in book["entries"]}
     book["entries"] += [

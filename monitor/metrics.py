@@ -234,8 +234,8 @@ class DriftCollector(Collector):
 
     - ``driftd_drift_score``: the latest score;
     - ``driftd_drift_p_value``: its p-value, only where the method has one;
-    - ``driftd_drift_threshold`` / ``driftd_drift_clear_threshold``: the thresholds in
-      force (per-column overrides applied), for enabled methods;
+    - ``driftd_drift_threshold`` / ``driftd_drift_clear_threshold``: the thresholds the
+      latest window was judged against (calibrated, or fixed with overrides applied);
     - ``driftd_drift_active``: 1 while firing, else 0 (pending included);
     - ``driftd_drift_breach_streak``: consecutive breaching windows counted so far,
       so ``active == 0 and streak > 0`` means pending (no state label: bounded);
@@ -348,11 +348,12 @@ class DriftCollector(Collector):
                 p_value.add_metric(labels, latest.p_value)
         for key in sorted(keys):
             labels = [model, *key]
-            cfg = self.decisions.method_config(key[1], key[2])
-            if cfg is not None:
-                threshold.add_metric(labels, cfg.threshold)
-                clear.add_metric(labels, cfg.clear)
             state = states.get(key)
+            if state is not None and math.isfinite(state.threshold):
+                # What the last window was judged against: calibrated thresholds follow
+                # the reference and the window's size, so they are not config constants.
+                threshold.add_metric(labels, state.threshold)
+                clear.add_metric(labels, state.clear)
             active.add_metric(labels, 1.0 if state is not None and state.state == "firing" else 0)
             streak.add_metric(labels, state.streak if state is not None else 0)
         yield from (score, p_value, threshold, clear, active, streak)

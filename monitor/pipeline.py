@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,10 @@ from detectors.base import FloatArray, IntArray
 from detectors.binning import Binner
 from detectors.feature_profiles import CategoricalProfile, FeatureProfile, NumericProfile
 from detectors.profile import ReferenceProfile, build_profile
-from detectors.sketch import Sketch
 from monitor.config import Settings
 from monitor.decision import DecisionBook, Transition
 from monitor.decode import DecodedBatch, Decoder
-from monitor.evaluate import Evaluator
+from monitor.evaluate import Evaluator, segment_references
 from monitor.explain import DriftExplainer
 from monitor.labels.events import LabelDecoder
 from monitor.labels.monitor import LabelMonitor, LabelOutcome
@@ -114,7 +112,6 @@ class Pipeline:
         self.events_accepted = 0
         self._warmup: _Warmup | None = None
         self._profiles: list[FeatureProfile] = []
-        self._lookups: dict[str, dict[str | None, float]] = {}
         self.segment_home: dict[int, TopicPartition] = {}
         """The partition each segment's first event came from (see ``monitor.handover``)."""
         self.labels: LabelMonitor | None = None
@@ -151,7 +148,7 @@ class Pipeline:
         self.binner = Binner(profiles)
         self.windows = Windows(self.binner, self.settings.windows, len(self.segments))
         self.evaluator = Evaluator(
-            self.model, self.binner, self.binner.reference_slots(), self.settings.detectors
+            self.model, self.binner, self.settings.detectors, self.settings.windows.min_samples
         )
         self.explainer = DriftExplainer(self.binner, self.settings.detectors.psi_smoothing)
 
@@ -163,24 +160,14 @@ class Pipeline:
         for profile in self._profiles:
             if self.reference is not None and profile is self.reference.prediction:
                 if isinstance(profile, CategoricalProfile):
-                    columns.append(profile.codes(batch.prediction))
+                    columns.append(profile.encode(batch.prediction))
                 else:
                     columns.append(batch.prediction)
             elif isinstance(profile, CategoricalProfile):
-                columns.append(self._codes(profile, batch.categorical[profile.name]))
+                columns.append(profile.encode(batch.categorical[profile.name]))
             else:
                 columns.append(batch.numeric[:, numeric_index[profile.name]])
         return np.column_stack(columns) if columns else np.zeros((len(batch), 0))
-
-    def _codes(self, profile: CategoricalProfile, values: list[str | None]) -> FloatArray:
-        """Category codes by dictionary lookup: the decoder already gives strings or None."""
-        lookup = self._lookups.get(profile.name)
-        if lookup is None:
-            lookup = {str(c): float(i) for i, c in enumerate(profile.categories)}
-            lookup[None] = np.nan
-            self._lookups[profile.name] = lookup
-        other = float(profile.other_code)
-        return np.fromiter(map(lookup.get, values, repeat(other)), np.float64, len(values))
 
     def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
         """Run one poll batch through the data flow."""
@@ -303,7 +290,7 @@ class Pipeline:
         columns[PREDICTION] = np.concatenate([b.prediction for b, _ in held])
         started = time.perf_counter()
         profile = build_profile(
-            columns,  # type: ignore[arg-type]
+            columns,
             categorical=list(self.decoder.categorical_features),
             prediction=PREDICTION,
         )
@@ -320,10 +307,15 @@ class Pipeline:
 
     def _segment_references(self, held: list[tuple[DecodedBatch, IntArray]]) -> None:
         """Freeze each segment's warm-up counts as its own reference (when it has enough)."""
-        assert self.binner is not None and self.evaluator is not None
-        sketch = Sketch(self.binner, max(1, len(self.segments)))
-        for batch, seg in held:
-            sketch.update(seg, self._matrix(batch))
-        data = sketch.state_dict()["counts"]
-        for s in np.flatnonzero(sketch.rows >= self.settings.windows.min_samples).tolist():
-            self.evaluator.set_segment_reference(int(s), data[s])
+        assert self.evaluator is not None
+        seg = np.concatenate([s for _, s in held])
+        matrix = np.concatenate([self._matrix(b) for b, _ in held])
+        own = segment_references(
+            self.evaluator.engine,
+            seg,
+            matrix,
+            len(self.segments),
+            self.settings.windows.min_samples,
+        )
+        for segment, reference in own.items():
+            self.evaluator.set_segment_reference(segment, reference)

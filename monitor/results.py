@@ -8,13 +8,17 @@ bounded by the segment cap times the feature count, whatever the traffic.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.base import FloatArray, IntArray
 
-METHODS = ("psi", "ks", "chi2", "js")
+WINDOW_COLUMN = "__window__"
+"""The column of a segment window's own decisions (``samples``: too few events)."""
+DATASET_COLUMN = "__dataset__"
+"""The column of the dataset-level view (``share``: share of columns drifting)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,13 @@ class WindowResults:
     missing_rate: FloatArray
     scores: dict[str, FloatArray]
     p_values: dict[str, FloatArray]
+    thresholds: dict[str, FloatArray] = field(default_factory=dict)
+    """Per method, the threshold each score was judged against (calibrated or fixed)."""
+    clears: dict[str, FloatArray] = field(default_factory=dict)
+    """Per method, the level below which a firing alert resolves."""
+    verdicts: dict[str, npt.NDArray[np.int8]] = field(default_factory=dict)
+    """Per method, the engine's verdict (``detectors.engine``: SKIP, CLEAR, BAND, BREACH,
+    SEVERE). Methods without one (ADWIN, fairness) are judged by their fixed config."""
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -91,6 +102,7 @@ class LatestResults:
                         {
                             c: float(results.missing_rate[row, j])
                             for j, c in enumerate(results.columns)
+                            if not np.isnan(results.missing_rate[row, j])
                         },
                     )
                     self.windows_closed[segment] = self.windows_closed.get(segment, 0) + 1

@@ -16,14 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
+from detectors.engine import Reference
 from detectors.profile import ReferenceProfile
 from monitor.decode import Decoder
 from monitor.errors import CheckpointError
 from monitor.pipeline import Pipeline
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 """Bumped whenever the tree below changes shape; older checkpoints are refused."""
 
 
@@ -39,7 +38,7 @@ def pipeline_state(pipeline: Pipeline) -> dict[str, Any] | None:
         "numeric": list(pipeline.decoder.numeric_features),
         "categorical": list(pipeline.decoder.categorical_features),
         "reference": pipeline.reference.to_dict(),
-        "own_references": {str(s): c for s, c in pipeline.evaluator.own.items()},
+        "own_references": {str(s): r.state_dict() for s, r in pipeline.evaluator.own.items()},
         "windows": pipeline.windows.state_dict(),
         "decisions": pipeline.decisions.state_dict(),
         "events_accepted": pipeline.events_accepted,
@@ -72,8 +71,8 @@ def restore_pipeline(pipeline: Pipeline, state: Mapping[str, Any], location: str
         pipeline.segments.load_state_dict(state["segments"])
         assert pipeline.windows is not None and pipeline.evaluator is not None
         pipeline.windows.load_state_dict(state["windows"])
-        for segment, counts in state["own_references"].items():
-            pipeline.evaluator.set_segment_reference(int(segment), np.asarray(counts))
+        for segment, own in state["own_references"].items():
+            pipeline.evaluator.set_segment_reference(int(segment), Reference.from_state(own))
         pipeline.decisions.load_state_dict(state["decisions"])
         pipeline.events_accepted = int(state["events_accepted"])
         pipeline.rejections_by_reason = {

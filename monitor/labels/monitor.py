@@ -22,6 +22,26 @@ gaps (method ``fairness``), so concept drift and fairness go through the same
 decision state machines as feature drift. Label drift rows carry the column
 ``__label__``. Window membership is a function of each segment's pair count, never
 of batch boundaries, so a replay gives the same windows.
+
+Concept drift pages on the detection itself, not at the next window close: in the
+batch where a segment's ADWIN first detects within a performance window, a
+*detection row* (column ``__error__`` only, method ``adwin``) comes before that
+batch's performance rows. Its score is the number of the segment's detections in
+this batch and window (>= 1), ``window_end_ts`` the label time of the pair at which
+the first of them happened, ``rows`` the segment's joined pairs up to that pair, and
+``n`` the same count raised to ``windows.min_samples``: a detection already is
+ADWIN's own test at ``labels.adwin_delta``, and ``min_samples``, which guards
+small-window estimates, must not hold the page back. With the default
+``detectors.adwin`` (threshold 1, consecutive 1) the alert fires on that row.
+
+The detections also count in the performance rows as before, so the alert stays
+firing while they keep coming (the book ignores a breach while firing) and resolves
+at the first window close after ``labels.adwin_hold_windows`` windows without one:
+that is the quiet period. The book must see a segment's rows in pair order, so a
+window's detection row comes before that window's closing row, but after the
+closing rows of earlier windows (only a batch that spans a window close of the
+segment can put a closing row first). The transitions then do not depend on the
+batch cut, only a detection row's score (how many detections its batch held) does.
 """
 
 from __future__ import annotations
@@ -145,7 +165,7 @@ class LabelMonitor:
         size = WindowsConfig(size_events=self.cfg.window_pairs, min_samples=1)
         self.label_windows = Windows(binner, size)
         self.label_evaluator = Evaluator(
-            self.model, binner, binner.reference_slots(), self.settings.detectors
+            self.model, binner, self.settings.detectors, self.settings.windows.min_samples
         )
 
     def _label_drift(self, pairs: JoinedPairs, names: tuple[str, ...]) -> WindowResults | None:
@@ -164,7 +184,7 @@ class LabelMonitor:
         values = pairs.label
         profile = self.label_windows.binner.profiles[0]
         if isinstance(profile, CategoricalProfile):
-            values = _category_codes(profile, values)
+            values = profile.encode(values)
         closed = self.label_windows.add(pairs.segment, values[:, None], pairs.label_ts)
         if not len(closed):
             return None
@@ -206,10 +226,10 @@ class LabelMonitor:
             pairs = _take(pairs, np.flatnonzero(keep))
         out.delays = pairs.delay
         ordinal = self._pair_ordinals(pairs.segment)
-        out.detected_at = self._concept(pairs, ordinal, segment_names)
+        detections = self._concept(pairs, ordinal)
+        out.detected_at = [(segment_names[s], at) for s, _, at in detections]
         closed = self.performance.add(pairs)
-        if len(closed.segment):
-            out.results.append(self._performance_results(closed, pairs, segment_names))
+        out.results.extend(self._in_pair_order(detections, closed, pairs, segment_names))
         label_results = self._label_drift(pairs, segment_names)
         if label_results is not None:
             out.results.append(label_results)
@@ -233,23 +253,92 @@ class LabelMonitor:
         np.add.at(self._pairs_seen, segment, 1)
         return ordinal
 
-    def _concept(
-        self, pairs: JoinedPairs, ordinal: IntArray, names: tuple[str, ...]
-    ) -> list[tuple[str, int]]:
+    def _concept(self, pairs: JoinedPairs, ordinal: IntArray) -> list[tuple[int, int, int]]:
+        """(segment, position in the batch, segment's pair number) of each ADWIN detection."""
         self.adwin.ensure_streams(int(pairs.segment.max()) + 1)
         errors = error_signal(
             pairs, self.cfg.task, self.cfg.decision_threshold, self.cfg.regression_error
         )
         result = self.adwin.update(pairs.segment, errors)
-        found: list[tuple[str, int]] = []
+        found: list[tuple[int, int, int]] = []
         for pos, stream in zip(
             result.drift_positions.tolist(), result.drift_streams.tolist(), strict=True
         ):
             at = int(ordinal[pos])
             key = (stream, at // self.cfg.window_pairs)
             self._detections[key] = self._detections.get(key, 0) + 1
-            found.append((names[stream], at))
+            found.append((stream, pos, at))
         return found
+
+    def _in_pair_order(
+        self,
+        detections: list[tuple[int, int, int]],
+        closed: ClosedPerformance,
+        pairs: JoinedPairs,
+        names: tuple[str, ...],
+    ) -> list[WindowResults]:
+        """Detection rows and performance rows, each segment's in pair order.
+
+        Detections are grouped per (segment, performance window), and a group makes a
+        row only if it holds its window's first detection: later ones in the same
+        window could not change the state (the first fired or held the alert, which
+        cannot resolve before the window closes), and a row each would make the
+        breach streak depend on the batch cut. They still count in the window's
+        performance row. Segments are independent state machines, so the rows are
+        layered: layer k holds the k-th window of each segment that this batch touched,
+        its detection rows first, then its closing rows. Usually there is one layer:
+        [detections, performance].
+        """
+        # (segment, window) -> [detections, batch position of the first, its pair number]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for segment, pos, at in detections:  # in batch order
+            group = groups.setdefault((segment, at // self.cfg.window_pairs), [0, pos, at])
+            group[0] += 1
+        for key, group in list(groups.items()):
+            if self._detections.get(key, 0) > group[0]:  # an earlier batch had its first
+                del groups[key]
+        closing = list(zip(closed.segment.tolist(), closed.window.tolist(), strict=True))
+        first: dict[int, int] = {}
+        for segment, window in [*groups, *closing]:
+            first[segment] = min(first.get(segment, window), window)
+        detect_layer = [window - first[segment] for segment, window in groups]
+        close_layer = [window - first[segment] for segment, window in closing]
+        out: list[WindowResults] = []
+        for layer in sorted({*detect_layer, *close_layer}):
+            chosen = [g for g, k in zip(groups.values(), detect_layer, strict=True) if k == layer]
+            if chosen:
+                segments = [s for (s, _), k in zip(groups, detect_layer, strict=True) if k == layer]
+                out.append(self._detection_results(segments, chosen, pairs, names))
+            rows = [row for row, k in enumerate(close_layer) if k == layer]
+            if rows:
+                part = closed if len(rows) == len(closing) else _closed_rows(closed, rows)
+                out.append(self._performance_results(part, pairs, names))
+        return out
+
+    def _detection_results(
+        self,
+        segments: list[int],
+        groups: list[list[int]],
+        pairs: JoinedPairs,
+        names: tuple[str, ...],
+    ) -> WindowResults:
+        """One ``__error__``/``adwin`` row per detecting segment (see the module docstring)."""
+        k = len(segments)
+        count = np.asarray([g[0] for g in groups], dtype=np.float64)
+        position = np.asarray([g[1] for g in groups], dtype=np.int64)
+        seen = np.asarray([g[2] + 1 for g in groups], dtype=np.int64)
+        n = np.maximum(seen, self.settings.windows.min_samples)
+        return WindowResults(
+            model=self.model,
+            segments=tuple(names[s] for s in segments),
+            columns=(ERROR_COLUMN,),
+            window_end_ts=pairs.label_ts[position].astype(np.float64),
+            rows=seen,
+            n=n[:, None],
+            missing_rate=np.zeros((k, 1)),
+            scores={"adwin": count[:, None]},
+            p_values={},
+        )
 
     def _performance_results(
         self, closed: ClosedPerformance, pairs: JoinedPairs, names: tuple[str, ...]
@@ -377,16 +466,16 @@ class LabelMonitor:
         ]
 
 
-def _category_codes(profile: CategoricalProfile, labels: FloatArray) -> FloatArray:
-    """Class labels as the codes of their categories ("0", "1", ...) in the label profile."""
-    out = np.full(labels.shape, float(len(profile.categories)))  # __other__
-    for code, category in enumerate(profile.categories):
-        try:
-            value = float(category)
-        except ValueError:
-            continue  # a non-numeric class never equals a numeric label
-        out[labels == value] = code
-    return out
+def _closed_rows(closed: ClosedPerformance, rows: list[int]) -> ClosedPerformance:
+    """The windows ``rows`` of ``closed``, in that order."""
+    index = np.asarray(rows, dtype=np.int64)
+    return ClosedPerformance(
+        segment=closed.segment[index],
+        n=closed.n[index],
+        window=closed.window[index],
+        last_pair=closed.last_pair[index],
+        metrics={name: values[index] for name, values in closed.metrics.items()},
+    )
 
 
 def _take(pairs: JoinedPairs, rows: IntArray) -> JoinedPairs:

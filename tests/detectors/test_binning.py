@@ -100,11 +100,11 @@ def test_chunks_and_features_are_independent() -> None:
 
 
 def test_categorical_codes_are_their_own_bins() -> None:
-    """Category code k is bin k, codes past the categories are __other__, NaN is missing."""
+    """Code k is bin k, unknown values __other__, codes past it __unseen__, NaN missing."""
     profile = CategoricalProfile("c", ("a", "b", "c"), np.array([1, 1, 1, 0]), 0)
-    codes = profile.codes(np.array(["c", "a", None, "zz", "b"], dtype=object))
+    codes = profile.encode(np.array(["c", "a", None, "zz", "b"], dtype=object))
     got, missing = Binner([profile]).bin(np.append(codes, [3.0, 9.0])[:, None])
-    np.testing.assert_array_equal(got[:, 0], [2, 0, -1, 3, 1, 3, 3])
+    np.testing.assert_array_equal(got[:, 0], [2, 0, -1, 3, 1, 3, 4])
     np.testing.assert_array_equal(missing[:, 0], [0, 0, 1, 0, 0, 0, 0])
 
 
@@ -114,7 +114,7 @@ def test_layout_and_coarsening() -> None:
     cat = CategoricalProfile("c", ("a",), np.array([5, 6]), 1)
     binner = Binner([fine, cat])
     assert (binner.width, binner.stride, binner.coarse_width) == (10, 11, 3)
-    np.testing.assert_array_equal(binner.n_bins, [10, 2])
+    np.testing.assert_array_equal(binner.n_bins, [10, 3])
     slots = binner.reference_slots()
     np.testing.assert_array_equal(slots[:, -1], [4, 1])
     np.testing.assert_array_equal(binner.coarsen(slots), [[3, 18, 24], [5, 6, 0]])

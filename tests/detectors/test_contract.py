@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,14 +10,10 @@ import pytest
 
 from detectors.adwin import ADWINResult, BatchADWIN
 from detectors.base import DriftResult
+from detectors.detector import DriftDetector
+from detectors.engine import BREACH, MethodRule, Rules, WindowScores
 from detectors.profile import FeatureProfile
-from detectors.window_detectors import (
-    ChiSquareDetector,
-    JensenShannonDetector,
-    KSDetector,
-    PSIDetector,
-)
-from tests.detectors.contract import CHECKS, Batch, ContractCase
+from tests.detectors.contract import CHECKS, Batch, ContractCase, assert_same_state
 from tests.detectors.window_data import numeric_profiles, reference_profile, value_matrix
 
 N_SEGMENTS = 3
@@ -65,19 +62,46 @@ def _adwin_fold(rows: Sequence[DriftResult]) -> DriftResult:
     )
 
 
-# Small min_samples so that the drift decision itself is exercised by the contract.
+def _same_scores(a: object, b: object) -> None:
+    """Every field of two engine results equal, NaN matching NaN."""
+    assert isinstance(a, WindowScores) and isinstance(b, WindowScores)
+    assert_same_state(dataclasses.asdict(a), dataclasses.asdict(b))
+
+
+def _engine(features: list[FeatureProfile], calibrated: bool) -> DriftDetector:
+    """All engine methods on ``features``; a small min_samples exercises the verdicts."""
+    rules = (
+        Rules(min_samples=5, n_sim=60)
+        if calibrated
+        else Rules(
+            methods={
+                m: MethodRule(calibrated=False, threshold=0.1, clear=0.05) for m in ("psi", "js")
+            },
+            min_samples=5,
+            n_sim=60,
+        )
+    )
+    return DriftDetector(features, N_SEGMENTS, rules)
+
+
 CASES = [
     ContractCase(
-        "psi",
-        lambda: PSIDetector(ALL, N_SEGMENTS, threshold=0.1, min_samples=5),
+        "engine-calibrated",
+        lambda: _engine(ALL, calibrated=True),
         _batches(ALL),
+        assert_same=_same_scores,  # type: ignore[arg-type]
     ),
-    ContractCase("ks", lambda: KSDetector(NUMERIC, N_SEGMENTS, min_samples=5), _batches(NUMERIC)),
-    ContractCase("chi2", lambda: ChiSquareDetector(ALL, N_SEGMENTS, min_samples=5), _batches(ALL)),
     ContractCase(
-        "js",
-        lambda: JensenShannonDetector(ALL, N_SEGMENTS, threshold=0.2, min_samples=5),
+        "engine-fixed",
+        lambda: _engine(ALL, calibrated=False),
         _batches(ALL),
+        assert_same=_same_scores,  # type: ignore[arg-type]
+    ),
+    ContractCase(
+        "engine-numeric",
+        lambda: _engine(NUMERIC, calibrated=True),
+        _batches(NUMERIC),
+        assert_same=_same_scores,  # type: ignore[arg-type]
     ),
     ContractCase(
         "adwin",
@@ -86,6 +110,13 @@ CASES = [
         fold_rows=_adwin_fold,
     ),
 ]
+
+
+def _flags(result: object) -> np.ndarray:
+    if isinstance(result, WindowScores):
+        return np.concatenate([(v >= BREACH).ravel() for v in result.verdict.values()])
+    assert isinstance(result, DriftResult)
+    return result.drift.ravel()
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
@@ -99,5 +130,5 @@ def test_contract_data_exercises_drift_decisions() -> None:
     """The contract batches make every detector both raise and withhold drift."""
     for case in CASES:
         detector = case.factory()
-        flags = np.concatenate([detector.update(*b).drift.ravel() for b in case.data()])
+        flags = np.concatenate([_flags(detector.update(*b)) for b in case.data()])
         assert flags.any() and not flags.all(), case.id

@@ -77,12 +77,37 @@ def test_tampered_dict_is_refused() -> None:
 def test_unknown_schema_is_refused() -> None:
     """A dict with another schema number is refused with a message naming it."""
     data = reference_profile().to_dict()
-    data["schema"] = 2
+    data["schema"] = 3
     with pytest.raises(
         ValueError,
-        match=re.escape("unsupported reference profile schema 2; this driftd reads schema 1"),
+        match=re.escape("unsupported reference profile schema 3; this driftd reads schema 2"),
     ):
         ReferenceProfile.from_dict(data)
+
+
+def test_a_schema_1_profile_still_loads_without_unseen_tracking() -> None:
+    """An older profile (no rare list, no __unseen__ count) loads; unknown values are other."""
+    old = {
+        "schema": 1,
+        "version": "0123456789abcdef",
+        "features": [
+            {
+                "name": "c",
+                "kind": "categorical",
+                "categories": ["a"],
+                "counts": [3, 1],
+                "n_missing": 0,
+            }
+        ],
+        "prediction": None,
+        "label": None,
+    }
+    profile = ReferenceProfile.from_dict(old)
+    feature = profile.feature("c")
+    assert isinstance(feature, CategoricalProfile)
+    assert not feature.tracks_unseen
+    np.testing.assert_array_equal(feature.counts, [3, 1, 0])
+    np.testing.assert_array_equal(feature.encode(["a", "new"]), [0, feature.other_code])
 
 
 def test_unknown_feature_kind_is_refused() -> None:
@@ -91,21 +116,27 @@ def test_unknown_feature_kind_is_refused() -> None:
         feature_from_dict({"name": "x", "kind": "ordinal"})
 
 
-def test_numeric_edges_are_deduplicated_reference_quantiles() -> None:
-    """Fine edges are the distinct reference percentiles (data values); ties collapse."""
+def test_numeric_edges_are_reference_quantiles_with_range_bins() -> None:
+    """Fine edges: percentiles, empty bins beyond min and max, point masses alone in a bin."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=5000)
-    profile = build_profile({"x": x, "ties": rng.poisson(2.0, 5000)})
-    fine = profile.feature("x")
+    fine = build_profile({"x": x}).feature("x")
     assert isinstance(fine, NumericProfile)
     levels = np.arange(1, 100) / 100
-    np.testing.assert_array_equal(fine.edges, np.quantile(x, levels, method="inverted_cdf"))
-    assert np.isin(fine.edges, x).all()
-    assert fine.n_bins == 100
-    ties = profile.feature("ties")
-    assert isinstance(ties, NumericProfile)
-    assert set(ties.edges.tolist()) <= set(range(20))
-    assert ties.n_bins == ties.edges.size + 1 < 20
+    np.testing.assert_array_equal(fine.edges[1:-1], np.quantile(x, levels, method="inverted_cdf"))
+    assert fine.edges[0] == np.nextafter(x.min(), -np.inf) and fine.edges[-1] == x.max()
+    assert fine.counts[0] == fine.counts[-1] == 0
+    assert np.isin(fine.edges[1:], x).all()
+    assert fine.n_bins == 102
+    t = rng.poisson(2.0, 5000)
+    column = build_profile({"t": t}).feature("t")
+    assert isinstance(column, NumericProfile)
+    heavy, freq = np.unique(t, return_counts=True)
+    for value, count in zip(heavy, freq, strict=True):
+        if count >= 0.02 * t.size:
+            k = int(np.searchsorted(column.edges, value))
+            assert column.edges[k] == value and column.edges[k - 1] == np.nextafter(value, -np.inf)
+            assert column.counts[k] == count
 
 
 def test_counts_are_the_reference_ecdf_at_each_edge() -> None:
@@ -128,20 +159,21 @@ def test_coarse_edges_are_a_subset_of_fine_edges() -> None:
                 if not isinstance(f, NumericProfile):
                     continue
                 assert np.isin(f.coarse_edges, f.edges).all()
-                assert f.n_coarse <= n_coarse
+                # The quantile bins, two tail bins and two edges per point mass at most.
+                assert f.n_coarse <= n_coarse + 2 + 2 * np.count_nonzero(f.counts >= 0.02 * f.n_ref)
                 np.testing.assert_array_equal(
                     f.coarse_counts, np.add.reduceat(f.counts, f.coarse_starts)
                 )
                 assert f.coarse_counts.sum() == f.n_ref
 
 
-def test_coarse_bins_are_deciles_by_default() -> None:
-    """With 100 fine and 10 coarse bins on continuous data each coarse bin holds ~10%."""
+def test_coarse_bins_are_deciles_and_tails_by_default() -> None:
+    """With 100 fine and 10 coarse bins, continuous data gets 1% tails and deciles between."""
     x = np.random.default_rng(4).normal(size=10_000)
     f = build_profile({"x": x}).feature("x")
     assert isinstance(f, NumericProfile)
-    np.testing.assert_array_equal(f.coarse_starts, np.arange(0, 100, 10))
-    np.testing.assert_allclose(f.coarse_counts / f.n_ref, 0.1, atol=0.001)
+    shares = f.coarse_counts / f.n_ref
+    np.testing.assert_allclose(shares, [0.01, 0.09, *[0.1] * 8, 0.09, 0.01], atol=0.001)
 
 
 def test_missing_values_are_counted_not_binned() -> None:
@@ -157,12 +189,14 @@ def test_missing_values_are_counted_not_binned() -> None:
 
 
 def test_categorical_top_k_and_other() -> None:
-    """The top-K categories by frequency are kept; the rest sum into __other__ (last bin)."""
+    """The top-K categories are kept, the rest listed as rare in __other__; __unseen__ empty."""
     values = np.array(["a"] * 5 + ["b"] * 4 + ["c"] * 3 + ["d"] * 2 + ["e"] + [None] * 2)
     f = build_profile({"c": values.astype(object)}, top_k=2).feature("c")
     assert isinstance(f, CategoricalProfile)
     assert f.categories == ("a", "b")
-    np.testing.assert_array_equal(f.counts, [5, 4, 6])
+    assert f.rare == ("c", "d", "e")
+    assert f.singletons == 1
+    np.testing.assert_array_equal(f.counts, [5, 4, 6, 0])
     assert f.n_missing == 2
     assert f.other_code == 2
     assert f.to_dict()["categories"] == ["a", "b"]
@@ -179,21 +213,25 @@ def test_categorical_ties_are_broken_by_value() -> None:
 
 
 def test_categorical_codes_map_unknown_to_other_and_missing_to_nan() -> None:
-    """codes() gives the category index, __other__ for unseen values and NaN for missing."""
+    """encode() gives the category, __other__ for rare ones, __unseen__ for new, NaN missing."""
     f = build_profile({"c": np.array(["a", "a", "b", "c"], dtype=object)}, top_k=2).feature("c")
     assert isinstance(f, CategoricalProfile)
     raw = np.array(["b", "a", "zzz", None, "c", float("nan"), 7], dtype=object)
-    np.testing.assert_array_equal(f.codes(raw), [1, 0, 2, np.nan, 2, np.nan, 2])
-    np.testing.assert_array_equal(f.codes(np.array(["a", "q"])), [0, 2])
+    np.testing.assert_array_equal(f.encode(raw), [1, 0, 3, np.nan, 2, np.nan, 3])
+    np.testing.assert_array_equal(f.encode(np.array(["a", "q"])), [0, 3])
+    np.testing.assert_array_equal(f.encode(["c", None, "q"]), [2, np.nan, 3])
 
 
-def test_categorical_numbers_match_across_int_and_float_inputs() -> None:
-    """Integer categories are found from int, float and bool inputs alike."""
+def test_categorical_numbers_match_across_int_float_and_text_inputs() -> None:
+    """Integer categories are found from int, integral float and text inputs alike."""
     f = build_profile({"y": np.array([0, 1, 1, 2])}, categorical={"y"}).feature("y")
     assert isinstance(f, CategoricalProfile)
     assert f.categories == (1, 0, 2)
-    np.testing.assert_array_equal(f.codes(np.array([2.0, np.nan, 0.0, 7.5])), [2, np.nan, 1, 3])
-    np.testing.assert_array_equal(f.codes(np.array([True, False])), [0, 1])
+    np.testing.assert_array_equal(f.encode(np.array([2.0, np.nan, 0.0, 7.5])), [2, np.nan, 1, 4])
+    np.testing.assert_array_equal(f.encode(["2", "0", None, "7"]), [2, 1, np.nan, 4])
+    floats = build_profile({"y": np.array([21.0, 21.0, 3.0])}, categorical={"y"}).feature("y")
+    assert isinstance(floats, CategoricalProfile)
+    np.testing.assert_array_equal(floats.encode(["21", "3"]), [0, 1])
 
 
 def test_kind_follows_values_unless_forced() -> None:
@@ -268,7 +306,7 @@ def test_inconsistent_feature_profiles_are_refused() -> None:
         NumericProfile("x", np.array([0.0, 1.0]), np.array([1, 2]), np.array([0]), 0)
     with pytest.raises(ValueError, match="strictly increasing"):
         NumericProfile("x", np.array([1.0, 0.0]), np.array([1, 2, 3]), np.array([0]), 0)
-    with pytest.raises(ValueError, match="expected 3 counts"):
+    with pytest.raises(ValueError, match="expected 4 counts"):
         CategoricalProfile("c", ("a", "b"), np.array([1, 2]), 0)
     with pytest.raises(ValueError, match="duplicate feature names: \\['x'\\]"):
         f = NumericProfile("x", np.array([0.0]), np.array([1, 2]), np.array([0]), 0)

@@ -1,4 +1,4 @@
-"""Sketch and PaneRing: counts add up, whatever the batching, merging or restoring."""
+"""Sketch: counts add up, whatever the batching, merging or restoring."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.profile import NumericProfile
-from detectors.sketch import PaneRing, Sketch
+from detectors.sketch import Sketch
 from tests.detectors.window_data import reference_profile, value_matrix
 
 PROFILE = reference_profile()
@@ -185,49 +185,3 @@ def test_reference_sketch_holds_the_profile_counts() -> None:
         np.testing.assert_array_equal(ref.counts[0, f, : p.n_bins], p.counts)
         assert ref.missing[0, f] == p.n_missing
         np.testing.assert_array_equal(ref.coarse_counts()[0, f, : p.n_coarse], p.coarse_counts)
-
-
-def test_pane_ring_window_is_the_sum_of_the_last_panes() -> None:
-    """The window always equals the sketch of the batches in the last n_panes panes."""
-    ring = PaneRing(3, FEATURES, S)
-    batches = [_batch(10 + i, 40) for i in range(7)]
-    for i, batch in enumerate(batches):
-        if i:
-            ring.rotate()
-        ring.update(*batch)
-        expected = _sketch(*batches[max(0, i - 2) : i + 1])
-        window = ring.window()
-        np.testing.assert_array_equal(window.counts, expected.counts)
-        np.testing.assert_array_equal(window.missing, expected.missing)
-        np.testing.assert_array_equal(ring.current.counts, _sketch(batch).counts)
-
-
-def test_pane_ring_state_round_trip_at_any_head_position() -> None:
-    """A restored ring has the same window and drops the same pane on the next rotate."""
-    for rotations in range(4):
-        ring = PaneRing(3, FEATURES, S)
-        for i in range(rotations + 1):
-            if i:
-                ring.rotate()
-            ring.update(*_batch(20 + i, 30))
-        restored = PaneRing(3, FEATURES, 1)
-        restored.load_state_dict(pickle.loads(pickle.dumps(ring.state_dict())))
-        for r in (ring, restored):
-            r.rotate()
-            r.update(*_batch(99, 30))
-        np.testing.assert_array_equal(restored.window().counts, ring.window().counts)
-        np.testing.assert_array_equal(restored.current.counts, ring.current.counts)
-
-
-def test_pane_ring_grows_resets_and_validates() -> None:
-    """Segments grow in every pane, reset empties the window, bad states are refused."""
-    ring = PaneRing(2, FEATURES, 1)
-    ring.ensure_segments(3)
-    ring.update(np.array([2]), np.zeros((1, len(FEATURES))))
-    assert ring.window().rows.tolist() == [0, 0, 1]
-    ring.reset()
-    assert not ring.window().rows.any()
-    with pytest.raises(ValueError, match="pane state holds 2 panes, this ring has 3"):
-        PaneRing(3, FEATURES).load_state_dict(ring.state_dict())
-    with pytest.raises(ValueError, match="n_panes must be >= 1, got 0"):
-        PaneRing(0, FEATURES)

@@ -53,7 +53,7 @@ def value_matrix(
     for j, p in enumerate(profiles):
         if isinstance(p, CategoricalProfile):
             if tricky:
-                X[:, j] = p.codes(rng.choice(np.append(COLORS, ["purple", None]), size=n))
+                X[:, j] = p.encode(rng.choice(np.append(COLORS, ["purple", None]), size=n))
             else:
                 X[:, j] = rng.choice(p.n_bins, size=n, p=p.proportions)
                 X[rng.random(n) < shift, j] = 0.0

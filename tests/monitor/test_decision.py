@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,12 +16,12 @@ from hypothesis import strategies as st
 from scipy.stats import false_discovery_control
 from structlog.testing import capture_logs
 
+from detectors.engine import BAND, BREACH, CLEAR, SEVERE, SKIP, benjamini_hochberg
 from monitor.config import DetectorsConfig, MethodConfig
 from monitor.decision import (
     DecisionBook,
     DecisionState,
     Transition,
-    benjamini_hochberg,
     dedup_key,
 )
 from monitor.errors import CheckpointError
@@ -284,35 +285,38 @@ def test_benjamini_hochberg_matches_scipy() -> None:
         np.testing.assert_array_equal(benjamini_hochberg(p, q), expected)
 
 
-def ks_window(p: Sequence[float], n: int | Sequence[int] = 1_000) -> WindowResults:
-    """A window where every column has a large KS D and the given p-values."""
-    cols = tuple(f"c{j}" for j in range(len(p)))
-    return window({"ks": [0.5] * len(p)}, {"ks": list(p)}, columns=cols, n=n)
+def judged(codes: Sequence[int], scores: Sequence[float], threshold: float = 0.05) -> WindowResults:
+    """A window the engine already judged: verdict codes and thresholds per column."""
+    cols = tuple(f"c{j}" for j in range(len(codes)))
+    base = window({"psi": list(scores)}, columns=cols)
+    shape = (1, len(codes))
+    return dataclasses.replace(
+        base,
+        thresholds={"psi": np.full(shape, threshold)},
+        clears={"psi": np.full(shape, threshold / 2)},
+        verdicts={"psi": np.asarray(codes, dtype=np.int8).reshape(shape)},
+    )
 
 
-def test_fdr_accepting_blocks_a_raw_significant_ks_breach() -> None:
-    """p=0.009 < alpha among ten columns is not BH-rejected at q=0.05, so no KS alert."""
-    p = [0.009] + [0.5] * 9
-    assert not (false_discovery_control(p) <= 0.05)[0]
-    assert [t.column for t in book(consecutive=1).observe(ks_window(p))] == ["c0"]
-    assert book(consecutive=1, fdr=True).observe(ks_window(p)) == []
+def test_engine_verdicts_replace_the_config_thresholds() -> None:
+    """With verdicts, the book follows them and reports the engine's thresholds."""
+    b = book(consecutive=2)
+    assert b.observe(judged([BREACH, BAND, CLEAR], [0.06, 0.04, 0.01])) == []
+    steps = b.observe(judged([BREACH, BREACH, SKIP], [0.07, 0.06, 0.9]))
+    assert [(t.column, t.current, t.threshold, t.clear) for t in steps] == [
+        ("c0", "firing", 0.05, 0.025)
+    ]
+    assert b.skipped_counts() == {"eu": 1}
+    (t,) = b.observe(judged([CLEAR, BAND, CLEAR], [0.01, 0.04, 0.01]))
+    assert (t.column, t.current) == ("c0", "resolved")
 
 
-def test_fdr_rejecting_lets_the_ks_breaches_through() -> None:
-    """Six p=0.009 among ten are all BH-rejected at q=0.05, so exactly those six fire."""
-    p = [0.009] * 6 + [0.5] * 4
-    expected = [f"c{j}" for j, r in enumerate(false_discovery_control(p) <= 0.05) if r]
-    assert expected == [f"c{j}" for j in range(6)]
-    steps = book(consecutive=1, fdr=True).observe(ks_window(p))
-    assert [t.column for t in steps] == expected
-
-
-def test_fdr_family_holds_only_the_columns_actually_tested() -> None:
-    """Columns skipped for min samples do not count in BH's m, so the lone test is rejected."""
-    p = [0.009] + [0.5] * 9
-    n = [1_000] + [MIN - 1] * 9
-    steps = book(consecutive=1, fdr=True).observe(ks_window(p, n=n))
-    assert [t.column for t in steps] == ["c0"]
+def test_a_severe_breach_fires_without_waiting_for_consecutive_windows() -> None:
+    """SEVERE (score >= severe_ratio x threshold) fires in its first window."""
+    b = book(consecutive=3)
+    (t,) = b.observe(judged([SEVERE, BREACH], [0.2, 0.06]))
+    assert (t.column, t.current, t.consecutive) == ("c0", "firing", 1)
+    assert state_of(b, column="c1").state == "pending"
 
 
 def test_transitions_are_logged_with_their_fields() -> None:

@@ -54,7 +54,7 @@ def test_empty_side_gives_no_bins_and_wrong_shape_is_refused() -> None:
 
 
 def test_bin_labels_are_intervals_or_categories() -> None:
-    """Numeric bins read as half-open intervals; categoricals list categories and __other__."""
+    """Numeric bins read as half-open intervals; categoricals list categories, __other__, __unseen__."""
     rng = np.random.default_rng(0)
     profile = build_profile(
         {"x": rng.normal(size=5_000), "c": rng.choice(["a", "b"], 5_000)},
@@ -65,7 +65,7 @@ def test_bin_labels_are_intervals_or_categories() -> None:
     labels = bin_labels(numeric)
     assert len(labels) == numeric.n_coarse
     assert labels[0].startswith("(-inf, ") and labels[-1].endswith(", inf]")
-    assert bin_labels(categorical) == ["a", "b", "__other__"]
+    assert bin_labels(categorical) == ["a", "b", "__other__", "__unseen__"]
 
 
 def test_explainer_details_only_firing_transitions_of_closed_windows() -> None:

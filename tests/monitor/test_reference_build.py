@@ -209,7 +209,7 @@ def test_categories_match_what_the_decoder_produces(tmp_path: Path) -> None:
     for name in categorical:
         feature = profile.feature(name)
         assert isinstance(feature, CategoricalProfile)
-        codes = feature.codes(np.asarray(decoded.categorical[name], dtype=object))
+        codes = feature.encode(np.asarray(decoded.categorical[name], dtype=object))
         assert not (codes == feature.other_code).any(), name
     age = profile.feature("age")
     assert isinstance(age, CategoricalProfile)
