@@ -3,7 +3,7 @@
 One segment of a binary model whose error rate is 10% for the first 20,000 joined
 pairs, then 16%. Errors are i.i.d. Bernoulli (a fixed seed per run); an error is a
 prediction score on the other side of ``decision_threshold`` 0.5 from its label.
-Each batch carries 500 predictions and their labels, through :class:`LabelMonitor`
+Each batch carries 100 predictions and their labels, through :class:`LabelMonitor`
 and a :class:`DecisionBook` with the default configuration, as the pipeline wires
 them. Pairs-to-page is counted at the end of the batch that fired the
 ``__error__``/``adwin`` alert (what an operator sees), so it includes the batch
@@ -39,7 +39,9 @@ CHANGE_AT = 20_000
 AFTER = 20_000
 BEFORE_RATE = 0.10
 AFTER_RATE = 0.16
-BATCH = 500
+BATCH = 100
+"""Pairs per batch: a live consumer polls small batches (every pair of a batch is read
+at once, so the page counts the whole batch it fired in)."""
 STATIONARY_PAIRS = 200_000
 START_TS = 1_000.0
 LABEL_DELAY = 5.0

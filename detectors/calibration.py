@@ -136,6 +136,30 @@ class ChiNull:
         return np.asarray(self.scale * (self.dof + sigmas * np.sqrt(2 * self.dof)), np.float64)
 
 
+def on_support(
+    ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike, n_bins: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]:
+    """Both sides restricted to the bins the reference filled, those moved first.
+
+    A bin the reference never filled (a category missing from a segment's own
+    reference, ``__other__`` when every category was kept, the gap below a point mass)
+    has no stationary share to compare with: smoothing would turn every stray value in
+    it into a large PSI term, and one such value adds about ``n`` to Pearson's chi-square.
+    The distribution tests therefore compare shapes on the reference's support; what
+    falls outside it is the business of ``range`` and ``unseen``. Returns the compacted
+    reference (broadcast to the current side's shape), the compacted current counts
+    (zero outside the support) and the number of bins kept, for ``psi(n_bins=...)``.
+    """
+    cur = np.asarray(cur_counts, dtype=np.float64)
+    ref = np.broadcast_to(np.asarray(ref_counts, dtype=np.float64), cur.shape)
+    nb = np.asarray(n_bins, dtype=np.int64)
+    keep = (ref > 0) & (np.arange(cur.shape[-1]) < nb[..., None])
+    order = np.argsort(~keep, axis=-1, kind="stable")
+    ref_c = np.take_along_axis(np.where(keep, ref, 0.0), order, axis=-1)
+    cur_c = np.take_along_axis(np.where(keep, cur, 0.0), order, axis=-1)
+    return ref_c, cur_c, keep.sum(axis=-1).astype(np.int64)
+
+
 def predictive(ref_counts: npt.ArrayLike, n_bins: npt.ArrayLike) -> FloatArray:
     """Proportions to draw stationary data from: the reference's, smoothed by 1/2 per bin.
 
@@ -154,14 +178,16 @@ def simulate_chi_null(
     ref_counts: npt.ArrayLike,
     n_bins: npt.ArrayLike,
     n_cur: int = 2000,
-    n_sim: int = 600,
+    n_sim: int = 1000,
     seed: int = 0,
     smoothing: float = DEFAULT_SMOOTHING,
+    streams: npt.ArrayLike | None = None,
 ) -> ChiNull:
     """Fit ``scale * chi2(dof)`` to the method's null, per feature (row of ``ref_counts``).
 
     Both sides are drawn: the reference at its own size and a window of ``n_cur``
-    values, from :func:`predictive` proportions. The same seed gives the same fit.
+    values, from :func:`predictive` proportions. Row ``i`` draws from its own random
+    stream ``(seed, streams[i])`` (default: ``i``), so the same seed gives the same fit.
     """
     ref = np.atleast_2d(np.asarray(ref_counts, dtype=np.float64))
     nb = np.broadcast_to(np.asarray(n_bins, dtype=np.int64), ref.shape[:-1])
@@ -169,11 +195,15 @@ def simulate_chi_null(
     if (m <= 0).any():
         raise ValueError("every reference row needs at least one count")
     p = predictive(ref, nb)
-    rng = np.random.default_rng(seed)
-    shape = (n_sim, *ref.shape[:-1])
-    r = rng.multinomial(m.astype(np.int64), p, size=shape).astype(np.float64)
-    c = rng.multinomial(n_cur, p, size=shape).astype(np.float64)
-    t = to_chi(method, statistic(method, r, c, nb, smoothing), n_effective(m, n_cur))
+    keys = np.arange(ref.shape[0]) if streams is None else np.asarray(streams, dtype=np.int64)
+    t = np.empty((n_sim, ref.shape[0]))
+    for row in range(ref.shape[0]):
+        # One random stream per column: adding a column leaves the others' fits alone.
+        rng = np.random.default_rng([seed, int(keys[row])])
+        r = rng.multinomial(int(m[row]), p[row], size=n_sim).astype(np.float64)
+        c = rng.multinomial(n_cur, p[row], size=n_sim).astype(np.float64)
+        score = statistic(method, r, c, np.full(n_sim, nb[row]), smoothing)
+        t[:, row] = to_chi(method, score, n_effective(m[row], n_cur))
     mean = t.mean(axis=0)
     var = np.maximum(t.var(axis=0, ddof=1), 1e-12)
     mean = np.maximum(mean, 1e-9)

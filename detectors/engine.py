@@ -54,6 +54,7 @@ from detectors.calibration import (
     from_chi,
     ks_critical,
     n_effective,
+    on_support,
     proportion_sd,
     simulate_chi_null,
     to_chi,
@@ -142,7 +143,7 @@ class Rules:
     p_alpha: float = 0.01
     min_samples: int = 500
     smoothing: float = DEFAULT_SMOOTHING
-    n_sim: int = 600
+    n_sim: int = 1000
     sim_window: int = 2000
     seed: int = 0
 
@@ -371,8 +372,16 @@ class DriftEngine:
                     bins, nb = coarse[cols], n_coarse[cols]
                 else:
                     bins, nb = fine[cols], self.n_bins[cols] - 1
+                bins, _, nb = on_support(bins, bins, nb)
                 null = simulate_chi_null(
-                    method, bins, nb, rules.sim_window, rules.n_sim, rules.seed, rules.smoothing
+                    method,
+                    bins,
+                    nb,
+                    rules.sim_window,
+                    rules.n_sim,
+                    rules.seed,
+                    rules.smoothing,
+                    streams=np.flatnonzero(cols),
                 )
                 scale[cols], dof[cols] = null.scale, null.dof
             nulls[method] = ChiNull(scale, dof)
@@ -406,10 +415,12 @@ class DriftEngine:
             present = chunks[..., :width].sum(axis=-1)
             pairs = np.stack([chunks[..., width], present], axis=-1)
             out["missing"] = chunk_spread("missing", pairs)
-        fine, coarse, n_coarse = self._distribution(chunks)
+        fine_raw, coarse_raw, n_coarse_raw = self._distribution(chunks)
+        _, coarse, n_coarse = on_support(coarse_raw.sum(axis=0), coarse_raw, n_coarse_raw)
+        _, fine, n_fine = on_support(fine_raw.sum(axis=0), fine_raw, self.n_bins - 1)
         if "psi" in self.methods:
             out["psi"] = chunk_spread(
-                "psi", coarse, n_coarse, base.nulls["psi"], self.rules.smoothing
+                "psi", coarse, n_coarse[0], base.nulls["psi"], self.rules.smoothing
             )
         if "ks" in self.methods and self.numeric.any():
             out["ks"][self.numeric] = chunk_spread("ks", chunks[:, self.numeric, :width])
@@ -420,7 +431,7 @@ class DriftEngine:
                 out[method][cat] = chunk_spread(
                     method,
                     fine[:, cat],
-                    self.n_bins[cat] - 1,
+                    n_fine[0, cat],
                     ChiNull(null.scale[cat], null.dof[cat]),
                 )
         return {m: np.where(self._on[m], np.nan_to_num(v), 0.0) for m, v in out.items()}
@@ -475,17 +486,17 @@ class DriftEngine:
             if method in CHI_FAMILY:
                 cols = on
                 if method == "psi":
-                    s = psi(
-                        ref_coarse[:, cols],
-                        cur_coarse[:, cols],
-                        self.rules.smoothing,
-                        n_coarse[cols],
-                    )
-                elif method == "chi2":
-                    chi = chi_square(ref_dist[:, cols], cur_dist[:, cols])
-                    s = chi.effect
+                    r, c, nb = on_support(ref_coarse[:, cols], cur_coarse[:, cols], n_coarse[cols])
+                    s = psi(r, c, self.rules.smoothing, nb)
                 else:
-                    s = jensen_shannon(ref_dist[:, cols], cur_dist[:, cols])
+                    r, c, _ = on_support(
+                        ref_dist[:, cols], cur_dist[:, cols], self.n_bins[cols] - 1
+                    )
+                    if method == "chi2":
+                        chi = chi_square(r, c)
+                        s = chi.effect
+                    else:
+                        s = jensen_shannon(r, c)
                 score[:, cols] = s
                 null = null_of(method)
                 thr = from_chi(method, null.critical(self.rules.alpha), n_eff) + spread[method]

@@ -223,6 +223,49 @@ class DetectorsConfig(Section):
     """Benjamini-Hochberg over all of a segment window's tests (columns x methods)."""
     fdr_q: float = Field(default=0.05, gt=0, lt=1)
     overrides: dict[str, dict[str, MethodConfig]] = Field(default_factory=dict)
+    """Per column and method, the keys that differ from the method's own settings."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_methods(cls, data: Any) -> Any:
+        """A method given in part keeps its defaults for the rest (``psi: {min_effect: 0}``);
+        a per-column override starts from the method's settings."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, info in cls.model_fields.items():
+            given = out.get(name)
+            if info.annotation is MethodConfig and isinstance(given, dict):
+                base = info.get_default(call_default_factory=True).model_dump()
+                out[name] = {**base, **given}
+        overrides = out.get("overrides")
+        if isinstance(overrides, dict):
+            merged: dict[Any, Any] = {}
+            for column, per in overrides.items():
+                if not isinstance(per, dict):
+                    merged[column] = per
+                    continue
+                merged[column] = {}
+                for method, given in per.items():
+                    field = cls.model_fields.get(method) if isinstance(method, str) else None
+                    if field is None or field.annotation is not MethodConfig:
+                        known = sorted(
+                            n for n, f in cls.model_fields.items() if f.annotation is MethodConfig
+                        )
+                        raise ValueError(
+                            f"overrides.{column}: unknown method {method!r}; known: {known}"
+                        )
+                    if not isinstance(given, dict):
+                        merged[column][method] = given
+                        continue
+                    base = out.get(method)
+                    if isinstance(base, MethodConfig):
+                        base = base.model_dump()
+                    if not isinstance(base, dict):
+                        base = field.get_default(call_default_factory=True).model_dump()
+                    merged[column][method] = {**base, **given}
+            out["overrides"] = merged
+        return out
 
 
 class LabelsConfig(Section):
@@ -250,7 +293,11 @@ class LabelsConfig(Section):
     """Dotted path of the fairness group (e.g. ``features.age_band``); None: no fairness."""
     max_groups: int = Field(default=20, ge=2)
     min_group_size: int = Field(default=30, ge=1)
-    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
+    adwin_delta: float = Field(default=0.01, gt=0, lt=1)
+    """ADWIN's confidence: smaller detects later with fewer false pages. At 0.01 a 10% ->
+    16% error change pages about 550 joined pairs after it, with about 0.5 false pages
+    per million stationary pairs (river's default 0.002: about 750, and none seen in
+    6 million; ``python -m benchmarks.concept_pairs``)."""
     adwin_clock: int = Field(default=32, ge=1)
     adwin_grace_period: int = Field(default=10, ge=1)
     adwin_min_window_length: int = Field(default=5, ge=1)

@@ -16,6 +16,7 @@ from typing import Any
 from detectors.base import IntArray
 from detectors.binning import Binner
 from detectors.explain import TOP_BINS, bin_labels, top_bins
+from detectors.report import psi_severity
 from detectors.stats import DEFAULT_SMOOTHING
 from monitor.decision import Transition
 from monitor.windows import ClosedWindows
@@ -38,7 +39,8 @@ class DriftExplainer:
         segment_names: Sequence[str],
         k: int = TOP_BINS,
     ) -> dict[str, Mapping[str, Any]]:
-        """``{dedup_key: {"top_bins": [...]}}`` for each firing transition of ``closed``.
+        """``{dedup_key: {"top_bins": [...]}}`` for each firing transition of ``closed``
+        (PSI pages also carry ``psi_severity``: insignificant, moderate or significant).
 
         ``reference`` holds one slot-count row per closed window, ``(k, F, stride)``.
         """
@@ -56,9 +58,13 @@ class DriftExplainer:
                 continue
             labels = self.labels[t.column]
             nb = len(labels)
-            out[t.dedup_key] = {
+            detail: dict[str, Any] = {
                 "top_bins": top_bins(
                     labels, coarse_ref[row, f, :nb], coarse_cur[row, f, :nb], k, self.smoothing
                 )
             }
+            if t.method == "psi":
+                # The customary reading many users know, beside the calibrated verdict.
+                detail["psi_severity"] = psi_severity(t.score)
+            out[t.dedup_key] = detail
         return out

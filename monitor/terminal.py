@@ -8,6 +8,9 @@ from typing import TextIO
 
 from monitor.pipeline import BatchOutcome
 
+COUNT_METHODS = frozenset({"samples", "share"})
+"""Rows that count things rather than measure drift; the window line leaves them out."""
+
 
 class TerminalView:
     """Prints one line per closed window and one per alert transition."""
@@ -23,14 +26,21 @@ class TerminalView:
         results = outcome.results
         if results is not None:
             for row, segment in enumerate(results.segments):
-                worst: list[tuple[float, str, str]] = []
+                # Ranked by score over threshold: scores of different methods do not
+                # compare, their distance to their own thresholds does.
+                worst: list[tuple[float, str, str, float]] = []
                 for method, scores in results.scores.items():
+                    thresholds = results.thresholds.get(method)
+                    if thresholds is None or method in COUNT_METHODS:
+                        continue
                     for j, column in enumerate(results.columns):
-                        value = float(scores[row, j])
-                        if not math.isnan(value):
-                            worst.append((value, method, column))
+                        value, limit = float(scores[row, j]), float(thresholds[row, j])
+                        if not (math.isnan(value) or math.isnan(limit)) and limit > 0:
+                            worst.append((value / limit, method, column, value))
                 worst.sort(reverse=True)
-                shown = "  ".join(f"{m}:{c}={v:.3f}" for v, m, c in worst[: self.columns])
+                shown = "  ".join(
+                    f"{m}:{c}={v:.3g} ({r:.1f}x)" for r, m, c, v in worst[: self.columns]
+                )
                 print(
                     f"{self.events:>9} events  window {segment:<14} "
                     f"rows={int(results.rows[row]):>6}  {shown}",

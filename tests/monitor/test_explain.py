@@ -87,5 +87,6 @@ def test_explainer_details_only_firing_transitions_of_closed_windows() -> None:
     )
     assert list(out) == [dedup_key("m", "eu", "x", "psi")]
     top = out[dedup_key("m", "eu", "x", "psi")]["top_bins"]
+    assert out[dedup_key("m", "eu", "x", "psi")]["psi_severity"] == "significant"  # PSI 0.5
     assert top[0]["bin"].endswith(", inf]")  # mass moved to the top bin
     assert top[0]["current_share"] > top[0]["reference_share"]
