@@ -37,6 +37,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import structlog
@@ -75,50 +76,52 @@ class Feature:
 
 def _zipf(levels: int) -> np.ndarray:
     p = 1.0 / np.arange(1, levels + 1) ** 0.8
-    return p / p.sum()
+    return np.asarray(p / p.sum(), dtype=np.float64)
+
+
+def _normal(mu: float, sd: float, r: np.random.Generator, n: int) -> np.ndarray:
+    return r.normal(mu, sd, n)
+
+
+def _lognormal(s: float, r: np.random.Generator, n: int) -> np.ndarray:
+    return r.lognormal(3.0, s, n)
+
+
+def _count(lam: float, r: np.random.Generator, n: int) -> np.ndarray:
+    return r.poisson(lam, n).astype(np.float64)
+
+
+def _ties(step: float, r: np.random.Generator, n: int) -> np.ndarray:
+    return np.round(r.normal(0, 1, n) / step) * step
+
+
+def _zero_inflated(zero: float, r: np.random.Generator, n: int) -> np.ndarray:
+    return np.where(r.random(n) < zero, 0.0, r.lognormal(1.0, 0.8, n))
+
+
+def _mostly_missing(r: np.random.Generator, n: int) -> np.ndarray:
+    return np.where(r.random(n) < 0.85, np.nan, r.normal(5.0, 2.0, n))
+
+
+def _category(p: np.ndarray, r: np.random.Generator, n: int) -> np.ndarray:
+    return r.choice(p.size, n, p=p).astype(np.float64)
+
+
+def _score(r: np.random.Generator, n: int) -> np.ndarray:
+    return np.asarray(1 / (1 + np.exp(-r.normal(-1.0, 1.0, n))), dtype=np.float64)
 
 
 def _features() -> list[Feature]:
-    out: list[Feature] = []
-    for i in range(14):
-        mu, sd = 10.0 * i, 1.0 + i
-        out.append(Feature(f"normal_{i}", lambda r, n, mu=mu, sd=sd: r.normal(mu, sd, n)))
-    for i in range(8):
-        s = 0.5 + 0.15 * i
-        out.append(Feature(f"lognormal_{i}", lambda r, n, s=s: r.lognormal(3.0, s, n)))
-    for i in range(5):
-        lam = 1.0 + i
-        out.append(Feature(f"count_{i}", lambda r, n, lam=lam: r.poisson(lam, n).astype(float)))
-    for i in range(5):
-        step = 0.25 + 0.25 * i
-        out.append(
-            Feature(f"ties_{i}", lambda r, n, step=step: np.round(r.normal(0, 1, n) / step) * step)
-        )
-    for i in range(5):
-        zero = 0.4 + 0.1 * i
-        out.append(
-            Feature(
-                f"zero_inflated_{i}",
-                lambda r, n, zero=zero: np.where(r.random(n) < zero, 0.0, r.lognormal(1.0, 0.8, n)),
-            )
-        )
-    out.append(
-        Feature(
-            "mostly_missing",
-            lambda r, n: np.where(r.random(n) < 0.85, np.nan, r.normal(5.0, 2.0, n)),
-        )
-    )
-    for levels, count in ((10, 6), (40, 6)):
+    out = [Feature(f"normal_{i}", partial(_normal, 10.0 * i, 1.0 + i)) for i in range(14)]
+    out += [Feature(f"lognormal_{i}", partial(_lognormal, 0.5 + 0.15 * i)) for i in range(8)]
+    out += [Feature(f"count_{i}", partial(_count, 1.0 + i)) for i in range(5)]
+    out += [Feature(f"ties_{i}", partial(_ties, 0.25 + 0.25 * i)) for i in range(5)]
+    out += [Feature(f"zero_inflated_{i}", partial(_zero_inflated, 0.4 + 0.1 * i)) for i in range(5)]
+    out.append(Feature("mostly_missing", _mostly_missing))
+    for levels in (10, 40):
         p = _zipf(levels)
-        for i in range(count):
-            out.append(
-                Feature(
-                    f"cat{levels}_{i}",
-                    lambda r, n, p=p: r.choice(p.size, n, p=p).astype(np.float64),
-                    categorical=True,
-                )
-            )
-    out.append(Feature(PREDICTION, lambda r, n: 1 / (1 + np.exp(-r.normal(-1.0, 1.0, n)))))
+        out += [Feature(f"cat{levels}_{i}", partial(_category, p), True) for i in range(6)]
+    out.append(Feature(PREDICTION, _score))
     return out
 
 

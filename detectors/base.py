@@ -40,8 +40,9 @@ class DriftResult:
 class Detector(Protocol):
     """What the shared contract suite checks on every detector."""
 
-    def update(self, segments: npt.ArrayLike, values: npt.ArrayLike) -> DriftResult:
-        """Consume a batch of rows (segment id per row, value or feature row)."""
+    def update(self, segments: npt.ArrayLike, values: npt.ArrayLike) -> object:
+        """Consume a batch of rows (segment id per row, value or feature row); its result
+        (a frozen dataclass: ``DriftResult``, or the engine's ``WindowScores``)."""
         ...
 
     def reset(self) -> None:

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from detectors.base import Detector, DriftResult
+from detectors.base import Detector
 
 Batch = tuple[np.ndarray, np.ndarray]  # (segments, values)
 
 
-def assert_same_result(a: DriftResult, b: DriftResult) -> None:
+def assert_same_result(a: Any, b: Any) -> None:
     """Same result type and every field equal, NaN matching NaN."""
     assert type(a) is type(b), f"{type(a).__name__} != {type(b).__name__}"
     for f in dataclasses.fields(a):
@@ -54,7 +54,7 @@ def assert_same_state(a: Any, b: Any, path: str = "state") -> None:
         assert a == b or both_nan, f"{path}: {a!r} != {b!r}"
 
 
-def last_row(results: Sequence[DriftResult]) -> DriftResult:
+def last_row(results: Sequence[Any]) -> Any:
     """Default fold: after the last row the detector has seen exactly the batch."""
     return results[-1]
 
@@ -66,8 +66,8 @@ class ContractCase:
     id: str
     factory: Callable[[], Detector]
     batches: Callable[[np.random.Generator], list[Batch]]
-    fold_rows: Callable[[Sequence[DriftResult]], DriftResult] = last_row
-    assert_same: Callable[[DriftResult, DriftResult], None] = assert_same_result
+    fold_rows: Callable[[Sequence[Any]], Any] = last_row
+    assert_same: Callable[[Any, Any], None] = assert_same_result
     seed: int = 0
 
     def data(self) -> list[Batch]:
@@ -75,7 +75,7 @@ class ContractCase:
         return self.batches(np.random.default_rng(self.seed))
 
 
-def feed(detector: Detector, batches: Sequence[Batch]) -> list[DriftResult]:
+def feed(detector: Detector, batches: Sequence[Batch]) -> list[Any]:
     """Update with each batch; the result of each update."""
     return [detector.update(seg, values) for seg, values in batches]
 

@@ -89,19 +89,19 @@ CASES = [
         "engine-calibrated",
         lambda: _engine(ALL, calibrated=True),
         _batches(ALL),
-        assert_same=_same_scores,  # type: ignore[arg-type]
+        assert_same=_same_scores,
     ),
     ContractCase(
         "engine-fixed",
         lambda: _engine(ALL, calibrated=False),
         _batches(ALL),
-        assert_same=_same_scores,  # type: ignore[arg-type]
+        assert_same=_same_scores,
     ),
     ContractCase(
         "engine-numeric",
         lambda: _engine(NUMERIC, calibrated=True),
         _batches(NUMERIC),
-        assert_same=_same_scores,  # type: ignore[arg-type]
+        assert_same=_same_scores,
     ),
     ContractCase(
         "adwin",

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from detectors.binning import Binner
+from detectors.explain import bin_labels, top_bins
 from detectors.profile import build_profile
 from detectors.stats import psi
 from monitor.decision import Transition, dedup_key
-from monitor.explain import DriftExplainer, bin_labels, top_bins
+from monitor.explain import DriftExplainer
 from monitor.windows import ClosedWindows
 
 
@@ -54,7 +55,7 @@ def test_empty_side_gives_no_bins_and_wrong_shape_is_refused() -> None:
 
 
 def test_bin_labels_are_intervals_or_categories() -> None:
-    """Numeric bins read as half-open intervals; categoricals list categories, __other__, __unseen__."""
+    """Numeric bins read as intervals; categoricals list categories, __other__, __unseen__."""
     rng = np.random.default_rng(0)
     profile = build_profile(
         {"x": rng.normal(size=5_000), "c": rng.choice(["a", "b"], 5_000)},
