@@ -91,9 +91,17 @@ class Evaluator:
     """Scores closed windows; the reference is the pooled one, or a segment's own."""
 
     def __init__(
-        self, model: str, binner: Binner, detectors: DetectorsConfig, min_samples: int
+        self,
+        model: str,
+        binner: Binner,
+        detectors: DetectorsConfig,
+        min_samples: int,
+        segment_rows: bool = True,
     ) -> None:
         self.model = model
+        self.segment_rows = segment_rows
+        """Add the ``__window__`` and ``__dataset__`` columns (the feature windows do;
+        label-drift windows, scored by another evaluator, must not overwrite them)."""
         self.binner = binner
         self.detectors = detectors
         self.min_samples = min_samples
@@ -122,6 +130,21 @@ class Evaluator:
         scores = self.engine.score(closed.counts, refs, which)
         k = len(segments)
         rows = scores.rows
+        if not self.segment_rows:
+            return WindowResults(
+                model=self.model,
+                segments=tuple(segment_names[s] for s in segments),
+                columns=self.columns,
+                window_end_ts=closed.end_ts,
+                rows=rows,
+                n=scores.n,
+                missing_rate=scores.missing_rate,
+                scores=scores.score,
+                p_values=scores.p_value,
+                thresholds=scores.threshold,
+                clears=scores.clear,
+                verdicts=scores.verdict,
+            )
 
         def widen(values: np.ndarray, fill: float, extra: tuple[float, float]) -> np.ndarray:
             out = np.full((k, len(self.columns) + 2), fill, dtype=values.dtype)

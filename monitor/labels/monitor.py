@@ -165,7 +165,11 @@ class LabelMonitor:
         size = WindowsConfig(size_events=self.cfg.window_pairs, min_samples=1)
         self.label_windows = Windows(binner, size)
         self.label_evaluator = Evaluator(
-            self.model, binner, self.settings.detectors, self.settings.windows.min_samples
+            self.model,
+            binner,
+            self.settings.detectors,
+            self.settings.windows.min_samples,
+            segment_rows=False,
         )
 
     def _label_drift(self, pairs: JoinedPairs, names: tuple[str, ...]) -> WindowResults | None:
