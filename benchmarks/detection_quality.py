@@ -45,8 +45,8 @@ import structlog
 from benchmarks import concept_pairs
 from benchmarks._report import Measurement, parse_args, report
 from detectors.binning import Binner
-from detectors.engine import BREACH, SKIP
 from detectors.profile import ReferenceProfile, build_profile
+from detectors.rules import BREACH, SKIP
 from monitor.config import Settings
 from monitor.decision import DecisionBook, Transition
 from monitor.evaluate import Evaluator, segment_references

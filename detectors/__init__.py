@@ -21,20 +21,7 @@ Nothing in this package does I/O, logging configuration, Kafka or Prometheus wor
 from detectors.adwin import BatchADWIN
 from detectors.base import DriftResult
 from detectors.detector import DriftDetector
-from detectors.engine import (
-    BAND,
-    BREACH,
-    CLEAR,
-    METHODS,
-    SEVERE,
-    SKIP,
-    DriftEngine,
-    MethodRule,
-    Reference,
-    Rules,
-    WindowScores,
-    benjamini_hochberg,
-)
+from detectors.engine import DriftEngine, Reference
 from detectors.feature_profiles import (
     OTHER,
     UNSEEN,
@@ -44,7 +31,19 @@ from detectors.feature_profiles import (
 )
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.report import DriftReport, ReportRow, compare, psi_severity
+from detectors.rules import (
+    BAND,
+    BREACH,
+    CLEAR,
+    METHODS,
+    SEVERE,
+    SKIP,
+    MethodRule,
+    Rules,
+    benjamini_hochberg,
+)
 from detectors.sketch import Sketch
+from detectors.verdicts import WindowScores
 
 __all__ = [
     "BAND",

@@ -13,10 +13,12 @@ from collections.abc import Sequence
 import numpy.typing as npt
 
 from detectors.base import State
-from detectors.engine import DriftEngine, Reference, Rules, WindowScores
+from detectors.engine import DriftEngine, Reference
 from detectors.feature_profiles import FeatureProfile
 from detectors.profile import ReferenceProfile
+from detectors.rules import Rules
 from detectors.sketch import Sketch
+from detectors.verdicts import WindowScores
 
 
 class DriftDetector:

@@ -36,8 +36,7 @@ instead (the column went quiet while its window did not).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Final
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -60,145 +59,23 @@ from detectors.calibration import (
     to_chi,
 )
 from detectors.feature_profiles import CategoricalProfile, NumericProfile
+from detectors.rules import (
+    BAND,
+    BREACH,
+    CLEAR,
+    METHODS,
+    SEVERE,
+    SKIP,
+    Rules,
+)
 from detectors.stats import (
-    DEFAULT_SMOOTHING,
     chi_square,
     jensen_shannon,
     ks_from_counts,
     ks_p_value,
     psi,
 )
-from detectors.values import check_int
-
-METHODS: Final = ("psi", "ks", "chi2", "js", "missing", "range", "unseen", "samples")
-DISTRIBUTION_METHODS: Final = frozenset({"psi", "ks", "chi2", "js"})
-QUALITY_METHODS: Final = frozenset({"missing", "range", "unseen", "samples"})
-
-SKIP: Final = -2
-"""Verdict: not tested (too few values); the state machine is left alone."""
-CLEAR: Final = -1
-"""Verdict: below the clear threshold."""
-BAND: Final = 0
-"""Verdict: between clear and threshold (or significant but not BH-rejected)."""
-BREACH: Final = 1
-"""Verdict: at or above the threshold."""
-SEVERE: Final = 2
-"""Verdict: a breach of at least ``severe_ratio`` x threshold: fires at once."""
-
-
-@dataclass(frozen=True)
-class MethodRule:
-    """How one method decides.
-
-    ``calibrated`` thresholds come from the null distribution (``Rules.alpha``) and are
-    never below ``min_effect``; fixed ones are ``threshold``, with ``clear`` as the
-    hysteresis level below which a firing alert resolves.
-    """
-
-    enabled: bool = True
-    calibrated: bool = True
-    threshold: float = 1.0
-    clear: float = 0.5
-    min_effect: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("threshold", "clear"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be finite and > 0, got {value}")
-        if self.clear > self.threshold:
-            raise ValueError(f"clear ({self.clear}) must not exceed threshold ({self.threshold})")
-        if not (np.isfinite(self.min_effect) and self.min_effect >= 0):
-            raise ValueError(f"min_effect must be finite and >= 0, got {self.min_effect}")
-
-
-DEFAULT_RULES: Final[Mapping[str, MethodRule]] = {
-    # Fixed thresholds are the customary ones; floors are effects too small to page on
-    # however many values a window holds.
-    "psi": MethodRule(threshold=0.25, clear=0.1, min_effect=0.01),
-    "ks": MethodRule(threshold=0.15, clear=0.08, min_effect=0.02),
-    "chi2": MethodRule(threshold=0.2, clear=0.1, min_effect=0.03),
-    "js": MethodRule(threshold=0.2, clear=0.1, min_effect=0.02),
-    "missing": MethodRule(threshold=0.1, clear=0.05, min_effect=0.01),
-    "range": MethodRule(threshold=0.01, clear=0.005, min_effect=0.005),
-    "unseen": MethodRule(threshold=0.01, clear=0.005, min_effect=0.005),
-    "samples": MethodRule(calibrated=False),
-}
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Every decision parameter of the engine (validated here, frozen).
-
-    ``methods`` replaces the defaults of the methods it names; ``overrides`` replaces
-    single methods of single columns.
-    """
-
-    methods: Mapping[str, MethodRule] = field(default_factory=dict)
-    overrides: Mapping[str, Mapping[str, MethodRule]] = field(default_factory=dict)
-    alpha: float = 1e-4
-    clear_ratio: float = 0.5
-    severe_ratio: float = 3.0
-    fdr_q: float | None = None
-    p_alpha: float = 0.01
-    min_samples: int = 500
-    smoothing: float = DEFAULT_SMOOTHING
-    n_sim: int = 1000
-    sim_window: int = 2000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        unknown = sorted(
-            set(self.methods) - set(METHODS)
-            | {m for per in self.overrides.values() for m in per} - set(METHODS)
-        )
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; known: {list(METHODS)}")
-        object.__setattr__(self, "methods", {**DEFAULT_RULES, **self.methods})
-        object.__setattr__(self, "overrides", {c: dict(m) for c, m in self.overrides.items()})
-        if not 0 < self.alpha < 0.5:
-            raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha}")
-        if not 0 < self.clear_ratio <= 1:
-            raise ValueError(f"clear_ratio must be in (0, 1], got {self.clear_ratio}")
-        if not self.severe_ratio >= 1:
-            raise ValueError(f"severe_ratio must be >= 1, got {self.severe_ratio}")
-        if self.fdr_q is not None and not 0 < self.fdr_q < 1:
-            raise ValueError(f"fdr_q must be in (0, 1), got {self.fdr_q}")
-        if not 0 < self.p_alpha < 1:
-            raise ValueError(f"p_alpha must be in (0, 1), got {self.p_alpha}")
-        if not self.smoothing > 0:
-            raise ValueError(f"smoothing must be > 0, got {self.smoothing}")
-        check_int("min_samples", self.min_samples, 1)
-        check_int("n_sim", self.n_sim, 50)
-        check_int("sim_window", self.sim_window, 10)
-        check_int("seed", self.seed, 0)
-
-    def rule(self, column: str, method: str) -> MethodRule:
-        """The rule of ``method`` on ``column``."""
-        return self.overrides.get(column, {}).get(method) or self.methods[method]
-
-
-def benjamini_hochberg(p_values: npt.ArrayLike, q: float) -> BoolArray:
-    """Which hypotheses Benjamini-Hochberg rejects at false discovery rate ``q``.
-
-    NaN p-values are not hypotheses: they are never rejected and do not count in
-    ``m``. Matches ``scipy.stats.false_discovery_control(p) <= q`` on the finite ones.
-
-    >>> benjamini_hochberg([0.001, 0.02, 0.04, float("nan"), 0.9], 0.05).tolist()
-    [True, True, False, False, False]
-    """
-    p = np.asarray(p_values, dtype=np.float64).ravel()
-    reject = np.zeros(p.shape, dtype=np.bool_)
-    finite = np.flatnonzero(~np.isnan(p))
-    m = finite.size
-    if m == 0:
-        return reject
-    order = finite[np.argsort(p[finite], kind="stable")]
-    below = p[order] <= q * np.arange(1, m + 1, dtype=np.float64) / m
-    hits = np.flatnonzero(below)
-    if hits.size:
-        reject[order[: hits[-1] + 1]] = True
-    return reject
+from detectors.verdicts import VerdictBuilder, WindowScores
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,46 +111,6 @@ class Reference:
                 for m, n in state["nulls"].items()
             },
         )
-
-
-@dataclass(frozen=True)
-class WindowScores:
-    """Every method's outcome on ``k`` windows x ``F`` columns.
-
-    ``score``, ``p_value``, ``threshold``, ``clear`` and ``verdict`` map a method to a
-    ``(k, F)`` array; scores are NaN where the method does not apply to a column,
-    p-values NaN where it has none. ``verdict`` holds ``SKIP``, ``CLEAR``, ``BAND``,
-    ``BREACH`` or ``SEVERE``.
-    """
-
-    columns: tuple[str, ...]
-    rows: IntArray
-    n: IntArray
-    missing_rate: FloatArray
-    score: dict[str, FloatArray]
-    p_value: dict[str, FloatArray]
-    threshold: dict[str, FloatArray]
-    clear: dict[str, FloatArray]
-    verdict: dict[str, npt.NDArray[np.int8]]
-
-    def __len__(self) -> int:
-        return int(self.rows.size)
-
-    @property
-    def drifting(self) -> BoolArray:
-        """``(k, F)``: columns with a breach of a distribution or data-quality method."""
-        out = np.zeros(self.n.shape, dtype=np.bool_)
-        for method, verdict in self.verdict.items():
-            if method != "samples":
-                out |= verdict >= BREACH
-        return out
-
-    @property
-    def drifting_share(self) -> FloatArray:
-        """``(k,)``: the share of columns drifting in each window."""
-        if not self.columns:
-            return np.zeros(len(self))
-        return np.asarray(self.drifting.mean(axis=1), dtype=np.float64)
 
 
 class DriftEngine:
@@ -469,7 +306,7 @@ class DriftEngine:
             meth: np.stack([r.spread[meth] for r in references])[idx] if k else np.zeros((0, f))
             for meth in self.methods
         }
-        out = _Builder(k, f)
+        out = VerdictBuilder(k, f)
         nan = np.full((k, f), np.nan)
 
         def null_of(method: str) -> ChiNull:
@@ -568,7 +405,7 @@ class DriftEngine:
 
     def _decide(
         self,
-        out: _Builder,
+        out: VerdictBuilder,
         method: str,
         on: BoolArray,
         score: FloatArray,
@@ -602,75 +439,3 @@ def _share(part: npt.ArrayLike, whole: npt.ArrayLike) -> FloatArray:
     w = np.asarray(whole, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(np.asarray(part, np.float64) / np.maximum(w, 1)[:, None], np.float64)
-
-
-class _Builder:
-    """Collects per-method arrays, applies BH across a window's tests, builds the result."""
-
-    def __init__(self, k: int, f: int) -> None:
-        self.k, self.f = k, f
-        self.score: dict[str, FloatArray] = {}
-        self.p_value: dict[str, FloatArray] = {}
-        self.threshold: dict[str, FloatArray] = {}
-        self.clear: dict[str, FloatArray] = {}
-        self.verdict: dict[str, npt.NDArray[np.int8]] = {}
-        self.rule: dict[str, tuple[BoolArray, FloatArray]] = {}
-        """Per tested method: which cells are calibrated, and the effect floors."""
-
-    def put(
-        self,
-        method: str,
-        on: BoolArray,
-        score: FloatArray,
-        p: FloatArray,
-        thr: FloatArray,
-        clear: FloatArray,
-        verdict: npt.NDArray[np.int8],
-    ) -> None:
-        nan = np.nan
-        self.score[method] = np.where(on, score, nan)
-        self.p_value[method] = np.where(on, p, nan)
-        self.threshold[method] = np.where(on, np.broadcast_to(thr, (self.k, self.f)), nan)
-        self.clear[method] = np.where(on, np.broadcast_to(clear, (self.k, self.f)), nan)
-        self.verdict[method] = np.where(on, verdict, SKIP).astype(np.int8)
-
-    def apply_fdr(self, q: float, severe_ratio: float) -> None:
-        """Benjamini-Hochberg over each window's tests (columns x methods with a p-value).
-
-        A calibrated breach then needs the rejection and the method's effect floor (the
-        rejection replaces the per-test alpha); a fixed one needs the rejection on top of
-        its own rule.
-        """
-        methods = [m for m in self.verdict if m in self.rule]
-        if not methods or not self.k:
-            return
-        p = np.stack([self.p_value[m] for m in methods], axis=-1)  # (k, F, M)
-        tested = np.stack([self.verdict[m] != SKIP for m in methods], axis=-1)
-        family = np.where(tested, p, np.nan)
-        reject = np.stack(
-            [benjamini_hochberg(family[row], q).reshape(family[row].shape) for row in range(self.k)]
-        )
-        for j, method in enumerate(methods):
-            v, s = self.verdict[method], self.score[method]
-            thr, clear = self.threshold[method], self.clear[method]
-            calibrated, floor = self.rule[method]
-            breach = np.where(calibrated, s >= floor, v >= BREACH) & reject[..., j]
-            new = np.where(s < clear, CLEAR, BAND)
-            new = np.where(breach, BREACH, new)
-            new = np.where(breach & (s >= severe_ratio * thr), SEVERE, new)
-            self.verdict[method] = np.where(v == SKIP, SKIP, new).astype(np.int8)
-
-    def build(
-        self, columns: tuple[str, ...], rows: IntArray, n: IntArray, missing_rate: FloatArray
-    ) -> WindowScores:
-        return WindowScores(
-            columns=columns,
-            rows=np.asarray(rows, dtype=np.int64),
-            n=np.asarray(n, dtype=np.int64),
-            missing_rate=np.asarray(missing_rate, dtype=np.float64),
-            score=self.score,
-            p_value=self.p_value,
-            threshold=self.threshold,
-            clear=self.clear,
-            verdict=self.verdict,
-        )

@@ -14,9 +14,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.detector import DriftDetector
-from detectors.engine import BREACH, SEVERE, SKIP, Rules, WindowScores
 from detectors.explain import bin_labels, top_bins
 from detectors.profile import ReferenceProfile
+from detectors.rules import BREACH, SEVERE, SKIP, Rules
+from detectors.verdicts import WindowScores
 
 VERDICTS = {SKIP: "skipped", -1: "clear", 0: "band", BREACH: "drift", SEVERE: "severe"}
 PSI_CONVENTION = ((0.1, "insignificant"), (0.25, "moderate"), (float("inf"), "significant"))

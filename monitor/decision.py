@@ -45,7 +45,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import structlog
 
-from detectors.engine import BAND, BREACH, CLEAR, SEVERE, SKIP
+from detectors.rules import BAND, BREACH, CLEAR, SEVERE, SKIP
 from monitor.config import DetectorsConfig, MethodConfig
 from monitor.errors import CheckpointError
 from monitor.results import WindowResults

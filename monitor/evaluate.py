@@ -18,7 +18,8 @@ import numpy as np
 from detectors.base import FloatArray, IntArray
 from detectors.binning import Binner
 from detectors.calibration import MIN_CHUNK_ROWS, SPREAD_CHUNKS
-from detectors.engine import BAND, BREACH, CLEAR, SKIP, DriftEngine, MethodRule, Reference, Rules
+from detectors.engine import DriftEngine, Reference
+from detectors.rules import BAND, BREACH, CLEAR, SKIP, MethodRule, Rules
 from detectors.sketch import Sketch
 from monitor.config import CALIBRATED_METHODS, DetectorsConfig, MethodConfig
 from monitor.results import DATASET_COLUMN, WINDOW_COLUMN, WindowResults

@@ -11,8 +11,9 @@ import pytest
 from detectors.adwin import ADWINResult, BatchADWIN
 from detectors.base import DriftResult
 from detectors.detector import DriftDetector
-from detectors.engine import BREACH, MethodRule, Rules, WindowScores
 from detectors.profile import FeatureProfile
+from detectors.rules import BREACH, MethodRule, Rules
+from detectors.verdicts import WindowScores
 from tests.detectors.contract import CHECKS, Batch, ContractCase, assert_same_state
 from tests.detectors.window_data import numeric_profiles, reference_profile, value_matrix
 

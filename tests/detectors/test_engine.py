@@ -16,23 +16,22 @@ from scipy import special, stats
 from scipy.spatial.distance import jensenshannon
 
 import detectors
-from detectors.engine import (
+from detectors.engine import DriftEngine, Reference
+from detectors.feature_profiles import CategoricalProfile, NumericProfile
+from detectors.profile import ReferenceProfile, build_profile
+from detectors.rules import (
     BAND,
     BREACH,
     CLEAR,
     DISTRIBUTION_METHODS,
     SEVERE,
     SKIP,
-    DriftEngine,
     MethodRule,
-    Reference,
     Rules,
-    WindowScores,
 )
-from detectors.feature_profiles import CategoricalProfile, NumericProfile
-from detectors.profile import ReferenceProfile, build_profile
 from detectors.sketch import Sketch
 from detectors.stats import ks_from_counts, psi
+from detectors.verdicts import WindowScores
 
 Columns = Mapping[str, Any]
 SCORED = ("psi", "ks", "chi2", "js", "missing", "range", "unseen")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scipy.stats import false_discovery_control
 from structlog.testing import capture_logs
 
-from detectors.engine import BAND, BREACH, CLEAR, SEVERE, SKIP, benjamini_hochberg
+from detectors.rules import BAND, BREACH, CLEAR, SEVERE, SKIP, benjamini_hochberg
 from monitor.config import DetectorsConfig, MethodConfig
 from monitor.decision import (
     DecisionBook,

@@ -8,8 +8,8 @@ import numpy as np
 import structlog
 
 from benchmarks.concept_pairs import LABEL_DELAY, START_TS, Stream, feed, settings
-from detectors.engine import BREACH
 from detectors.profile import build_profile
+from detectors.rules import BREACH
 from monitor.labels.monitor import LABEL_COLUMN, LabelMonitor
 from monitor.results import WindowResults
 
@@ -38,7 +38,7 @@ def test_label_drift_rows_hold_only_the_label_column_and_judge_the_prior() -> No
     """Label windows score __label__ alone (no segment rows) and breach when the prior moves."""
     rows = _label_rows(_stream(0, [(20_000, 0.2), (10_000, 0.3)]))
     assert len(rows) == 15  # 30,000 pairs in windows of 2,000
-    breached = [bool((r.verdicts["psi"][0, 0] >= BREACH)) for r in rows]
+    breached = [bool(r.verdicts["psi"][0, 0] >= BREACH) for r in rows]
     assert not any(breached[:10])  # 20% as in the reference
     assert all(breached[10:])  # 30%: drift in every window
     assert all(r.window_end_ts[0] > START_TS + LABEL_DELAY for r in rows)
