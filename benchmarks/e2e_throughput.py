@@ -1,7 +1,7 @@
 """End-to-end events/s through the daemon from a real Kafka broker, against the ceiling.
 
 Run: ``python -m benchmarks.e2e_throughput [--quick]``. Starts a local broker (or uses
-``DRIFTD_KAFKA_BOOTSTRAP``), produces JSON events with 20 numeric and 2 categorical
+``DRIFTDTEST_KAFKA_BOOTSTRAP``), produces JSON events with 20 numeric and 2 categorical
 features over 10 segments, then consumes the same topic twice with fresh groups:
 
 * ceiling: the same Kafka source only polling and decoding, no drift work;

@@ -17,6 +17,7 @@ method        columns                 score
 ``range``     numeric                 share of values outside the reference's range
 ``unseen``    categorical             share of values the reference never had
 ``samples``   all                     non-missing values in the window
+``schema``    all                     1 when a full window has no value at all
 ============  ======================  ==============================================
 
 Each score gets a threshold and a verdict. Calibrated (the default), the threshold is
@@ -30,7 +31,9 @@ window's tests that carry a p-value (columns x methods), and a breach also needs
 rejection. A breach whose score reaches ``severe_ratio`` x threshold is severe: it
 fires without waiting for consecutive windows. Windows with fewer than
 ``min_samples`` values in a column skip that column's tests, and ``samples`` breaches
-instead (the column went quiet while its window did not).
+instead (the column went quiet while its window did not). A column the reference had
+and a full window lacks entirely breaches ``schema`` at once (severe), in place of its
+``missing`` and ``samples`` breaches: the one page says it is not monitored.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ class DriftEngine:
             "range": self.numeric,
             "unseen": self.tracks_unseen,
             "samples": np.ones(len(profiles), np.bool_),
+            "schema": np.ones(len(profiles), np.bool_),
         }
         for method in self.methods:
             per_column = [self.rules.rule(c, method) for c in self.columns]
@@ -389,6 +393,16 @@ class DriftEngine:
                     p[cols] = beta_binomial_sf(hits[cols], n[cols], a[cols], b[cols])
                 with np.errstate(invalid="ignore", divide="ignore"):
                     thr = crit / n
+            elif method == "schema":
+                # The reference had the column; not one row of a full window carries it
+                # (absent from the events, or under another name): it is not monitored.
+                absent = rows_enough & (n == 0) & (m > 0)
+                score = absent.astype(np.float64)
+                verdict = np.where(absent, SEVERE, CLEAR).astype(np.int8)
+                verdict = np.where(rows_enough, verdict, SKIP).astype(np.int8)
+                one = np.ones((k, f))
+                out.put(method, on, score, nan, one, 0.5 * one, verdict)
+                continue
             else:  # samples: the column went quiet while its window did not
                 score = n.astype(np.float64)
                 verdict = np.where(
@@ -401,6 +415,7 @@ class DriftEngine:
             self._decide(out, method, on, score, p, thr, tested)
         if self.rules.fdr_q is not None:
             out.apply_fdr(self.rules.fdr_q, self.rules.severe_ratio)
+        out.defer_to_schema()
         return out.build(self.columns, rows, n, missing_rate)
 
     def _decide(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
@@ -14,6 +15,7 @@ from detectors.values import Category, check_int, factorize
 
 OTHER = "__other__"
 UNSEEN = "__unseen__"
+_INTEGRAL_FLOAT_TEXT = re.compile(r"[+-]?[0-9]+\.0+")
 
 
 def category_key(value: object) -> str:
@@ -22,16 +24,29 @@ def category_key(value: object) -> str:
     Strings stay as they are; integral floats lose their ``.0``; booleans are
     ``"True"``/``"False"`` (as the decoder writes them).
 
-    >>> [category_key(v) for v in ("a", 21, 21.0, 2.5, True)]
-    ['a', '21', '21', '2.5', 'True']
+    Text that spells an integral float (``"21.0"``, as a float column written to CSV
+    reads back) loses its ``.0`` too; other text is kept as it is, leading zeros
+    included (``"02139"`` stays a zip code).
+
+    >>> [category_key(v) for v in ("a", 21, 21.0, "21.0", "02139", 2.5, True)]
+    ['a', '21', '21', '21', '02139', '2.5', 'True']
     """
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, str):
+        if _INTEGRAL_FLOAT_TEXT.fullmatch(value):
+            return value.split(".", 1)[0].lstrip("+")
         return value
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+_BOOLEAN_SPELLINGS: dict[str, tuple[str, ...]] = {
+    "True": ("True", "true", "TRUE", "1", "1.0", "yes"),
+    "False": ("False", "false", "FALSE", "0", "0.0", "no"),
+}
+"""How a boolean category may be written in events (``category_key`` of True is "True")."""
 
 
 def _spread(where: str, spread: Mapping[str, float]) -> dict[str, float]:
@@ -290,17 +305,27 @@ class CategoricalProfile:
         >>> p = CategoricalProfile("color", ("red", 21), [5, 3, 1], 0, rare=("blue",))
         >>> p.encode(["red", "21", 21.0, "blue", "mauve", None]).tolist()
         [0.0, 1.0, 1.0, 2.0, 3.0, nan]
+        >>> flag = CategoricalProfile("vip", (False, True), [9, 1, 0], 0, rare=())
+        >>> flag.encode(["true", "True", "0", True, 1, None]).tolist()
+        [1.0, 1.0, 0.0, 1.0, 1.0, nan]
         """
         unknown = float(self.unseen_code if self.rare is not None else self.other_code)
         if isinstance(values, list) and all(type(v) is str or v is None for v in values):
             # The daemon's fast path: the decoder hands over text or None.
             lookup = self._lookup()
-            return np.fromiter((lookup.get(v, unknown) for v in values), np.float64, len(values))
+            # Exact text first; only a miss pays for canonicalising ("21.0" -> "21").
+            return np.fromiter(
+                (
+                    lookup[v] if v in lookup else lookup.get(category_key(v), unknown)
+                    for v in values
+                ),
+                np.float64,
+                len(values),
+            )
         arr = np.asarray(values, dtype=object) if isinstance(values, list) else np.asarray(values)
         uniques, inverse, missing = factorize(arr)
-        codes = np.array(
-            [float(self._index.get(category_key(u), unknown)) for u in uniques], np.float64
-        )
+        lookup = self._lookup()
+        codes = np.array([float(lookup.get(category_key(u), unknown)) for u in uniques], np.float64)
         out = np.full(missing.shape, np.nan)
         out[~missing] = codes[inverse]
         return out
@@ -309,9 +334,20 @@ class CategoricalProfile:
         cached: dict[str | None, float] | None = self.__dict__.get("_text_lookup")
         if cached is None:
             cached = {k: float(v) for k, v in self._index.items()}
+            if self.boolean:
+                # A boolean column matches the usual spellings of its two values.
+                for key, spellings in _BOOLEAN_SPELLINGS.items():
+                    if key in self._index:
+                        cached.update(dict.fromkeys(spellings, float(self._index[key])))
             cached[None] = np.nan
             object.__setattr__(self, "_text_lookup", cached)
         return cached
+
+    @property
+    def boolean(self) -> bool:
+        """True when every known category is a boolean (``True`` / ``False``, or that text)."""
+        known = {category_key(c) for c in (*self.categories, *(self.rare or ()))}
+        return bool(known) and known <= set(_BOOLEAN_SPELLINGS)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form."""

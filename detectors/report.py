@@ -16,7 +16,7 @@ import numpy.typing as npt
 from detectors.detector import DriftDetector
 from detectors.explain import bin_labels, top_bins
 from detectors.profile import ReferenceProfile
-from detectors.rules import BREACH, SEVERE, SKIP, Rules
+from detectors.rules import BREACH, COUNT_METHODS, SEVERE, SKIP, Rules
 from detectors.verdicts import WindowScores
 
 VERDICTS = {SKIP: "skipped", -1: "clear", 0: "band", BREACH: "drift", SEVERE: "severe"}
@@ -65,7 +65,7 @@ class DriftReport:
     def drifting_share(self) -> float:
         """Share of columns with at least one drifting method (``samples`` aside)."""
         columns = {r.feature for r in self.rows}
-        drifting = {r.feature for r in self.rows if r.drift and r.method != "samples"}
+        drifting = {r.feature for r in self.rows if r.drift and r.method not in COUNT_METHODS}
         return len(drifting) / len(columns) if columns else 0.0
 
     def to_dict(self) -> dict[str, Any]:

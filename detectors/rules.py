@@ -17,9 +17,21 @@ from detectors.base import BoolArray
 from detectors.stats import DEFAULT_SMOOTHING
 from detectors.values import check_int
 
-METHODS: Final = ("psi", "ks", "chi2", "js", "missing", "range", "unseen", "samples")
+METHODS: Final = (
+    "psi",
+    "ks",
+    "chi2",
+    "js",
+    "missing",
+    "range",
+    "unseen",
+    "samples",
+    "schema",
+)
 DISTRIBUTION_METHODS: Final = frozenset({"psi", "ks", "chi2", "js"})
-QUALITY_METHODS: Final = frozenset({"missing", "range", "unseen", "samples"})
+QUALITY_METHODS: Final = frozenset({"missing", "range", "unseen", "samples", "schema"})
+COUNT_METHODS: Final = frozenset({"samples", "schema"})
+"""Methods that report whether a column could be tested rather than how far it moved."""
 
 SKIP: Final = -2
 """Verdict: not tested (too few values); the state machine is left alone."""
@@ -70,6 +82,7 @@ DEFAULT_RULES: Final[Mapping[str, MethodRule]] = {
     "range": MethodRule(threshold=0.01, clear=0.005, min_effect=0.005),
     "unseen": MethodRule(threshold=0.01, clear=0.005, min_effect=0.005),
     "samples": MethodRule(calibrated=False),
+    "schema": MethodRule(calibrated=False),
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import BoolArray, FloatArray, IntArray
-from detectors.rules import BAND, BREACH, CLEAR, SEVERE, SKIP, benjamini_hochberg
+from detectors.rules import BAND, BREACH, CLEAR, COUNT_METHODS, SEVERE, SKIP, benjamini_hochberg
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class WindowScores:
         """``(k, F)``: columns with a breach of a distribution or data-quality method."""
         out = np.zeros(self.n.shape, dtype=np.bool_)
         for method, verdict in self.verdict.items():
-            if method != "samples":
+            if method not in COUNT_METHODS:
                 out |= verdict >= BREACH
         return out
 
@@ -109,6 +109,17 @@ class VerdictBuilder:
             new = np.where(breach, BREACH, new)
             new = np.where(breach & (s >= severe_ratio * thr), SEVERE, new)
             self.verdict[method] = np.where(v == SKIP, SKIP, new).astype(np.int8)
+
+    def defer_to_schema(self) -> None:
+        """A column the window does not carry at all pages once, as ``schema``: its
+        ``missing`` and ``samples`` breaches say the same and are left untested."""
+        schema = self.verdict.get("schema")
+        if schema is None:
+            return
+        absent = schema >= BREACH
+        for method in ("missing", "samples"):
+            if method in self.verdict:
+                self.verdict[method] = np.where(absent, SKIP, self.verdict[method]).astype(np.int8)
 
     def build(
         self, columns: tuple[str, ...], rows: IntArray, n: IntArray, missing_rate: FloatArray

@@ -27,10 +27,17 @@ from prometheus_client import CollectorRegistry
 from monitor.alerts.service import AlertService
 from monitor.checkpointing import PartitionCheckpointer, StateCheckpointer
 from monitor.config import Settings
-from monitor.errors import DeadLetterError, DriftdError
+from monitor.errors import DeadLetterError, DriftdError, ReferenceLostError
 from monitor.labels.metrics import LabelCollector, LabelDelay
-from monitor.metrics import DaemonMetrics, DriftCollector, Heartbeat, MetricsServer
+from monitor.metrics import (
+    DaemonMetrics,
+    DriftCollector,
+    Heartbeat,
+    MetricsServer,
+    data_quality_families,
+)
 from monitor.pipeline import BatchOutcome, Pipeline
+from monitor.reference_store import ReferenceStore
 from monitor.results import LatestResults
 from monitor.sources.base import Record, Source, TopicPartition
 
@@ -105,6 +112,8 @@ class Daemon:
         on_batch: Callable[[BatchOutcome], None] | None = None,
         serve_metrics: bool = True,
         alerts: AlertService | None = None,
+        reference_store: ReferenceStore | None = None,
+        relearn_reference: bool = False,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -112,6 +121,8 @@ class Daemon:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.checkpointer = checkpointer or NoCheckpoint()
         self.on_batch = on_batch
+        self.reference_store = reference_store
+        self.relearn_reference = relearn_reference
         self.metrics = DaemonMetrics(self.registry, settings.model)
         self.alerts = alerts if alerts is not None else AlertService(settings.alerts, self.registry)
         if isinstance(self.checkpointer, StateCheckpointer):
@@ -124,6 +135,13 @@ class Daemon:
             pipeline.decisions,
             lag=source.lag,
             seconds_since_poll=self.seconds_since_poll,
+            monitored_columns=lambda: pipeline.columns,
+            unmonitorable=pipeline.unmonitorable,
+            extra=[
+                lambda: data_quality_families(
+                    settings.model, pipeline.invalid_values, pipeline.unexpected_features
+                )
+            ],
         )
         self.registry.register(self.collector)
         self.label_delay: LabelDelay | None = None
@@ -190,6 +208,7 @@ class Daemon:
         self._saved = dict(self._restored)
         if "alerts" in extra:
             self.alerts.load_state_dict(extra["alerts"])
+        self._restore_reference()
         self._publish_reference()
         self.alerts.start()
         if self.server is not None:
@@ -201,6 +220,35 @@ class Daemon:
             source=self.source.name,
             metrics_port=self.server.port if self.server is not None else None,
         )
+
+    def _restore_reference(self) -> None:
+        """Reload a saved warm-up reference, or refuse to learn a new one after a loss."""
+        store = self.reference_store
+        if store is None:
+            return
+        self.pipeline.on_reference_built = self._save_reference
+        if self.pipeline.ready:  # the checkpoint held it; make sure it is saved on its own
+            self._save_reference()
+            return
+        if store.load_into(self.pipeline):
+            return
+        committed = getattr(self.source, "committed_before", None)
+        consumed_before = committed() if callable(committed) else None
+        if consumed_before and not self.relearn_reference:
+            raise ReferenceLostError(
+                store.location,
+                f"consumer group {self.settings.kafka.group_id!r} has consumed these topics "
+                "before, but its warm-up reference is gone (a lost state directory?); "
+                "learning a new one from current traffic would compare drifted data with "
+                "itself. Restore the state directory, set reference.path to a built profile, "
+                "or run with --relearn-reference to learn a new reference on purpose",
+            )
+        if consumed_before:
+            log.warning("warmup_reference_relearned", location=store.location)
+
+    def _save_reference(self) -> None:
+        if self.reference_store is not None and not self.reference_store.saved:
+            self.reference_store.save(self.pipeline)
 
     def main_loop(self) -> None:
         """Poll, process, checkpoint, commit; until a stop is requested."""
@@ -238,6 +286,8 @@ class Daemon:
         if self.label_delay is not None and outcome.labels is not None:
             self.label_delay.observe(outcome.labels.delays)
         self.metrics.overflowed(self.pipeline.segments.overflow - overflow_before)
+        if self.pipeline.ready:
+            self._save_reference()  # a no-op once saved; a failed save is retried here
         self._publish_reference()
         if outcome.transitions:
             # Enqueueing never blocks on a sink: a dead PagerDuty cannot stall the loop.
@@ -356,6 +406,8 @@ class Daemon:
             self.source.close()
         finally:
             self.checkpointer.close()
+            if self.reference_store is not None:
+                self.reference_store.close()
             self.alerts.close(self.settings.alerts.shutdown_flush_s)
             if self.server is not None:
                 self.server.stop()

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import structlog
@@ -33,6 +33,9 @@ from monitor.handover import drop_partition, merge_slice, partition_slice
 from monitor.pipeline import Pipeline
 from monitor.sources.base import TopicPartition
 from monitor.state import STATE_VERSION, pipeline_state, restore_pipeline
+
+if TYPE_CHECKING:
+    from monitor.checkpoint.kafka_store import KafkaCheckpointStore
 
 log = structlog.get_logger()
 
@@ -52,6 +55,20 @@ def state_fingerprint(settings: Settings) -> str:
     }
     raw = json.dumps(shaping, sort_keys=True).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def kafka_checkpoint_store(settings: Settings) -> KafkaCheckpointStore:
+    """The compacted checkpoint topic's store, with the source's TLS and SASL settings."""
+    from monitor.checkpoint.kafka_store import KafkaCheckpointStore  # noqa: PLC0415
+    from monitor.sources.kafka_source import security_settings  # noqa: PLC0415
+
+    kafka = settings.kafka
+    return KafkaCheckpointStore(
+        list(kafka.bootstrap_servers),
+        settings.checkpoint.topic,
+        kafka.group_id,
+        client_kwargs=security_settings(kafka),
+    )
 
 
 class BlobStore(Protocol):
@@ -134,14 +151,8 @@ class StateCheckpointer:
         if cfg.store == "none":
             return None
         if cfg.store == "kafka":
-            from monitor.checkpoint.kafka_store import KafkaCheckpointStore  # noqa: PLC0415
-
-            kafka = settings.kafka
-            partitions = KafkaCheckpointStore(
-                list(kafka.bootstrap_servers), cfg.topic, kafka.group_id
-            )
             return PartitionCheckpointer(
-                partitions, settings, registry, location=f"kafka:{cfg.topic}"
+                kafka_checkpoint_store(settings), settings, registry, location=f"kafka:{cfg.topic}"
             )
         store = FileCheckpointStore(cfg.directory, cfg.name)
         return cls(store, settings, registry, location=str(store.path))

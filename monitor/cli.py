@@ -1,9 +1,16 @@
-"""The ``driftd`` command line: run, demo, check-config, reference build."""
+"""The ``driftd`` command line: run, demo, check-config, reference build.
+
+Exit codes: 0 ok; 1 a ``file`` or ``stdin`` run accepted no event (nothing was
+monitored; also a forced second-signal exit); 2 bad configuration or input (a bad or
+unknown key or ``DRIFTD_`` variable, a missing file the config names, a busy metrics
+port), with one line naming the key and the file; 3 checkpoint problems.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,21 +20,44 @@ from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, make_results
 from monitor.checkpointing import StateCheckpointer
-from monitor.config import Settings, load_settings, redacted
-from monitor.errors import CheckpointError, InvalidConfigError, ReferenceProfileError
+from monitor.config import (
+    Settings,
+    env_settings_given,
+    load_settings,
+    redacted,
+    unknown_env_settings,
+)
+from monitor.errors import (
+    CheckpointError,
+    ConfigError,
+    InvalidConfigError,
+    ReferenceLostError,
+    ReferenceProfileError,
+    SourceError,
+)
 from monitor.journal import Journal
 from monitor.logsetup import configure_logging
 from monitor.pipeline import Pipeline
 from monitor.reference_build import add_reference_parser, load_reference
+from monitor.reference_store import ReferenceStore
 from monitor.sources.base import Source
 from monitor.sources.demo_source import DEMO_LABELS_TOPIC, DemoSource
-from monitor.sources.file_source import FileSource
+from monitor.sources.file_source import FileSource, dead_letter_path
 from monitor.sources.kafka_source import KafkaSource
 from monitor.terminal import TerminalView
 
 EXIT_OK = 0
+EXIT_NOTHING_ACCEPTED = 1
 EXIT_CONFIG = 2
 EXIT_CHECKPOINT = 3
+CONFIG_DOCS = "docs/configuration.md"
+SETTINGS_HELP = (
+    "Settings come from the YAML file given with -c, overridden by DRIFTD_<SECTION>__<KEY> "
+    "environment variables (DRIFTD_WINDOWS__SIZE_EVENTS=10000); one of the two is required. "
+    f"Every key and its default: {CONFIG_DOCS}; `driftd check-config -c FILE` prints the "
+    "effective settings. Exit codes: 0 ok, 1 a file or stdin run accepted no event, "
+    "2 bad config or input (the message names the key and file), 3 checkpoint problems."
+)
 
 
 def _config_failure(exc: InvalidConfigError) -> int:
@@ -37,7 +67,62 @@ def _config_failure(exc: InvalidConfigError) -> int:
 
 
 def _settings(path: Path | None) -> Settings:
+    if path is None and not env_settings_given():
+        # Built-in defaults alone watch a Kafka topic nobody named: surely a mistake.
+        raise InvalidConfigError(
+            [
+                ConfigError(
+                    "--config",
+                    "no configuration: pass -c driftd.yaml, or set DRIFTD_* environment "
+                    f"variables (every key and its default: {CONFIG_DOCS})",
+                )
+            ]
+        )
     return load_settings(path)
+
+
+def _readable(key: str, path: Path) -> list[ConfigError]:
+    """``[]`` if ``path`` can be read, else the error naming ``key`` and the file."""
+    try:
+        if not path.exists():
+            return [ConfigError(key, f"{path}: no such file")]
+        if path.is_dir():
+            return [ConfigError(key, f"{path}: is a directory, not a file")]
+        if path.is_file():  # a FIFO would block an open until a writer comes
+            with path.open("rb"):
+                pass
+        elif not os.access(path, os.R_OK):
+            return [ConfigError(key, f"{path}: cannot read: permission denied")]
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        return [ConfigError(key, f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")]
+    return []
+
+
+def _file_errors(settings: Settings, *, tls: bool, load_profile: bool) -> list[ConfigError]:
+    """The files the config names that are missing or unusable, each by its key.
+
+    ``load_profile`` also loads ``reference.path`` as a profile (check-config; ``run``
+    loads it anyway). ``tls`` checks the Kafka TLS files. Secret files were read by
+    ``load_settings`` already.
+    """
+    errors: list[ConfigError] = []
+    reference = settings.reference.path
+    if reference is not None:
+        if load_profile:
+            try:
+                load_reference(reference)
+            except ReferenceProfileError as exc:
+                errors.append(ConfigError("reference.path", str(exc)))
+        else:
+            errors += _readable("reference.path", reference)
+    if settings.source.type == "file" and settings.source.path is not None:
+        errors += _readable("source.path", settings.source.path)
+    if tls:
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(settings.kafka, name)
+            if path is not None:
+                errors += _readable(f"kafka.{name}", path)
+    return errors
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -45,6 +130,9 @@ def _check_config(args: argparse.Namespace) -> int:
         settings = _settings(args.config)
     except InvalidConfigError as exc:
         return _config_failure(exc)
+    errors = _file_errors(settings, tls=True, load_profile=True)
+    if errors:
+        return _config_failure(InvalidConfigError(errors))
     print(json.dumps(redacted(settings), indent=2, sort_keys=True))
     print("driftd: config ok", file=sys.stderr)
     return EXIT_OK
@@ -54,6 +142,7 @@ def _build_daemon(
     settings: Settings,
     source_override: str | None = None,
     start_fresh: bool = False,
+    relearn_reference: bool = False,
     **demo: int,
 ) -> Daemon:
     reference = None
@@ -86,7 +175,15 @@ def _build_daemon(
         if checkpointer is not None and start_fresh:
             checkpointer.start_fresh()
         daemon_ref.append(
-            Daemon(settings, source, pipeline, registry=registry, checkpointer=checkpointer)
+            Daemon(
+                settings,
+                source,
+                pipeline,
+                registry=registry,
+                checkpointer=checkpointer,
+                reference_store=ReferenceStore.from_settings(settings),
+                relearn_reference=relearn_reference,
+            )
         )
         return _with_journal(settings, daemon_ref[0])
     # File and demo sources cannot seek, so a restored state would count events twice.
@@ -104,19 +201,40 @@ def _run(args: argparse.Namespace) -> int:
         settings = _settings(args.config)
     except InvalidConfigError as exc:
         return _config_failure(exc)
+    # Fail on a missing input before anything starts (Kafka TLS files only matter to Kafka).
+    errors = _file_errors(settings, tls=settings.source.type == "kafka", load_profile=False)
+    if errors:
+        return _config_failure(InvalidConfigError(errors))
     configure_logging(settings.logging.level, settings.logging.format)
     try:
-        daemon = _build_daemon(settings, start_fresh=args.start_fresh)
+        daemon = _build_daemon(
+            settings, start_fresh=args.start_fresh, relearn_reference=args.relearn_reference
+        )
     except InvalidConfigError as exc:
         return _config_failure(exc)
     except ReferenceProfileError as exc:
-        print(f"driftd: reference error: {exc}", file=sys.stderr)
+        print(f"driftd: config error: reference.path: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SourceError as exc:  # the file vanished since the check above
+        key = "source.path" if settings.source.type == "file" else "source"
+        print(f"driftd: config error: {key}: {exc.message}", file=sys.stderr)
         return EXIT_CONFIG
     except CheckpointError as exc:
         print(f"driftd: checkpoint error: {exc}", file=sys.stderr)
         return EXIT_CHECKPOINT
     try:
         code: int = daemon.run()
+    except ConfigError as exc:  # the metrics port is taken, or its host unknown
+        if not daemon.started:  # startup failed half-way: stop what it started
+            daemon.shutdown()
+        print(f"driftd: config error: {exc.key}: {exc.message}", file=sys.stderr)
+        return EXIT_CONFIG
+    except SourceError as exc:  # e.g. the Kafka client refused its settings
+        print(f"driftd: source error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ReferenceLostError as exc:
+        print(f"driftd: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_CHECKPOINT
     except CheckpointError as exc:
         print(
             f"driftd: refusing to start: {exc}\n"
@@ -125,7 +243,50 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CHECKPOINT
+    if settings.source.type in ("file", "stdin"):
+        return _replay_summary(daemon, code)
     return code
+
+
+def _replay_summary(daemon: Daemon, code: int) -> int:
+    """Print what a file or stdin run did, to stderr; exit 1 if it accepted no event."""
+    stats, pipeline = daemon.stats, daemon.pipeline
+    reasons = sorted(pipeline.rejections_by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+    rejected = f"{stats.rejected:,} rejected"
+    if reasons:
+        rejected += " (" + ", ".join(f"{reason}: {n:,}" for reason, n in reasons) + ")"
+    firing = sum(t.endswith(":firing") for t in stats.transitions)
+    resolved = sum(t.endswith(":resolved") for t in stats.transitions)
+    lines = [
+        f"driftd: {daemon.source.name}: {stats.records:,} events read, "
+        f"{stats.accepted:,} accepted, {rejected}; {stats.windows:,} windows closed; "
+        f"{len(stats.transitions):,} alert transitions ({firing:,} firing, {resolved:,} resolved)"
+    ]
+    source = daemon.source
+    if isinstance(source, FileSource) and source.dead_letter_written and source.path is not None:
+        lines.append(f"driftd: rejected lines written to {dead_letter_path(source.path)}")
+    if reasons and {reason for reason, _ in reasons} == {"timestamp_out_of_range"}:
+        schema = daemon.settings.schema_
+
+        def limit(value: float | None) -> str:
+            return "none" if value is None else f"{value:,.0f}"
+
+        lines.append(
+            "driftd: every rejected event was too far from the wall clock "
+            f"(schema.max_past_seconds {limit(schema.max_past_seconds)}, "
+            f"schema.max_future_seconds {limit(schema.max_future_seconds)}); "
+            "a replay of older data needs a larger schema.max_past_seconds, or null"
+        )
+    if stats.accepted and not pipeline.ready and daemon.settings.reference.warmup_events:
+        lines.append(
+            "driftd: the warm-up reference was never complete "
+            f"(reference.warmup_events {daemon.settings.reference.warmup_events:,}): "
+            "no window was compared"
+        )
+    if not stats.accepted:
+        lines.append("driftd: no event was accepted, so nothing was monitored (exit 1)")
+    print("\n".join(lines), file=sys.stderr)
+    return code if stats.accepted else EXIT_NOTHING_ACCEPTED
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -146,6 +307,9 @@ def _demo(args: argparse.Namespace) -> int:
         "metrics": {"host": "127.0.0.1", "port": args.port},
         "logging": {"level": "error", "format": "console"},
     }
+    unknown = unknown_env_settings()  # the demo takes DRIFTD_ overrides too
+    if unknown:
+        return _config_failure(InvalidConfigError(unknown))
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except Exception as exc:  # the embedded defaults are ours; fail loudly if broken
@@ -172,23 +336,48 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="driftd", description="Streaming drift monitor.")
+    parser = argparse.ArgumentParser(
+        prog="driftd", description="Streaming drift monitor.", epilog=SETTINGS_HELP
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the daemon with a config file")
-    run.add_argument("-c", "--config", type=Path, default=None, help="YAML config file")
+    config_help = "YAML config file (required unless DRIFTD_* variables are set)"
+    run = sub.add_parser(
+        "run",
+        help="run the daemon with a config file",
+        description="Consume events, evaluate drift, export metrics and alerts. A file or "
+        "stdin run prints a summary to stderr at the end.",
+        epilog=SETTINGS_HELP,
+    )
+    run.add_argument("-c", "--config", type=Path, default=None, help=config_help)
     run.add_argument(
         "--start-fresh",
         action="store_true",
         help="set an unusable checkpoint aside (renamed, never deleted) and start empty",
     )
+    run.add_argument(
+        "--relearn-reference",
+        action="store_true",
+        help="learn a new warm-up reference although the consumer group consumed before "
+        "and the saved one is gone (otherwise the start is refused, exit 3)",
+    )
     run.set_defaults(handler=_run)
 
-    check = sub.add_parser("check-config", help="validate a config file and print it, redacted")
-    check.add_argument("-c", "--config", type=Path, default=None, help="YAML config file")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and print it, redacted",
+        description="Validate the settings and every file they name (reference profile, "
+        "source file, Kafka TLS files, secret files), then print them with secrets masked.",
+        epilog=SETTINGS_HELP,
+    )
+    check.add_argument("-c", "--config", type=Path, default=None, help=config_help)
     check.set_defaults(handler=_check_config)
 
-    demo = sub.add_parser("demo", help="run the full pipeline on the built-in demo stream")
+    demo = sub.add_parser(
+        "demo",
+        help="run the full pipeline on the built-in demo stream",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     demo.add_argument("--events", type=int, default=180_000, help="events to stream")
     demo.add_argument("--rate", type=int, default=30_000, help="events per second (0: no limit)")
     demo.add_argument("--port", type=int, default=9108, help="metrics port (0: any free port)")

@@ -3,11 +3,13 @@
 A YAML file gives the base values; environment variables prefixed ``DRIFTD_``
 override them, with ``__`` between nesting levels (``DRIFTD_WINDOWS__SIZE_EVENTS``).
 Every section is a frozen model, handed to the part of the daemon that uses it.
-Unknown keys are errors, so a typo fails fast instead of being ignored.
+Unknown keys are errors, and so are ``DRIFTD_`` variables that name no setting, so a
+typo fails fast instead of being ignored.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import string
@@ -33,6 +35,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from detectors.rules import METHODS
 from monitor.errors import ConfigError, InvalidConfigError
 
 
@@ -100,8 +103,24 @@ class SchemaConfig(Section):
     label: str = "label"
     segment_by: list[str] = Field(default_factory=lambda: ["model_version"])
     categorical: list[str] = Field(default_factory=list)
-    max_future_seconds: float = Field(default=3_600.0, ge=0)
-    max_past_seconds: float = Field(default=30 * 86_400.0, ge=0)
+    rename: dict[str, str] = Field(default_factory=dict)
+    """Event feature name -> reference column name, for names that differ between the
+    training data and the events (``{car_value: carValue}``)."""
+    max_future_seconds: float | None = Field(default=3_600.0, ge=0)
+    """An event time further than this ahead of the wall clock is refused
+    (``timestamp_out_of_range``). null: no limit."""
+    max_past_seconds: float | None = Field(default=30 * 86_400.0, ge=0)
+    """An event time further than this behind the wall clock is refused
+    (``timestamp_out_of_range``). null: no limit (to replay old data)."""
+    strict: bool = False
+    """Refuse a whole event (``wrong_type``) for one value of the wrong type in a feature,
+    the prediction or the label; by default that value alone becomes missing and is counted."""
+    ts_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+    """Unit of epoch timestamps (numbers and numeric strings). ``auto`` decides by magnitude:
+    below 1e11 seconds, below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds."""
+    timestamp_source: Literal["event", "kafka"] = "event"
+    """Where an event's time comes from: its ``timestamp`` field, or the Kafka record's
+    timestamp (the field is then read only for a record without one)."""
 
 
 class ReferenceConfig(Section):
@@ -178,7 +197,7 @@ def _method(
     )
 
 
-CALIBRATED_METHODS = ("psi", "ks", "chi2", "js", "missing", "range", "unseen", "samples")
+CALIBRATED_METHODS = METHODS
 """The methods the drift engine scores (``detectors.engine``); the others are fixed."""
 
 
@@ -207,6 +226,13 @@ class DetectorsConfig(Section):
     samples: MethodConfig = _method(1.0, 1.0)
     """A column (or, as ``__window__``, a whole segment window) with fewer than
     ``windows.min_samples`` values: it cannot be tested, and that is reported."""
+    schema_: MethodConfig = Field(
+        default_factory=lambda: MethodConfig(threshold=1.0, clear=0.5, consecutive=1),
+        alias="schema",
+    )
+    """``schema``: a reference column that a whole window does not carry at all (absent from the
+    events, or under another name: see ``schema.rename``): it is not monitored, and that
+    pages at once (score 1), instead of its ``missing`` and ``samples`` alerts."""
     share: MethodConfig = _method(0.5, 0.25, enabled=False)
     """Dataset drift: the share of a segment's columns drifting in a window
     (``__dataset__``); off by default, a metric either way."""
@@ -225,6 +251,24 @@ class DetectorsConfig(Section):
     overrides: dict[str, dict[str, MethodConfig]] = Field(default_factory=dict)
     """Per column and method, the keys that differ from the method's own settings."""
 
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True
+    )
+
+    def method(self, name: str) -> MethodConfig | None:
+        """The settings of method ``name`` (``schema`` is stored as ``schema_``)."""
+        value = getattr(self, "schema_" if name == "schema" else name, None)
+        return value if isinstance(value, MethodConfig) else None
+
+    @classmethod
+    def _method_fields(cls) -> dict[str, Any]:
+        """Method name (as written in YAML) -> its field."""
+        return {
+            (info.alias or name): info
+            for name, info in cls.model_fields.items()
+            if info.annotation is MethodConfig
+        }
+
     @model_validator(mode="before")
     @classmethod
     def _partial_methods(cls, data: Any) -> Any:
@@ -233,9 +277,10 @@ class DetectorsConfig(Section):
         if not isinstance(data, dict):
             return data
         out = dict(data)
-        for name, info in cls.model_fields.items():
+        fields = cls._method_fields()
+        for name, info in fields.items():
             given = out.get(name)
-            if info.annotation is MethodConfig and isinstance(given, dict):
+            if isinstance(given, dict):
                 base = info.get_default(call_default_factory=True).model_dump()
                 out[name] = {**base, **given}
         overrides = out.get("overrides")
@@ -247,11 +292,9 @@ class DetectorsConfig(Section):
                     continue
                 merged[column] = {}
                 for method, given in per.items():
-                    field = cls.model_fields.get(method) if isinstance(method, str) else None
-                    if field is None or field.annotation is not MethodConfig:
-                        known = sorted(
-                            n for n, f in cls.model_fields.items() if f.annotation is MethodConfig
-                        )
+                    field = fields.get(method) if isinstance(method, str) else None
+                    if field is None:
+                        known = sorted(fields)
                         raise ValueError(
                             f"overrides.{column}: unknown method {method!r}; known: {known}"
                         )
@@ -701,6 +744,7 @@ def load_settings(path: Path | None = None) -> Settings:
             errors.append(ConfigError(key, "Extra inputs are not permitted"))
         else:
             data[key] = value
+    errors += unknown_env_settings(exempt=_secret_env_names(loaded))
     try:
         settings = Settings(**data)
     except ValidationError as exc:
@@ -712,6 +756,88 @@ def load_settings(path: Path | None = None) -> Settings:
     if errors:
         raise InvalidConfigError(errors)
     return settings
+
+
+def env_settings_given() -> bool:
+    """Whether any ``DRIFTD_`` variable is set (the configuration may come from them alone)."""
+    prefix = str(Settings.model_config.get("env_prefix", "")).lower()
+    return any(name.lower().startswith(prefix) for name in os.environ)
+
+
+def unknown_env_settings(exempt: frozenset[str] = frozenset()) -> list[ConfigError]:
+    """One error per ``DRIFTD_`` variable that names no setting, by variable name.
+
+    pydantic-settings silently ignores a variable whose first part (before ``__``) is not
+    a top-level key (``DRIFTD_WINDOW__SIZE_EVENTS``), or that gives keys to a plain value
+    (``DRIFTD_MODEL__X``); here both are errors. A typo further down
+    (``DRIFTD_WINDOWS__SIZE_EVENT``) already fails validation like an unknown YAML key.
+    ``exempt`` names variables the config itself refers to (a secret's ``env:``).
+    """
+    config = Settings.model_config
+    prefix = str(config.get("env_prefix", "")).lower()
+    delimiter = str(config.get("env_nested_delimiter") or "__")
+    roots = {(info.alias or name).lower(): info for name, info in Settings.model_fields.items()}
+    errors: list[ConfigError] = []
+    for name in sorted(os.environ):
+        lowered = name.lower()
+        if not lowered.startswith(prefix) or name in exempt:
+            continue
+        parts = lowered[len(prefix) :].split(delimiter)
+        info = roots.get(parts[0])
+        if info is None:
+            # DRIFTD_WINDOWS_SIZE_EVENTS: one underscore where the delimiter belongs.
+            meant = _split_typo(parts, roots)
+            close = difflib.get_close_matches(parts[0], roots, n=1)
+            if meant is None and close:
+                meant = [close[0], *parts[1:]]
+            hint = (
+                f" (did you mean {(prefix + delimiter.join(meant)).upper()}?)"
+                if meant is not None
+                else f" (top-level keys: {', '.join(sorted(roots))})"
+            )
+        elif len(parts) > 1 and not _is_section(info):
+            hint = f" ({parts[0]} is a plain value: {(prefix + parts[0]).upper()})"
+        else:
+            continue
+        key = ".".join(parts) if any(parts) else "<environment>"
+        errors.append(ConfigError(key, f"unknown setting {name}{hint}"))
+    return errors
+
+
+def _split_typo(parts: list[str], roots: dict[str, FieldInfo]) -> list[str] | None:
+    """``windows_size_events`` -> ``[windows, size_events]``: one underscore where the
+    delimiter belongs, when what follows is (close to) a key of that section."""
+    for root, info in roots.items():
+        rest = parts[0].removeprefix(root + "_")
+        if rest == parts[0] or not _is_section(info):
+            continue
+        assert isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        keys = {(f.alias or n).lower() for n, f in info.annotation.model_fields.items()}
+        close = difflib.get_close_matches(rest, keys, n=1)
+        if close:
+            return [root, close[0], *parts[1:]]
+    return None
+
+
+def _is_section(info: FieldInfo) -> bool:
+    kind = info.annotation
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _secret_env_names(data: Any) -> frozenset[str]:
+    """Variable names a config refers to as ``env:`` (secrets), wherever they sit."""
+    found: set[str] = set()
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            env = item.get("env")
+            if isinstance(env, str):
+                found.add(env)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return frozenset(found)
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

@@ -174,7 +174,7 @@ class DecisionBook:
     def method_config(self, column: str, method: str) -> MethodConfig | None:
         """Thresholds for ``column`` and ``method``, or None when it is not evaluated."""
         override = self.detectors.overrides.get(column, {}).get(method)
-        cfg = override if override is not None else getattr(self.detectors, method, None)
+        cfg = override if override is not None else self.detectors.method(method)
         if not isinstance(cfg, MethodConfig) or not cfg.enabled:
             return None
         return cfg
@@ -319,7 +319,7 @@ class DecisionBook:
         )
 
     def _note_unknown(self, method: str) -> None:
-        if method in self._unknown_methods or hasattr(self.detectors, method):
+        if method in self._unknown_methods or self.detectors.method(method) is not None:
             return
         self._unknown_methods.add(method)
         _log.debug("drift_method_not_configured", model=self.model, method=method)

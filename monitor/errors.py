@@ -65,6 +65,11 @@ class CheckpointError(DriftdError):
         self.message = message
 
 
+class ReferenceLostError(CheckpointError):
+    """The daemon consumed before, but its warm-up reference is gone: learning a new one
+    from current (perhaps drifted) traffic would hide the drift, so it refuses to start."""
+
+
 class CheckpointCorruptError(CheckpointError):
     """A checkpoint is damaged or is not a driftd checkpoint; no part of it can be trusted.
 

@@ -69,8 +69,14 @@ def engine_rules(detectors: DetectorsConfig, min_samples: int) -> Rules:
             min_effect=cfg.min_effect,
         )
 
-    methods = {m: rule(getattr(detectors, m)) for m in CALIBRATED_METHODS}
-    methods["samples"] = MethodRule(enabled=detectors.samples.enabled, calibrated=False)
+    def cfg(name: str) -> MethodConfig:
+        found = detectors.method(name)
+        assert found is not None, name  # CALIBRATED_METHODS are all DetectorsConfig fields
+        return found
+
+    methods = {m: rule(cfg(m)) for m in CALIBRATED_METHODS}
+    for fixed in ("samples", "schema"):
+        methods[fixed] = MethodRule(enabled=cfg(fixed).enabled, calibrated=False)
     overrides = {
         column: {m: rule(cfg) for m, cfg in per.items() if m in CALIBRATED_METHODS}
         for column, per in detectors.overrides.items()

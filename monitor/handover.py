@@ -25,7 +25,6 @@ import numpy as np
 
 from detectors.engine import Reference
 from detectors.profile import ReferenceProfile
-from monitor.decode import Decoder
 from monitor.errors import CheckpointError
 from monitor.pipeline import Pipeline
 from monitor.sources.base import TopicPartition
@@ -79,11 +78,7 @@ def merge_slice(
         raise CheckpointError(location, f"slice of model {state.get('model')!r}")
     reference = ReferenceProfile.from_dict(state["reference"])
     if pipeline.reference is None or not pipeline.ready:
-        pipeline._start_detection(reference)
-        pipeline.decoder = Decoder(
-            pipeline.settings.schema_, state["numeric"], state["categorical"]
-        )
-        pipeline._warmup = None
+        pipeline.adopt_reference(reference, state["numeric"], state["categorical"])
     elif pipeline.reference.version != reference.version:
         raise CheckpointError(
             location,

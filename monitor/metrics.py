@@ -39,7 +39,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.decision import DecisionBook, Transition
+from monitor.decision import DecisionBook, DecisionState, Transition
 from monitor.errors import ConfigError
 from monitor.results import LatestResults, WindowResults
 
@@ -227,6 +227,30 @@ ExtraProvider = Callable[[], Iterable[Metric]]
 """More metric families to expose at scrape time (sinks, outbox, checkpoints...)."""
 
 
+def data_quality_families(
+    model: str, invalid: Mapping[tuple[str, str], int], unexpected: Mapping[str, int]
+) -> list[Metric]:
+    """``driftd_feature_invalid_total{model,feature,reason}``: values that became missing
+    because they could not be read (wrong type, not a number), per feature; and
+    ``driftd_feature_not_in_reference_total{model,feature}``: sampled events carrying a
+    feature the reference lacks (at most 100 names, 64 characters each)."""
+    bad = CounterMetricFamily(
+        "driftd_feature_invalid",
+        "Values that became missing because they could not be read, by feature and reason.",
+        labels=["model", "feature", "reason"],
+    )
+    for (feature, reason), count in sorted(dict(invalid).items()):
+        bad.add_metric([model, feature, reason], count)
+    extra = CounterMetricFamily(
+        "driftd_feature_not_in_reference",
+        "Sampled events carrying a feature the reference lacks (not monitored).",
+        labels=["model", "feature"],
+    )
+    for feature, count in sorted(dict(unexpected).items()):
+        extra.add_metric([model, feature], count)
+    return [bad, extra]
+
+
 class DriftCollector(Collector):
     """Reads the latest drift results and decisions at scrape time.
 
@@ -242,6 +266,8 @@ class DriftCollector(Collector):
     - ``driftd_window_size{model,segment}``: rows in the latest closed window;
     - ``driftd_window_end_timestamp_seconds{model,segment}``: its end (event time);
     - ``driftd_feature_missing_rate{model,segment,feature}``: missing share, 0..1;
+    - ``driftd_feature_unmonitored{model,feature}``: 1 while a reference column is absent
+      from some segment's windows (its ``schema`` alert fires) or cannot be monitored;
     - ``driftd_consumer_lag{topic,partition}``: messages behind the log end;
     - ``driftd_seconds_since_last_poll``: age of the last source poll.
 
@@ -258,6 +284,8 @@ class DriftCollector(Collector):
         lag: LagProvider | None = None,
         seconds_since_poll: PollAgeProvider | None = None,
         extra: Iterable[ExtraProvider] = (),
+        monitored_columns: Callable[[], Iterable[str]] = tuple,
+        unmonitorable: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         if results.model != decisions.model:
             raise ValueError(f"results of {results.model!r}, decisions of {decisions.model!r}")
@@ -266,6 +294,10 @@ class DriftCollector(Collector):
         self.lag = lag
         self.seconds_since_poll = seconds_since_poll
         self.extra = tuple(extra)
+        self.monitored_columns = monitored_columns
+        """The reference columns being monitored (all get a ``driftd_feature_unmonitored``)."""
+        self.unmonitorable = unmonitorable
+        """Columns that cannot be monitored at all (a prediction the reference lacks)."""
 
     def describe(self) -> Iterable[Metric]:
         """The families, without samples, so the registry can reject duplicate names."""
@@ -279,6 +311,7 @@ class DriftCollector(Collector):
             ("driftd_window_size", ("model", "segment")),
             ("driftd_window_end_timestamp_seconds", ("model", "segment")),
             ("driftd_feature_missing_rate", ("model", "segment", "feature")),
+            ("driftd_feature_unmonitored", ("model", "feature")),
         ]
         if self.lag is not None:
             names.append(("driftd_consumer_lag", ("topic", "partition")))
@@ -357,6 +390,26 @@ class DriftCollector(Collector):
             active.add_metric(labels, 1.0 if state is not None and state.state == "firing" else 0)
             streak.add_metric(labels, state.streak if state is not None else 0)
         yield from (score, p_value, threshold, clear, active, streak)
+        yield self._unmonitored(model, states.values())
+
+    def _unmonitored(self, model: str, states: Iterable[DecisionState]) -> Metric:
+        """1 for each reference column a segment's windows do not carry (``schema`` firing),
+        and for the columns the reference itself cannot monitor; 0 for the others."""
+        family = GaugeMetricFamily(
+            "driftd_feature_unmonitored",
+            "1 while a reference column is absent from the events of some segment "
+            "(its schema alert fires), or cannot be monitored at all; else 0.",
+            labels=["model", "feature"],
+        )
+        flags: dict[str, bool] = dict.fromkeys(self.monitored_columns(), False)
+        for name in self.unmonitorable():
+            flags[name] = True
+        for state in states:
+            if state.method == "schema":
+                flags[state.column] = flags.get(state.column, False) or state.state == "firing"
+        for name in sorted(flags):
+            family.add_metric([model, name], 1.0 if flags[name] else 0.0)
+        return family
 
     def _windows(self, model: str) -> Iterator[Metric]:
         size = GaugeMetricFamily(
@@ -519,10 +572,11 @@ class MetricsServer:
         handler = _handler_class(self)
         try:
             server = _Server((self.host, self._port), handler)
-        except OSError as exc:
-            raise ConfigError(
-                "metrics.port", f"cannot listen on {self.host}:{self._port}: {exc}"
-            ) from exc
+        except (OSError, OverflowError) as exc:  # busy port, unknown host, no permission
+            why = getattr(exc, "strerror", None) or str(exc)
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            where = f"{host}:{self._port}"
+            raise ConfigError("metrics.port", f"cannot listen on {where}: {why}") from exc
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="driftd-metrics"

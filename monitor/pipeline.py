@@ -8,7 +8,7 @@ here, then checkpoints and commits in the fixed order. Nothing here talks to Kaf
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,10 @@ from monitor.windows import Windows
 
 log = structlog.get_logger()
 PREDICTION = "prediction"
+MAX_UNEXPECTED_TRACKED = 100
+"""Distinct unexpected feature names remembered (and exported) at most."""
+ABSENT_MIN_ROWS = 100
+"""A batch this large that lacks a reference column entirely is logged at once."""
 
 
 @dataclass
@@ -109,9 +113,17 @@ class Pipeline:
         self.evaluator: Evaluator | None = None
         self.explainer: DriftExplainer | None = None
         self.rejections_by_reason: dict[str, int] = {}
+        self.invalid_values: dict[tuple[str, str], int] = {}
+        """Values that became missing, by (feature, reason), over accepted events."""
+        self.unexpected_features: dict[str, int] = {}
+        """Feature names events carry that the reference lacks (sampled counts, bounded)."""
         self.events_accepted = 0
         self._warmup: _Warmup | None = None
         self._profiles: list[FeatureProfile] = []
+        self._event_names = {ref: event for event, ref in settings.schema_.rename.items()}
+        self._absent: set[str] = set()
+        self.on_reference_built: Callable[[], None] | None = None
+        """Called once a warm-up reference is complete (the daemon saves it at once)."""
         self.segment_home: dict[int, TopicPartition] = {}
         """The partition each segment's first event came from (see ``monitor.handover``)."""
         self.labels: LabelMonitor | None = None
@@ -144,13 +156,83 @@ class Pipeline:
         self._profiles = profiles
         numeric = [p.name for p in reference.features if isinstance(p, NumericProfile)]
         categorical = [p.name for p in reference.features if isinstance(p, CategoricalProfile)]
-        self.decoder = Decoder(self.settings.schema_, numeric, categorical)
+        self.decoder = self._decoder(
+            [self.event_name(n) for n in numeric], [self.event_name(n) for n in categorical]
+        )
         self.binner = Binner(profiles)
         self.windows = Windows(self.binner, self.settings.windows, len(self.segments))
         self.evaluator = Evaluator(
             self.model, self.binner, self.settings.detectors, self.settings.windows.min_samples
         )
         self.explainer = DriftExplainer(self.binner, self.settings.detectors.psi_smoothing)
+        self._absent = set()
+        log.info("reference_columns", model=self.model, columns=list(self.columns))
+        for name in self.unmonitorable():
+            log.warning(
+                "column_unmonitored",
+                model=self.model,
+                column=name,
+                reason="the reference profile has no prediction (build it with --prediction)",
+            )
+
+    def adopt_reference(
+        self, reference: ReferenceProfile, numeric: Sequence[str], categorical: Sequence[str]
+    ) -> None:
+        """Monitor against ``reference`` from now on (a restored or reloaded one), decoding
+        the given feature lists; any warm-up in progress is dropped."""
+        self._start_detection(reference)
+        self.decoder = self._decoder(numeric, categorical)
+        self._warmup = None
+
+    def _decoder(self, numeric: Sequence[str], categorical: Sequence[str]) -> Decoder:
+        """The decoder of the daemon's settings: ids only needed for the label join,
+        other models refused, and the wall-clock window only where events are live."""
+        schema = self.settings.schema_
+        replay = self.settings.source.type in ("file", "stdin")
+        window_set = {"max_past_seconds", "max_future_seconds"} & schema.model_fields_set
+        return Decoder(
+            schema,
+            numeric,
+            categorical,
+            require_id=self.settings.labels.enabled,
+            model=self.model,
+            # A replay of recorded events is history: no wall-clock window unless asked.
+            check_wall_clock=not replay or bool(window_set),
+        )
+
+    def event_name(self, column: str) -> str:
+        """The name a reference column has in the events (``schema.rename`` undone)."""
+        return self._event_names.get(column, column)
+
+    def unmonitorable(self) -> tuple[str, ...]:
+        """Columns that cannot be monitored at all: a prediction the reference lacks."""
+        if self.reference is not None and self.reference.prediction is None:
+            return (PREDICTION,)
+        return ()
+
+    def _note_absent(self, matrix: FloatArray) -> None:
+        """Log each reference column that a whole batch does not carry, and its return.
+
+        The windows' ``schema`` decision pages on it; this says so as soon as it shows.
+        """
+        if matrix.shape[0] < ABSENT_MIN_ROWS:
+            return
+        present = [bool(x) for x in np.asarray(np.isfinite(matrix).any(axis=0)).ravel()]
+        for name, seen in zip(self.columns, present, strict=True):
+            if not seen and name not in self._absent:
+                self._absent.add(name)
+                log.warning(
+                    "column_absent",
+                    model=self.model,
+                    column=name,
+                    event_name=self.event_name(name),
+                    rows=int(matrix.shape[0]),
+                    hint="no event of the batch carries it: check its name "
+                    "(schema.rename) and the schema paths",
+                )
+            elif seen and name in self._absent:
+                self._absent.discard(name)
+                log.info("column_present_again", model=self.model, column=name)
 
     def _matrix(self, batch: DecodedBatch) -> FloatArray:
         """Columns in profile order: raw numbers, category codes, the prediction."""
@@ -164,9 +246,9 @@ class Pipeline:
                 else:
                     columns.append(batch.prediction)
             elif isinstance(profile, CategoricalProfile):
-                columns.append(profile.encode(batch.categorical[profile.name]))
+                columns.append(profile.encode(batch.categorical[self.event_name(profile.name)]))
             else:
-                columns.append(batch.numeric[:, numeric_index[profile.name]])
+                columns.append(batch.numeric[:, numeric_index[self.event_name(profile.name)]])
         return np.column_stack(columns) if columns else np.zeros((len(batch), 0))
 
     def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
@@ -182,14 +264,20 @@ class Pipeline:
                 events = [r for r in records if r.topic != self.label_topic]
         if self.decoder is None and events:
             numeric, categorical = discover_features(events, self.settings)
-            self.decoder = Decoder(self.settings.schema_, numeric, categorical)
+            self.decoder = self._decoder(numeric, categorical)
             self._warmup = _Warmup()
+        kafka_ts = (
+            [None if r.timestamp_ms is None else r.timestamp_ms / 1000.0 for r in events]
+            if self.settings.schema_.timestamp_source == "kafka"
+            else None
+        )
         decoded = (
-            self.decoder.decode([r.value for r in events], now=now)
+            self.decoder.decode([r.value for r in events], now=now, kafka_ts=kafka_ts)
             if self.decoder is not None
-            else Decoder(self.settings.schema_, (), ()).decode([])
+            else self._decoder((), ()).decode([])
         )
         rejected = [(events[r.index], r.reason, r.detail) for r in decoded.rejections]
+        self._note_decoding(decoded)
         seg = self.segments.ids(decoded.segment_keys)
         if len(seg):
             self._note_homes(seg, decoded.source_index, events)
@@ -202,7 +290,9 @@ class Pipeline:
                 self._collect_warmup(decoded, seg)
         elif len(decoded):
             assert self.windows is not None and self.evaluator is not None
-            closed = self.windows.add(seg, self._matrix(decoded), decoded.ts)
+            matrix = self._matrix(decoded)
+            self._note_absent(matrix)
+            closed = self.windows.add(seg, matrix, decoded.ts)
             if len(closed):
                 results = self.evaluator.evaluate(closed, tuple(self.segments.names))
                 self.results.record(results)
@@ -234,6 +324,38 @@ class Pipeline:
             details,
             label_outcome,
         )
+
+    def _note_decoding(self, decoded: DecodedBatch) -> None:
+        """Count values that became missing and names the reference lacks; log refusals
+        with their reason (one line per reason and batch, with an example)."""
+        for key, count in decoded.invalid.items():
+            self.invalid_values[key] = self.invalid_values.get(key, 0) + count
+        for name, count in decoded.unexpected.items():
+            if name not in self.unexpected_features and len(self.unexpected_features) < (
+                MAX_UNEXPECTED_TRACKED
+            ):
+                log.warning(
+                    "feature_not_in_reference",
+                    model=self.model,
+                    feature=name,
+                    hint="the events carry it, the reference does not: it is not monitored "
+                    "(schema.rename maps an event name onto a reference column)",
+                )
+            if name in self.unexpected_features or len(self.unexpected_features) < (
+                MAX_UNEXPECTED_TRACKED
+            ):
+                self.unexpected_features[name] = self.unexpected_features.get(name, 0) + count
+        by_reason: dict[str, list[str]] = {}
+        for rejection in decoded.rejections:
+            by_reason.setdefault(rejection.reason, []).append(rejection.detail)
+        for reason, details in by_reason.items():
+            log.warning(
+                "events_rejected",
+                model=self.model,
+                reason=reason,
+                count=len(details),
+                example=details[0][:300],
+            )
 
     def _note_homes(self, seg: IntArray, source_index: IntArray, events: Sequence[Record]) -> None:
         segments, first = np.unique(seg, return_index=True)
@@ -281,21 +403,24 @@ class Pipeline:
             return
         held = self._warmup.batches
         columns: dict[str, object] = {}
+        rename = self.settings.schema_.rename
         for j, name in enumerate(self.decoder.numeric_features):
-            columns[name] = np.concatenate([b.numeric[:, j] for b, _ in held])
+            columns[rename.get(name, name)] = np.concatenate([b.numeric[:, j] for b, _ in held])
         for name in self.decoder.categorical_features:
-            columns[name] = np.concatenate(
+            columns[rename.get(name, name)] = np.concatenate(
                 [np.asarray(b.categorical[name], object) for b, _ in held]
             )
         columns[PREDICTION] = np.concatenate([b.prediction for b, _ in held])
         started = time.perf_counter()
         profile = build_profile(
             columns,
-            categorical=list(self.decoder.categorical_features),
+            categorical=[rename.get(n, n) for n in self.decoder.categorical_features],
             prediction=PREDICTION,
         )
         self._start_detection(profile)
         self._segment_references(held)
+        if self.on_reference_built is not None:
+            self.on_reference_built()
         log.info(
             "warmup_reference_built",
             model=self.model,

@@ -4,10 +4,16 @@ Training data is read from CSV, Parquet or JSONL (picked by file suffix). A JSON
 is either an inference event, whose features sit under the configured ``features``
 path, or a flat row. In a flat table (CSV, Parquet, flat JSONL) every column is a
 feature except the ones named by the schema's id, timestamp, model, prediction and
-label paths and its ``segment_by`` paths (matched by their full dotted name; a segment
-path into the features, like ``features.region``, names no column, so ``region`` stays
-a feature). A column with an empty header, like the index pandas writes, is skipped.
-Prediction and label are profiled as such when present.
+label paths and its ``segment_by`` paths. A segment path into the features, like
+``features.region``, leaves out the feature ``region`` (in flat rows and events alike):
+inside its segment it is constant, so against the whole reference it would always
+drift. A column with an empty header, like the index pandas writes, is skipped.
+Prediction and label are profiled as such when present; ``leave_out`` drops more
+columns when present (the CLI passes the label events' id, timestamp and label paths).
+
+Columns that look like ids or times (near-unique text, numbers that rise with the row
+order, epoch numbers, ISO dates) drift by construction; they are reported through
+``warn``, as is a reference too small for tight thresholds (``small_reference_warning``).
 
 Kinds and values, the same whatever the format:
 
@@ -30,9 +36,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +52,11 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.csv as pcsv  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
+from detectors.calibration import ks_critical, n_effective
+from detectors.feature_profiles import category_key
 from detectors.profile import OTHER, CategoricalProfile, ReferenceProfile, build_profile
 from detectors.values import check_int
-from monitor.config import SchemaConfig, load_settings
+from monitor.config import SchemaConfig, Settings, load_settings
 from monitor.errors import ConfigError, InvalidConfigError, ReferenceProfileError
 
 __all__ = [
@@ -55,6 +64,8 @@ __all__ = [
     "add_reference_parser",
     "build_reference",
     "load_reference",
+    "small_reference_warning",
+    "suspect_column",
     "write_reference",
 ]
 
@@ -72,6 +83,20 @@ FORMATS = {
 CSV_NULL_MARKERS = ("NA", "N/A", "n/a", "#N/A", "NULL", "null", "None", "none", "-")
 
 _NONE = type(None)
+
+SMALL_REFERENCE_ROWS = 1_000
+"""Fewer reference rows than this get a warning: thresholds are loose, tails unseen."""
+ID_MIN_DISTINCT = 1_000
+ID_DISTINCT_SHARE = 0.9
+"""A column with more distinct values than both (share of its present values) is id-like."""
+MONOTONIC_MIN_DISTINCT = 100
+EPOCH_SECONDS = (946_684_800.0, 4_102_444_800.0)
+"""2000-01-01 to 2100-01-01: numbers all in here (or 1,000 times it) look like epoch times."""
+_ISO_DATE = re.compile(
+    r"\d{4}[-/]\d{2}[-/]\d{2}"  # a date, then maybe a time and a zone
+    r"([T ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?)?\s*(Z|[+-]\d{2}:?\d{2})?"
+)
+_DATE_SAMPLE = 1_000
 
 
 @dataclass
@@ -95,11 +120,16 @@ def build_reference(
     n_coarse: int = 10,
     top_k: int = 20,
     exclude: Sequence[str] = (),
+    leave_out: Sequence[str] = (),
+    warn: Callable[[str], None] | None = None,
 ) -> ReferenceProfile:
     """Profile the training data in ``input_path`` and write it to ``output_path``.
 
     ``categorical`` names columns to profile as categorical whatever they hold;
-    ``exclude`` names columns to leave out (say, an all-empty or a date column).
+    ``exclude`` names columns to leave out (say, an all-empty or a date column), each
+    of which must be in the data; ``leave_out`` names feature columns to leave out if
+    present. ``warn`` is called with one line per feature that looks like an id or a
+    time (see :func:`suspect_column`).
 
     Raises ``ReferenceProfileError`` (naming the file at fault) when the input is
     missing, unreadable, empty or cannot be profiled, or the output cannot be written.
@@ -130,6 +160,8 @@ def build_reference(
         table.features.pop(name, None)
         if name in roles:
             roles[name] = None
+    for name in leave_out:
+        table.features.pop(name, None)
     if not table.features:
         raise ReferenceProfileError(where, "holds no feature columns")
     # schema.categorical may name features of other inputs; only the ones present apply.
@@ -153,6 +185,9 @@ def build_reference(
         columns[name] = values
         if is_categorical:
             kinds_categorical.append(name)
+        suspicion = suspect_column(name, values, is_categorical) if warn is not None else None
+        if suspicion is not None and warn is not None:
+            warn(suspicion)
     prediction = label = None
     for role, column in roles.items():
         if column is None:
@@ -282,7 +317,23 @@ def _read_training_data(path: Path, schema: SchemaConfig) -> _Table:
 
 
 def _flat_skip(schema: SchemaConfig) -> set[str]:
-    return {schema.id, schema.timestamp, schema.model, *schema.segment_by}
+    return {
+        schema.id,
+        schema.timestamp,
+        schema.model,
+        *schema.segment_by,
+        *_segment_features(schema),
+    }
+
+
+def _segment_features(schema: SchemaConfig) -> set[str]:
+    """Segment paths into the features (``features.region``) as feature names (``region``)."""
+    prefix = f"{schema.features}." if schema.features else ""
+    return {
+        path.removeprefix(prefix)
+        for path in schema.segment_by
+        if prefix and path.startswith(prefix)
+    }
 
 
 def _read_csv(path: Path) -> Any:
@@ -343,6 +394,7 @@ def _read_jsonl(path: Path, schema: SchemaConfig) -> _Table:
     prediction_path = schema.prediction.split(".")
     label_path = schema.label.split(".")
     skip = _flat_skip(schema) | {schema.prediction, schema.label}
+    segment_features = _segment_features(schema)
     features, roles = _Columns(), _Columns()
     row = 0
     try:
@@ -364,7 +416,8 @@ def _read_jsonl(path: Path, schema: SchemaConfig) -> _Table:
                 nested = _path(obj, features_path) if features_path else None
                 if isinstance(nested, dict):  # an inference event
                     for name, value in nested.items():
-                        features.put(name, row, value)
+                        if name not in segment_features:
+                            features.put(name, row, value)
                     roles.put("prediction", row, _path(obj, prediction_path))
                     roles.put("label", row, _path(obj, label_path))
                 else:  # a flat row
@@ -392,6 +445,95 @@ def _read_jsonl(path: Path, schema: SchemaConfig) -> _Table:
 def _listing(names: list[str], limit: int = 20) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def suspect_column(name: str, values: npt.NDArray[Any], is_categorical: bool) -> str | None:
+    """Why feature ``name`` looks like an id or a time (one line), or None.
+
+    Such a column drifts by construction: new ids and later times are never in the
+    reference. Categorical: more than ``ID_MIN_DISTINCT`` distinct values making up more
+    than ``ID_DISTINCT_SHARE`` of the present ones, or text that reads as dates. Numeric:
+    epoch times (every value in 2000-2100 as seconds or milliseconds), integers all
+    distinct (more than ``ID_MIN_DISTINCT``), or near-unique values that only rise (or
+    only fall) in row order.
+    """
+    leave = f"leave it out with --exclude {name}"
+    if is_categorical:
+        present = [v for v in values if v is not None]
+        distinct = len(set(present))
+        if distinct > ID_MIN_DISTINCT and distinct > ID_DISTINCT_SHARE * len(present):
+            return (
+                f"column {name!r} looks like an id: {distinct:,} distinct values in "
+                f"{len(present):,} rows; a window's values are new, so it drifts by "
+                f"construction ({leave}, or name it as schema.id)"
+            )
+        sample = present[:_DATE_SAMPLE]
+        dates = sum(_ISO_DATE.fullmatch(v.strip()) is not None for v in sample)
+        if sample and dates > ID_DISTINCT_SHARE * len(sample):
+            return (
+                f"column {name!r} looks like a timestamp (values such as {sample[0]!r}); "
+                f"event times move on, so it drifts by construction ({leave}, or name it "
+                "as schema.timestamp)"
+            )
+        return None
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return None
+    distinct = len(np.unique(finite))
+    lo, hi = float(finite.min()), float(finite.max())
+    epoch = next(
+        (
+            unit
+            for unit, scale in (("seconds", 1.0), ("milliseconds", 1e3))
+            if EPOCH_SECONDS[0] * scale <= lo and hi <= EPOCH_SECONDS[1] * scale
+        ),
+        None,
+    )
+    if epoch is not None and distinct > 1:
+        return (
+            f"column {name!r} looks like a timestamp (every value is a time in epoch {epoch}); "
+            f"event times move on, so it drifts by construction ({leave}, or name it as "
+            "schema.timestamp)"
+        )
+    integers = bool(np.all(finite == np.floor(finite)))
+    if integers and distinct == len(finite) and distinct > ID_MIN_DISTINCT:
+        return (
+            f"column {name!r} looks like an id: {distinct:,} integers, every one distinct; "
+            f"a window's values are new, so it drifts by construction ({leave}, or name it "
+            "as schema.id)"
+        )
+    steps = np.diff(finite)
+    monotonic = bool(np.all(steps >= 0) or np.all(steps <= 0))
+    if (
+        monotonic
+        and distinct >= MONOTONIC_MIN_DISTINCT
+        and distinct > ID_DISTINCT_SHARE * len(finite)
+    ):
+        return (
+            f"column {name!r} only {'rises' if steps.sum() > 0 else 'falls'} with the row "
+            f"order ({distinct:,} distinct values), like a counter, an id or a time; later "
+            f"values are never in the reference, so it drifts by construction ({leave})"
+        )
+    return None
+
+
+def small_reference_warning(rows: int, *, window: int, alpha: float) -> str | None:
+    """A warning for a reference of fewer than ``SMALL_REFERENCE_ROWS`` rows, or None.
+
+    It says what the calibrated KS threshold of a ``window``-event window then is,
+    against that of a 100,000-row reference (``detectors.calibration.ks_critical``).
+    """
+    if rows >= SMALL_REFERENCE_ROWS:
+        return None
+    small = float(ks_critical(alpha, n_effective(rows, window)))
+    large = float(ks_critical(alpha, n_effective(100_000, window)))
+    return (
+        f"only {rows:,} reference rows (fewer than {SMALL_REFERENCE_ROWS:,}): calibrated "
+        f"thresholds follow the reference's size, so they are loose: a {window:,}-event "
+        f"window needs a KS distance above {small:.3f} to breach (about {large:.3f} with "
+        "100,000 rows), PSI and chi-square likewise, and rare categories and the tails are "
+        "barely represented; profile more training data if you can"
+    )
 
 
 def _has_values(values: npt.NDArray[Any], is_categorical: bool) -> bool:
@@ -468,7 +610,9 @@ def _parse_numbers(column: Any) -> npt.NDArray[np.float64] | None:
 
 
 def _categories(where: str, name: str, values: list[Any]) -> npt.NDArray[Any]:
-    """Category text as the decoder makes it: str kept, ints and bools as str; None missing."""
+    """Category text as the profile matches it: text kept, numbers by ``category_key`` (21,
+    21.0 and "21" are one category), booleans as "True"/"False" (which match true/false/1/0
+    in events); None, "" and non-finite numbers missing."""
     out: list[str | None] = []
     for value in values:
         kind = type(value)
@@ -476,10 +620,12 @@ def _categories(where: str, name: str, values: list[Any]) -> npt.NDArray[Any]:
             out.append(None)
         elif kind is str:
             out.append(value)
-        elif kind is bool or kind is int:
+        elif kind is bool:
             out.append(str(value))
+        elif kind is int:
+            out.append(category_key(value))
         elif kind is float:
-            out.append(str(value) if np.isfinite(value) else None)
+            out.append(category_key(value) if np.isfinite(value) else None)
         else:
             raise ReferenceProfileError(
                 where,
@@ -498,8 +644,19 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
-def _schema(config: Path | None) -> SchemaConfig:
-    return load_settings(config).schema_
+def _leave_out(settings: Settings) -> list[str]:
+    """The label events' id, timestamp and label paths: never features of the model.
+
+    The schema's own id, timestamp and segment paths are left out by ``build_reference``;
+    its label (and prediction) path is profiled as the label.
+    """
+    labels, schema = settings.labels, settings.schema_
+    roles = {schema.prediction, schema.label}
+    return sorted({labels.id, labels.timestamp, labels.label} - roles)
+
+
+def _warn(message: str) -> None:
+    print(f"driftd reference build: warning: {message}", file=sys.stderr)
 
 
 def _describe(profile: ReferenceProfile) -> str:
@@ -528,18 +685,22 @@ def _describe(profile: ReferenceProfile) -> str:
 
 def _build_command(args: argparse.Namespace) -> int:
     try:
+        settings = load_settings(args.config)
         profile = build_reference(
             args.input,
             args.output,
-            schema=_schema(args.config),
+            schema=settings.schema_,
             categorical=args.categorical,
             n_fine=args.n_fine,
             n_coarse=args.n_coarse,
             top_k=args.top_k,
             exclude=args.exclude,
+            leave_out=_leave_out(settings),
+            warn=_warn,
         )
     except ReferenceProfileError as exc:
-        print(f"driftd reference build: {exc}", file=sys.stderr)
+        option = {str(args.input): "--input ", str(args.output): "--output "}.get(exc.path, "")
+        print(f"driftd reference build: {option}{exc}", file=sys.stderr)
         return EXIT_ERROR
     except InvalidConfigError as exc:
         for error in exc.errors:
@@ -548,6 +709,15 @@ def _build_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"driftd reference build: config {exc}", file=sys.stderr)
         return EXIT_ERROR
+    first = profile.features[0]
+    windows = settings.windows
+    small = small_reference_warning(
+        first.n_ref + first.n_missing,
+        window=windows.size_events or windows.min_samples,
+        alpha=settings.detectors.alpha,
+    )
+    if small is not None:
+        _warn(small)
     print(f"wrote {args.output}")
     print(_describe(profile))
     return EXIT_OK
@@ -564,9 +734,13 @@ def add_reference_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Profile training data into a versioned reference profile. The format follows "
             f"the input's suffix ({', '.join(FORMATS)}). Every column is a feature except "
-            "the schema's id, timestamp, model, prediction, label and segment_by columns; "
-            "JSONL lines may also be inference events, whose features are read from the "
-            "schema's features path."
+            "the schema's id, timestamp, model, prediction, label and segment_by columns "
+            "(a segment path into the features, like features.region, leaves out region) "
+            "and the labels section's id, timestamp and label columns; the prediction and "
+            "label columns are profiled as such. JSONL lines may also be inference events, "
+            "whose features are read from the schema's features path. Columns that look "
+            f"like ids or times, and references of fewer than {SMALL_REFERENCE_ROWS:,} rows, "
+            "are warned about on stderr."
         ),
     )
     build.add_argument("-i", "--input", type=Path, required=True, help="training data file")
@@ -585,16 +759,22 @@ def add_reference_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="A,B",
         help="comma-separated columns to leave out of the profile",
     )
-    build.add_argument("--n-fine", type=int, default=100, help="fine (KS) bins, 100-200")
-    build.add_argument("--n-coarse", type=int, default=10, help="coarse (PSI) bins, 2-50")
-    build.add_argument("--top-k", type=int, default=20, help="categories kept, 1-1000")
+    build.add_argument(
+        "--n-fine", type=int, default=100, help="fine (KS) bins, 100-200 (default: %(default)s)"
+    )
+    build.add_argument(
+        "--n-coarse", type=int, default=10, help="coarse (PSI) bins, 2-50 (default: %(default)s)"
+    )
+    build.add_argument(
+        "--top-k", type=int, default=20, help="categories kept, 1-1000 (default: %(default)s)"
+    )
     build.add_argument(
         "-c",
         "--config",
         type=Path,
         default=None,
-        help="driftd YAML config whose schema paths name the columns (default: built-in "
-        "defaults plus DRIFTD_ environment overrides)",
+        help="driftd YAML config whose schema and labels paths name the columns (without "
+        "it: built-in defaults plus DRIFTD_ environment overrides)",
     )
     build.set_defaults(handler=_build_command)
     return build

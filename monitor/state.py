@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from detectors.engine import Reference
 from detectors.profile import ReferenceProfile
-from monitor.decode import Decoder
 from monitor.errors import CheckpointError
 from monitor.pipeline import Pipeline
 
@@ -63,11 +64,7 @@ def restore_pipeline(pipeline: Pipeline, state: Mapping[str, Any], location: str
                 f"checkpoint made against reference {reference.version}, "
                 f"the config now names {pipeline.reference.version}",
             )
-        pipeline._start_detection(reference)
-        pipeline.decoder = Decoder(
-            pipeline.settings.schema_, state["numeric"], state["categorical"]
-        )
-        pipeline._warmup = None
+        pipeline.adopt_reference(reference, state["numeric"], state["categorical"])
         pipeline.segments.load_state_dict(state["segments"])
         assert pipeline.windows is not None and pipeline.evaluator is not None
         pipeline.windows.load_state_dict(state["windows"])
@@ -88,3 +85,38 @@ def restore_pipeline(pipeline: Pipeline, state: Mapping[str, Any], location: str
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(location, f"checkpoint state does not fit: {exc!r}") from None
+
+
+def reference_state(pipeline: Pipeline) -> dict[str, Any] | None:
+    """The warm-up reference alone (pooled profile, each segment's own reference by
+    segment name, the decoder's feature lists), or None before it exists."""
+    if not pipeline.ready or pipeline.decoder is None:
+        return None
+    assert pipeline.reference is not None and pipeline.evaluator is not None
+    names = pipeline.segments.names
+    return {
+        "model": pipeline.model,
+        "reference": pipeline.reference.to_dict(),
+        "numeric": list(pipeline.decoder.numeric_features),
+        "categorical": list(pipeline.decoder.categorical_features),
+        "own_references": {names[s]: r.state_dict() for s, r in pipeline.evaluator.own.items()},
+    }
+
+
+def restore_reference(pipeline: Pipeline, state: Mapping[str, Any], location: str) -> None:
+    """Load ``state`` (from :func:`reference_state`) into a pipeline that has none yet."""
+    if state.get("model") != pipeline.model:
+        raise CheckpointError(
+            location, f"reference of model {state.get('model')!r}, not {pipeline.model!r}"
+        )
+    try:
+        reference = ReferenceProfile.from_dict(state["reference"])
+        pipeline.adopt_reference(reference, state["numeric"], state["categorical"])
+        assert pipeline.evaluator is not None
+        own = dict(state["own_references"])
+        if own:
+            ids = pipeline.segments.ids(np.array(list(own), dtype=object))
+            for segment, tree in zip(ids.tolist(), own.values(), strict=True):
+                pipeline.evaluator.set_segment_reference(int(segment), Reference.from_state(tree))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(location, f"saved reference does not fit: {exc!r}") from None

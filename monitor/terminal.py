@@ -8,7 +8,7 @@ from typing import TextIO
 
 from monitor.pipeline import BatchOutcome
 
-COUNT_METHODS = frozenset({"samples", "share"})
+COUNT_METHODS = frozenset({"samples", "schema", "share"})
 """Rows that count things rather than measure drift; the window line leaves them out."""
 
 

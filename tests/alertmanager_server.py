@@ -5,7 +5,7 @@
 disabled and its storage in a temporary directory; it waits for ``/-/ready``, yields
 an :class:`Alertmanager` handle and stops the process on exit.
 
-The binary is ``$DRIFTD_ALERTMANAGER_BIN``, else ``prometheus-alertmanager`` (Debian's
+The binary is ``$DRIFTDTEST_ALERTMANAGER_BIN``, else ``prometheus-alertmanager`` (Debian's
 package, installed by ``.ci/run``) or ``alertmanager`` on PATH. When there is none the
 tests are skipped, except in CI (``$CI`` set), where a missing binary fails them.
 
@@ -52,7 +52,7 @@ __all__ = [
     "wait_for",
 ]
 
-BIN_ENV = "DRIFTD_ALERTMANAGER_BIN"
+BIN_ENV = "DRIFTDTEST_ALERTMANAGER_BIN"
 """Environment variable naming the Alertmanager binary to use."""
 
 CONFIG_TEMPLATE = (

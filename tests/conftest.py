@@ -8,6 +8,23 @@ import pytest
 import structlog
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to start with a ``DRIFTD_`` variable that names no setting.
+
+    Every daemon a test starts would refuse it too (exit 2). The test tools' own
+    variables (``DRIFTDTEST_KAFKA_BOOTSTRAP``, ``DRIFTDTEST_ALERTMANAGER_BIN`` ...) were
+    ``DRIFTD_...`` before; the message says so.
+    """
+    from monitor.config import unknown_env_settings
+
+    unknown = unknown_env_settings()
+    if unknown:
+        raise pytest.UsageError(
+            "; ".join(error.message for error in unknown)
+            + ". Test tools read DRIFTDTEST_* (e.g. DRIFTDTEST_KAFKA_BOOTSTRAP), not DRIFTD_*."
+        )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Fail collection when a test function has no one-line docstring."""
     missing = []

@@ -2,12 +2,12 @@
 
 ``kafka_broker()`` yields the bootstrap address of a broker for the test session:
 
-* if ``DRIFTD_KAFKA_BOOTSTRAP`` is set (``host:port[,host:port...]``), that cluster is
+* if ``DRIFTDTEST_KAFKA_BOOTSTRAP`` is set (``host:port[,host:port...]``), that cluster is
   used as is, after one metadata round trip proves it answers;
 * otherwise ``deploy/kafka/kafka.sh`` fetches the broker classpath (once per cache),
   starts a fresh single-node KRaft broker on free 127.0.0.1 ports with its data in a
   temporary directory, and stops it (and removes that directory) on exit. Set
-  ``DRIFTD_KAFKA_KEEP_DATA=1`` to keep the directory and its ``kafka.log``.
+  ``DRIFTDTEST_KAFKA_KEEP_DATA=1`` to keep the directory and its ``kafka.log``.
 
 The ``kafka_bootstrap`` fixture wraps it at session scope. A conftest opts in with::
 
@@ -54,10 +54,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_ENV = "DRIFTD_KAFKA_BOOTSTRAP"
+BOOTSTRAP_ENV = "DRIFTDTEST_KAFKA_BOOTSTRAP"
 """Environment variable naming an existing cluster to use instead of starting one."""
 
-KEEP_DATA_ENV = "DRIFTD_KAFKA_KEEP_DATA"
+KEEP_DATA_ENV = "DRIFTDTEST_KAFKA_KEEP_DATA"
 """Environment variable that, when set to a non-empty value, keeps the broker's data dir."""
 
 KAFKA_SH = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "kafka.sh"
@@ -162,10 +162,10 @@ def _start_local_broker_env(stack: ExitStack, start_timeout: float) -> tuple[str
         port, controller_port = _free_port_pair()
         env = {
             **os.environ,
-            "DRIFTD_KAFKA_PORT": str(port),
-            "DRIFTD_KAFKA_CONTROLLER_PORT": str(controller_port),
-            "DRIFTD_KAFKA_DATA": str(data_dir),
-            "DRIFTD_KAFKA_START_TIMEOUT": str(max(1, round(start_timeout))),
+            "DRIFTDTEST_KAFKA_PORT": str(port),
+            "DRIFTDTEST_KAFKA_CONTROLLER_PORT": str(controller_port),
+            "DRIFTDTEST_KAFKA_DATA": str(data_dir),
+            "DRIFTDTEST_KAFKA_START_TIMEOUT": str(max(1, round(start_timeout))),
         }
         started = _run_kafka_sh("start", env, timeout=start_timeout + 60)
         if started.returncode == 0:
@@ -194,7 +194,7 @@ def _stop_local_broker(env: Mapping[str, str], data_dir: Path) -> None:
 def kafka_broker(*, start_timeout: float = 90.0) -> Iterator[str]:
     """Yield the bootstrap address of a running broker, started here if need be.
 
-    Uses ``DRIFTD_KAFKA_BOOTSTRAP`` when set; otherwise fetches and starts a local
+    Uses ``DRIFTDTEST_KAFKA_BOOTSTRAP`` when set; otherwise fetches and starts a local
     single-node broker with ``deploy/kafka/kafka.sh`` and stops it on exit.
     Raises ``KafkaBrokerError`` with the launcher's output (including the tail
     of the broker log) when the broker cannot be had.

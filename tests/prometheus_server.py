@@ -8,7 +8,7 @@ prometheus.yml, e.g. the compose stack's retargeted to loopback). It waits for
 ``/-/ready``, yields a :class:`Prometheus` handle (``query``, ``api``, ``targets``,
 ``rules``, ``alertmanagers``) and stops the process on exit.
 
-The binaries are ``$DRIFTD_PROMETHEUS_BIN`` / ``$DRIFTD_PROMTOOL_BIN``, else
+The binaries are ``$DRIFTDTEST_PROMETHEUS_BIN`` / ``$DRIFTDTEST_PROMTOOL_BIN``, else
 ``prometheus`` / ``promtool`` on PATH (Debian's ``prometheus`` package, installed by
 ``.ci/run``). When one is missing the tests are skipped, except in CI (``$CI`` set),
 where a missing binary fails them.
@@ -44,9 +44,9 @@ __all__ = [
     "prometheus_server",
 ]
 
-PROMETHEUS_BIN_ENV = "DRIFTD_PROMETHEUS_BIN"
+PROMETHEUS_BIN_ENV = "DRIFTDTEST_PROMETHEUS_BIN"
 """Environment variable naming the Prometheus server binary to use."""
-PROMTOOL_BIN_ENV = "DRIFTD_PROMTOOL_BIN"
+PROMTOOL_BIN_ENV = "DRIFTDTEST_PROMTOOL_BIN"
 """Environment variable naming the promtool binary to use."""
 CI_ENV = "CI"
 """Set (non-empty) in CI, where a missing binary fails the tests instead of skipping."""

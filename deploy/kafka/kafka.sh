@@ -10,19 +10,20 @@
 #   kafka.sh status   say whether the broker is running (exit 0) or not (exit 3)
 #   kafka.sh logs     print the tail of the broker log
 #
-# Environment (all optional):
-#   DRIFTD_KAFKA_HOME             classpath cache          [deploy/kafka/.cache/libs]
-#   DRIFTD_KAFKA_PORT             client (PLAINTEXT) port  [39092]
-#   DRIFTD_KAFKA_CONTROLLER_PORT  KRaft controller port    [client port + 1]
-#   DRIFTD_KAFKA_DATA             data dir, wiped on start [deploy/kafka/.cache/data-<port>]
-#   DRIFTD_KAFKA_START_TIMEOUT    seconds to wait for readiness [90]
-#   DRIFTD_KAFKA_STOP_TIMEOUT     seconds between TERM and KILL [30]
-#   DRIFTD_KAFKA_JVM_OPTS         replaces the default heap/GC options
-#   DRIFTD_KAFKA_LOG_LEVEL        broker root log level    [WARN]
-#   DRIFTD_KAFKA_PYTHON           python with kafka-python for the readiness probe
-#                                 [<repo>/.venv/bin/python if present]
-#   DRIFTD_KAFKA_MVN_FLAGS        extra flags for mvn (e.g. -Dmaven.repo.local=...)
-#   JAVA_HOME                     Java 17+; otherwise `java` on PATH
+# Environment (all optional; DRIFTDTEST_, not DRIFTD_, which is the daemon's settings
+# prefix: the daemon refuses a DRIFTD_ variable that names no setting):
+#   DRIFTDTEST_KAFKA_HOME             classpath cache          [deploy/kafka/.cache/libs]
+#   DRIFTDTEST_KAFKA_PORT             client (PLAINTEXT) port  [39092]
+#   DRIFTDTEST_KAFKA_CONTROLLER_PORT  KRaft controller port    [client port + 1]
+#   DRIFTDTEST_KAFKA_DATA             data dir, wiped on start [deploy/kafka/.cache/data-<port>]
+#   DRIFTDTEST_KAFKA_START_TIMEOUT    seconds to wait for readiness [90]
+#   DRIFTDTEST_KAFKA_STOP_TIMEOUT     seconds between TERM and KILL [30]
+#   DRIFTDTEST_KAFKA_JVM_OPTS         replaces the default heap/GC options
+#   DRIFTDTEST_KAFKA_LOG_LEVEL        broker root log level    [WARN]
+#   DRIFTDTEST_KAFKA_PYTHON           python with kafka-python for the readiness probe
+#                                     [<repo>/.venv/bin/python if present]
+#   DRIFTDTEST_KAFKA_MVN_FLAGS        extra flags for mvn (e.g. -Dmaven.repo.local=...)
+#   JAVA_HOME                         Java 17+; otherwise `java` on PATH
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,12 +32,12 @@ POM="$HERE/pom.xml"
 LOG4J2_CONF="$HERE/log4j2.properties"
 CACHE="$HERE/.cache"
 
-LIBS="${DRIFTD_KAFKA_HOME:-$CACHE/libs}"
-PORT="${DRIFTD_KAFKA_PORT:-39092}"
-START_TIMEOUT="${DRIFTD_KAFKA_START_TIMEOUT:-90}"
-STOP_TIMEOUT="${DRIFTD_KAFKA_STOP_TIMEOUT:-30}"
-LOG_LEVEL="${DRIFTD_KAFKA_LOG_LEVEL:-WARN}"
-JVM_OPTS="${DRIFTD_KAFKA_JVM_OPTS:--Xms256m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k}"
+LIBS="${DRIFTDTEST_KAFKA_HOME:-$CACHE/libs}"
+PORT="${DRIFTDTEST_KAFKA_PORT:-39092}"
+START_TIMEOUT="${DRIFTDTEST_KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT="${DRIFTDTEST_KAFKA_STOP_TIMEOUT:-30}"
+LOG_LEVEL="${DRIFTDTEST_KAFKA_LOG_LEVEL:-WARN}"
+JVM_OPTS="${DRIFTDTEST_KAFKA_JVM_OPTS:--Xms256m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k}"
 if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
 
 STAMP_NAME=".driftd-fetched"     # in $LIBS: marks a complete classpath
@@ -46,14 +47,14 @@ die() { echo "kafka.sh: $*" >&2; exit 1; }
 say() { echo "kafka.sh: $*" >&2; }
 
 is_port() { [[ "$1" =~ ^[0-9]+$ ]] && (("$1" > 0 && "$1" < 65536)); }
-is_port "$PORT" || die "DRIFTD_KAFKA_PORT must be a TCP port, got '$PORT'"
-CONTROLLER_PORT="${DRIFTD_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
-is_port "$CONTROLLER_PORT" || die "DRIFTD_KAFKA_CONTROLLER_PORT must be a TCP port, got '$CONTROLLER_PORT'"
+is_port "$PORT" || die "DRIFTDTEST_KAFKA_PORT must be a TCP port, got '$PORT'"
+CONTROLLER_PORT="${DRIFTDTEST_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+is_port "$CONTROLLER_PORT" || die "DRIFTDTEST_KAFKA_CONTROLLER_PORT must be a TCP port, got '$CONTROLLER_PORT'"
 [[ "$CONTROLLER_PORT" != "$PORT" ]] || die "client and controller ports must differ"
-[[ "$START_TIMEOUT" =~ ^[0-9]+$ ]] || die "DRIFTD_KAFKA_START_TIMEOUT must be whole seconds"
-[[ "$STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "DRIFTD_KAFKA_STOP_TIMEOUT must be whole seconds"
+[[ "$START_TIMEOUT" =~ ^[0-9]+$ ]] || die "DRIFTDTEST_KAFKA_START_TIMEOUT must be whole seconds"
+[[ "$STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "DRIFTDTEST_KAFKA_STOP_TIMEOUT must be whole seconds"
 
-DATA="${DRIFTD_KAFKA_DATA:-$CACHE/data-$PORT}"
+DATA="${DRIFTDTEST_KAFKA_DATA:-$CACHE/data-$PORT}"
 PID_FILE="$DATA/kafka.pid"
 LOG_FILE="$DATA/kafka.log"
 PROPS="$DATA/server.properties"
@@ -131,7 +132,7 @@ cmd_fetch() {
   fi
   local tmp="$LIBS.tmp.$$" t0=$SECONDS
   local -a mvn_flags=()
-  read -r -a mvn_flags <<<"${DRIFTD_KAFKA_MVN_FLAGS:-}"
+  read -r -a mvn_flags <<<"${DRIFTDTEST_KAFKA_MVN_FLAGS:-}"
   rm -rf "$tmp"
   say "fetching the Kafka broker classpath from Maven Central into $LIBS"
   # Maven 3.8 prints ANSI resets even with -B; strip them (pipefail keeps mvn's status).
@@ -261,7 +262,7 @@ cmd_start() {
 
 # Python with kafka-python for a metadata probe, or nothing.
 probe_python() {
-  local py="${DRIFTD_KAFKA_PYTHON:-$REPO/.venv/bin/python}"
+  local py="${DRIFTDTEST_KAFKA_PYTHON:-$REPO/.venv/bin/python}"
   if [[ -x "$py" ]] && "$py" -c 'import kafka' 2>/dev/null; then echo "$py"; fi
 }
 

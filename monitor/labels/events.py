@@ -3,7 +3,8 @@
 The same columnar decoder as inference events, pointed at the label paths, so a
 label message gets exactly the same hardening (size limit, JSON, id, timestamp
 window) and the same rejection reasons, plus ``missing_label`` for an event whose
-label is null or absent: a label without a value cannot score anything.
+label is null or absent, or not a number (a numeric string such as ``"1"`` is one):
+a label without a value cannot score anything.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class LabelDecoder:
             segment_by=[],
             max_future_seconds=schema.max_future_seconds,
             max_past_seconds=schema.max_past_seconds,
+            strict=schema.strict,
+            ts_unit=schema.ts_unit,
         )
         self._decoder = Decoder(paths, (), ())
         self._label_path = labels.label
@@ -57,7 +60,7 @@ class LabelDecoder:
         keep = ~np.isnan(batch.label)
         if not keep.all():
             for row in np.flatnonzero(~keep).tolist():
-                detail = f"{self._label_path} is missing or null"
+                detail = f"{self._label_path} is missing, null or not a number"
                 rejections.append(Rejection(int(batch.source_index[row]), "missing_label", detail))
             # An array message is all-or-nothing, as for inference events.
             refused = {r.index for r in rejections}

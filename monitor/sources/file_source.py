@@ -36,6 +36,7 @@ from typing import BinaryIO
 import orjson
 import structlog
 
+from monitor.errors import SourceError
 from monitor.sources.base import Record, TopicPartition
 
 __all__ = ["DEAD_LETTER_SUFFIX", "FileSource", "dead_letter_path"]
@@ -52,7 +53,10 @@ def dead_letter_path(path: Path) -> Path:
 
 
 class FileSource:
-    """JSON Lines from ``path``, or from stdin when ``path`` is None (see module doc)."""
+    """JSON Lines from ``path``, or from stdin when ``path`` is None (see module doc).
+
+    ``SourceError`` if ``path`` cannot be opened (missing, a directory, unreadable).
+    """
 
     def __init__(self, path: Path | None, batch_size: int) -> None:
         if batch_size <= 0:
@@ -67,7 +71,12 @@ class FileSource:
             self._stream = sys.stdin.buffer
             self._is_pipe = True
         else:
-            self._stream = path.open("rb")
+            try:
+                self._stream = path.open("rb")
+            except FileNotFoundError:
+                raise SourceError(self.name, f"{path}: no such file") from None
+            except OSError as exc:  # a directory, no permission
+                raise SourceError(self.name, f"{path}: cannot open: {exc.strerror}") from None
             self._is_pipe = False
         self._buffer = b""
         self._pos = 0

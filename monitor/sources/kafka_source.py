@@ -188,6 +188,15 @@ def _client_settings(kafka: KafkaConfig, connect_timeout_s: float) -> dict[str, 
     return settings
 
 
+def security_settings(kafka: KafkaConfig) -> dict[str, Any]:
+    """The client id and TLS / SASL settings, for other clients of the same cluster (the
+    Kafka checkpoint store): the secret is inside, so never log it."""
+    settings = _client_settings(kafka, connect_timeout_s=10.0)
+    for key in ("bootstrap_servers", "bootstrap_timeout_ms"):
+        settings.pop(key)
+    return settings
+
+
 def _check_files(kafka: KafkaConfig) -> None:
     """Fail fast, naming the key, when a configured TLS file does not exist."""
     for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -414,6 +423,32 @@ class KafkaSource:
             sasl_mechanism=cfg.sasl_mechanism,
         )
         return consumer
+
+    def committed_before(self) -> bool | None:
+        """Whether the consumer group has committed offsets on the inference topics: it
+        has consumed (and so had a reference) before. None when the broker cannot tell.
+
+        Asked with a short-lived client of the same group that joins nothing, so the
+        daemon's own consumer and its rebalances are untouched.
+        """
+        cfg = self._cfg
+        settings = _client_settings(cfg, self._connect_timeout_s)
+        settings.update(group_id=cfg.group_id, enable_auto_commit=False)
+        consumer: Any = None
+        try:
+            consumer = build_client(KafkaConsumer, settings)
+            for topic in cfg.topics:
+                for partition in sorted(consumer.partitions_for_topic(topic) or ()):
+                    if consumer.committed(KafkaTopicPartition(topic, partition)) is not None:
+                        return True
+            return False
+        except Exception as exc:  # any client failure: unknown, never fatal here
+            log.warning("kafka_committed_offsets_unknown", error=f"{type(exc).__name__}: {exc}")
+            return None
+        finally:
+            if consumer is not None:
+                with suppress(Exception):
+                    consumer.close(autocommit=False)
 
     def _poll_failed(self, exc: BaseException) -> None:
         now = time.monotonic()

@@ -6,7 +6,9 @@ nothing is downloaded) in strict mode, for the oldest Kubernetes with native sid
 and the newest the package knows. The chart is linted and rendered by Helm's own Go
 engine through helm-python-sdk, which needs no helm binary. Prometheus Operator
 resources (PodMonitor, PrometheusRule) have no bundled schema: they are checked
-against the Deployment they select and the rule file they carry.
+against the Deployment they select and the rule file they carry. Every accepted
+configuration must keep a warm-up reference where a rescheduled pod finds it again
+(the Kafka store, or a claim), or use a reference profile; the others must not render.
 """
 
 from __future__ import annotations
@@ -77,7 +79,56 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "extraVolumeMounts": [{"name": "reference", "mountPath": "/etc/driftd-reference"}],
         "tolerations": [{"key": "ml", "operator": "Exists", "effect": "NoSchedule"}],
     },
+    "file-store-on-a-claim": {
+        "config": {"checkpoint": {"store": "file"}},
+        "persistence": {"enabled": True, "size": "5Gi", "storageClass": "fast-ssd"},
+    },
+    "existing-claim-and-reference-configmap": {
+        "config": {"checkpoint": {"store": "file"}},
+        "persistence": {"enabled": True, "existingClaim": "driftd-state"},
+        "referenceConfigMap": {"name": "fraud-reference", "key": "fraud.json"},
+    },
+    "reference-path-ephemeral-file-store": {
+        "config": {
+            "checkpoint": {"store": "file"},
+            "reference": {"path": "/etc/driftd-reference/reference.json"},
+        },
+        "extraVolumes": [{"name": "reference", "configMap": {"name": "fraud-reference"}}],
+        "extraVolumeMounts": [
+            {"name": "reference", "mountPath": "/etc/driftd-reference", "readOnly": True}
+        ],
+    },
 }
+FULLNAME = "fraud-driftd"
+"""The rendered resources' name (release "fraud", chart "driftd")."""
+UNSAFE_VALUE_SETS: dict[str, tuple[dict[str, Any], str]] = {
+    "file-store-warmup-emptydir": (
+        {"config": {"checkpoint": {"store": "file"}}},
+        "config.checkpoint.store=file with a warm-up reference",
+    ),
+    "unset-store-is-file": (
+        {"config": {"checkpoint": {"store": None}, "reference": {"warmup_events": 1000}}},
+        "config.checkpoint.store=file with a warm-up reference",
+    ),
+    "no-store-warmup": (
+        {"config": {"checkpoint": {"store": "none"}}},
+        "config.checkpoint.store=none with a warm-up reference",
+    ),
+    "file-store-replicas": (
+        {
+            "replicaCount": 2,
+            "config": {"checkpoint": {"store": "file"}},
+            "referenceConfigMap": {"name": "fraud-reference"},
+        },
+        "config.checkpoint.store=file with replicaCount 2",
+    ),
+    "claim-shared-by-replicas": (
+        {"replicaCount": 2, "persistence": {"enabled": True}},
+        "persistence.enabled=true with replicaCount 2",
+    ),
+}
+"""Value sets whose state a rescheduled pod would lose or replicas would share, and
+the start of the chart's refusal."""
 
 
 def _docs(text: str) -> list[dict[str, Any]]:
@@ -149,6 +200,27 @@ def _load_config(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return load_settings(path)
 
 
+def _volume_holding(pod: dict[str, Any], container: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The pod volume that ``path`` lies on in ``container`` (its deepest mount)."""
+    mounts = [
+        m
+        for m in container["volumeMounts"]
+        if path == Path(m["mountPath"]) or Path(m["mountPath"]) in path.parents
+    ]
+    assert mounts, f"{path} is on no volume of {container['name']}"
+    mount = max(mounts, key=lambda m: len(Path(m["mountPath"]).parts))
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    volume: dict[str, Any] = volumes[mount["name"]]
+    return volume
+
+
+def _state_directory(settings: Any) -> Path:
+    """The file store's directory as the image resolves it (its working directory)."""
+    *_, workdir = re.findall(r"^WORKDIR (\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    directory: Path = settings.checkpoint.directory
+    return Path(workdir) / directory
+
+
 # --- plain sidecar manifests --------------------------------------------------------
 
 
@@ -194,6 +266,21 @@ def test_sidecar_config_is_valid_and_pages_with_the_secret(
     (pagerduty,) = [s for s in settings.alerts.sinks if s.type == "pagerduty"]
     assert pagerduty.routing_key.env == "PD_ROUTING_KEY"
     assert settings.metrics.host == "0.0.0.0"
+
+
+def test_plain_replicas_share_their_state_through_kafka(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replicas of the sidecar use the Kafka store and one reference profile from a ConfigMap."""
+    kinds = _plain()
+    deployment = kinds["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (driftd,) = [c for c in pod["initContainers"] if c["name"] == "driftd"]
+    settings = _load_config(kinds["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    assert deployment["spec"]["replicas"] > 1
+    assert settings.checkpoint.store == "kafka"
+    assert settings.reference.warmup_events is None and settings.reference.path is not None
+    assert _volume_holding(pod, driftd, settings.reference.path)["configMap"]["name"]
 
 
 def test_plain_pod_monitor_scrapes_the_sidecar() -> None:
@@ -279,12 +366,120 @@ def test_chart_wiring(values_name: str, tmp_path: Path, monkeypatch: pytest.Monk
         assert "PrometheusRule" not in docs
 
 
+@pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
+def test_chart_state_survives_a_rescheduled_pod(
+    values_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every accepted value set keeps its state on Kafka or a claim, or needs none kept."""
+    docs = {d["kind"]: d for d in _render(VALUE_SETS[values_name])}
+    settings = _load_config(docs["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (driftd,) = pod["containers"]
+    if settings.reference.path is not None:
+        assert settings.reference.warmup_events is None
+        _volume_holding(pod, driftd, settings.reference.path)
+    elif settings.checkpoint.store != "kafka":
+        state = _volume_holding(pod, driftd, _state_directory(settings))
+        assert "persistentVolumeClaim" in state, values_name
+
+
+def test_chart_defaults_to_the_kafka_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default the warm-up reference and the checkpoints live on the compacted topic."""
+    docs = {d["kind"]: d for d in _render({})}
+    settings = _load_config(docs["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    assert settings.checkpoint.store == "kafka"
+    assert settings.checkpoint.topic == "driftd-checkpoints"
+    assert settings.reference.warmup_events is not None
+    assert "PersistentVolumeClaim" not in docs
+    assert "strategy" not in docs["Deployment"]["spec"]
+
+
+def test_persistence_mounts_a_claim_at_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """persistence.enabled renders a claim that holds the file store, not an emptyDir."""
+    values = VALUE_SETS["file-store-on-a-claim"]
+    docs = {d["kind"]: d for d in _render(values)}
+    settings = _load_config(docs["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    claim = docs["PersistentVolumeClaim"]
+    assert claim["metadata"]["name"] == FULLNAME
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    deployment = docs["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (driftd,) = pod["containers"]
+    assert settings.checkpoint.store == "file"
+    state = _volume_holding(pod, driftd, _state_directory(settings))
+    assert state["persistentVolumeClaim"] == {"claimName": FULLNAME}
+    assert "emptyDir" not in state
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_existing_claim_is_mounted_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """persistence.existingClaim is mounted at the state directory; no claim is rendered."""
+    docs = {d["kind"]: d for d in _render(VALUE_SETS["existing-claim-and-reference-configmap"])}
+    settings = _load_config(docs["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    assert "PersistentVolumeClaim" not in docs
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (driftd,) = pod["containers"]
+    state = _volume_holding(pod, driftd, _state_directory(settings))
+    assert state["persistentVolumeClaim"] == {"claimName": "driftd-state"}
+
+
+def test_reference_configmap_replaces_the_warmup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """referenceConfigMap is mounted read-only and becomes reference.path, without a warm-up."""
+    docs = {d["kind"]: d for d in _render(VALUE_SETS["existing-claim-and-reference-configmap"])}
+    settings = _load_config(docs["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    assert settings.reference.warmup_events is None
+    assert settings.reference.path == Path("/etc/driftd-reference/fraud.json")
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (driftd,) = pod["containers"]
+    volume = _volume_holding(pod, driftd, settings.reference.path)
+    assert volume["configMap"]["name"] == "fraud-reference"
+    assert volume["configMap"]["items"] == [{"key": "fraud.json", "path": "fraud.json"}]
+    (mount,) = [m for m in driftd["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+
+
+@pytest.mark.parametrize("values_name", sorted(UNSAFE_VALUE_SETS))
+def test_unsafe_state_fails_to_render(values_name: str) -> None:
+    """State a rescheduled pod loses, or replicas share, stops the render with a reason."""
+    values, message = UNSAFE_VALUE_SETS[values_name]
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
+        _render(values)
+
+
+def test_allow_ephemeral_state_renders_the_unsafe_warmup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """allowEphemeralState accepts a file store on an emptyDir with a warm-up, as asked."""
+    values, _ = UNSAFE_VALUE_SETS["file-store-warmup-emptydir"]
+    docs = {d["kind"]: d for d in _render({**values, "allowEphemeralState": True})}
+    settings = _load_config(docs["ConfigMap"]["data"]["driftd.yaml"], tmp_path, monkeypatch)
+    assert settings.checkpoint.store == "file" and settings.reference.warmup_events
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    (driftd,) = pod["containers"]
+    assert "emptyDir" in _volume_holding(pod, driftd, _state_directory(settings))
+    _validate(docs["Deployment"])
+
+
 def test_schema_rejects_bad_values() -> None:
     """values.schema.json stops a mistyped value at render time."""
     with pytest.raises(helm_python.HelmError):
         _render({"metrics": {"port": "9108"}})
     with pytest.raises(helm_python.HelmError):
         _render({"podMonitor": {"enabld": True}})
+    with pytest.raises(helm_python.HelmError):
+        _render({"config": {"checkpoint": {"store": "files"}}})
+    with pytest.raises(helm_python.HelmError):
+        _render({"persistence": {"enabled": True, "size": 1}})
+    with pytest.raises(helm_python.HelmError):
+        _render({"referenceConfigMap": {"nam": "fraud-reference"}})
 
 
 def _leaf_keys(path: Path) -> list[tuple[str, bool]]:

@@ -982,9 +982,9 @@ def test_report_frame_has_one_row_per_feature_and_method(
     assert len(frame) == len(report.rows)
     assert not frame.duplicated(["feature", "method"]).any()
     expected = {
-        "age": {"psi", "ks", "missing", "range", "samples"},
-        "plan": {"psi", "chi2", "js", "missing", "unseen", "samples"},
-        "score": {"psi", "ks", "missing", "range", "samples"},
+        "age": {"psi", "ks", "missing", "range", "samples", "schema"},
+        "plan": {"psi", "chi2", "js", "missing", "unseen", "samples", "schema"},
+        "score": {"psi", "ks", "missing", "range", "samples", "schema"},
     }
     got: dict[str, set[str]] = {}
     for feature, method in zip(frame["feature"], frame["method"], strict=True):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from monitor.config import load_settings
+from monitor.config import load_settings, unknown_env_settings
 from monitor.errors import InvalidConfigError, ReferenceProfileError
 from monitor.reference_build import load_reference
 
@@ -46,3 +49,77 @@ def test_reference_path_with_nul_byte_is_a_reference_error() -> None:
     """A NUL byte in the reference path is a clear reference error, not a traceback."""
     with pytest.raises(ReferenceProfileError, match="cannot read"):
         load_reference(Path("ref\x00.json"))
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_driftd_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """The environment without any DRIFTD_ variable; set the test's own on the patch."""
+    for name in [n for n in os.environ if n.upper().startswith("DRIFTD_")]:
+        monkeypatch.delenv(name)
+    yield monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "hint"),
+    [
+        ("DRIFTD_WINDOW__SIZE_EVENTS", "window.size_events", "DRIFTD_WINDOWS__SIZE_EVENTS"),
+        ("DRIFTD_WINDOWS_SIZE_EVENTS", "windows_size_events", "DRIFTD_WINDOWS__SIZE_EVENTS"),
+        ("DRIFTD_MODEL__NAME", "model.name", "model is a plain value"),
+        ("DRIFTD_KAFKA_BOOTSTRAP", "kafka_bootstrap", "DRIFTD_KAFKA__BOOTSTRAP_SERVERS"),
+        ("DRIFTD_NOPE", "nope", "top-level keys: alerts"),
+    ],
+)
+def test_unknown_driftd_variables_are_refused_by_name(
+    no_driftd_env: pytest.MonkeyPatch, name: str, key: str, hint: str
+) -> None:
+    """A DRIFTD_ variable that names no setting is an error naming it, with a likely fix."""
+    no_driftd_env.setenv(name, "10")
+    with pytest.raises(InvalidConfigError) as info:
+        load_settings(None)
+    (error,) = info.value.errors
+    assert error.key == key
+    assert error.message.startswith(f"unknown setting {name} (") and hint in error.message
+
+
+def test_known_driftd_variables_are_settings(no_driftd_env: pytest.MonkeyPatch) -> None:
+    """Section keys, whole sections, the aliased schema and plain values all still apply."""
+    no_driftd_env.setenv("DRIFTD_WINDOWS__SIZE_EVENTS", "777")
+    no_driftd_env.setenv("DRIFTD_SCHEMA__ID", "request")
+    no_driftd_env.setenv("DRIFTD_MODEL", "fraud")
+    no_driftd_env.setenv("DRIFTD_METRICS", '{"port": 9200}')
+    settings = load_settings(None)
+    assert settings.windows.size_events == 777 and settings.schema_.id == "request"
+    assert settings.model == "fraud" and settings.metrics.port == 9200
+    assert unknown_env_settings() == []
+
+
+def test_a_secret_in_a_driftd_variable_is_not_unknown(
+    tmp_path: Path, no_driftd_env: pytest.MonkeyPatch
+) -> None:
+    """A secret the config reads from DRIFTD_PD_KEY (env:) is the config's, not a typo."""
+    no_driftd_env.setenv("DRIFTD_PD_KEY", "routing-key")
+    config = tmp_path / "driftd.yaml"
+    config.write_text(
+        "alerts:\n  sinks: [{type: pagerduty, name: pd, routing_key: {env: DRIFTD_PD_KEY}}]\n"
+        "  routes: [{sinks: [pd]}]\n"
+    )
+    settings = load_settings(config)
+    assert settings.alerts.sinks[0].name == "pd"
+
+
+def test_repo_tools_read_no_driftd_variables() -> None:
+    """The test and launcher tools use DRIFTDTEST_*, so they never look like daemon settings."""
+    pattern = re.compile(r"DRIFTD_[A-Z][A-Z0-9_]*")
+    tools = [
+        REPO / "deploy" / "kafka" / "kafka.sh",
+        REPO / "tests" / "kafka_broker.py",
+        REPO / "tests" / "alertmanager_server.py",
+        REPO / "tests" / "prometheus_server.py",
+    ]
+    for path in tools:
+        found = set(pattern.findall(path.read_text(encoding="utf-8")))
+        # DRIFTD_WEBHOOK_URL is a placeholder in Alertmanager's config template, not a variable.
+        assert found <= {"DRIFTD_WEBHOOK_URL"}, (path.name, found)

@@ -35,7 +35,7 @@ from tests.monitor.alerts.receivers import Receiver, receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-MODEL = "credit-risk-e2e"
+MODEL = "credit-risk"  # the demo stream's events name this model
 HMAC_SECRET = "hook-signing-secret"
 OUTAGE_S = 60.0
 SHIFT_AT, SHIFT_END, TOTAL = 14_000, 30_000, 52_000

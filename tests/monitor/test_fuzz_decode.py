@@ -2,16 +2,18 @@
 
 Every batch mixes valid events with garbage: arbitrary bytes and structured mutations
 of valid events (truncation, byte flips, invalid UTF-8, deep nesting, out-of-range
-numbers, NaN/Infinity literals, wrong types, duplicate keys, oversized and empty
-messages, timestamps out of the window). Whatever comes in, ``decode`` returns; each
-message is accepted or refused exactly once, with a reason from ``REASONS``; and each
-message comes out exactly as it does when decoded alone, so one bad message can never
-change or drop another.
+numbers, NaN/Infinity literals, numeric strings, wrong types in single fields,
+duplicate keys, oversized and empty messages, timestamps out of the window). Whatever
+comes in, ``decode`` returns; each message is accepted or refused exactly once, with a
+reason from ``REASONS``, its bad values (if accepted) counted by field in ``invalid``;
+and each message comes out exactly as it does when decoded alone, counts included, so
+one bad message can never change or drop another.
 
-NaN and infinity: JSON has no such numbers. ``orjson`` refuses the ``NaN`` /
-``Infinity`` literals and any number beyond float64 (``1e999``, a 400-digit integer),
-so such a message is refused as ``invalid_json``; an accepted number is always
-finite, and NaN in a column only ever means null or absent.
+NaN and infinity: JSON has no such numbers, but Python's ``json.dumps`` writes the
+``NaN`` / ``Infinity`` / ``-Infinity`` literals. They are accepted as missing values
+(counted ``not_finite`` for their field); any other number beyond float64 (``1e999``,
+a 400-digit integer) is still ``invalid_json``. An accepted number is always finite:
+NaN in a column means null, absent or a bad value, never a number.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from hypothesis import strategies as st
 
 from monitor.config import SchemaConfig
 from monitor.decode import (
+    INVALID_REASONS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
     MAX_TEXT_DEPTH,
@@ -39,6 +42,8 @@ from monitor.decode import (
 
 NOW = 1_795_000_000.0
 SCHEMA = SchemaConfig(segment_by=["model_version", "features.region"])
+STRICT = SchemaConfig(segment_by=["model_version", "features.region"], strict=True)
+PAST, FUTURE = 30 * 86_400.0, 3_600.0  # the schema's wall-clock window
 NUMERIC = ("income", "age")
 CATEGORICAL = ("employment_type", "region")
 FUZZ = settings(
@@ -52,9 +57,17 @@ ANY = "any"  # expectation: no particular outcome, only the general properties
 OK = "ok"  # expectation: accepted
 
 
+Make = Callable[[], Decoder]
+
+
 def decoder() -> Decoder:
     """The decoder under test, as the pipeline builds it, with a fixed clock."""
     return Decoder(SCHEMA, NUMERIC, CATEGORICAL, now=NOW)
+
+
+def strict_decoder() -> Decoder:
+    """A strict decoder that also knows its model, so that every reason can occur."""
+    return Decoder(STRICT, NUMERIC, CATEGORICAL, now=NOW, model="credit-risk")
 
 
 def event(**overrides: Any) -> dict[str, Any]:
@@ -127,6 +140,10 @@ def assert_accounted(batch: DecodedBatch, n_messages: int) -> None:
     assert accepted | set(rejected) == set(range(n_messages))
     assert all(r.reason in REASONS for r in batch.rejections)
     assert all(isinstance(r.detail, str) and r.detail for r in batch.rejections)
+    fields = {*NUMERIC, *CATEGORICAL, SCHEMA.prediction, SCHEMA.label}
+    assert all(f in fields and r in INVALID_REASONS for f, r in batch.invalid)
+    # At most one bad value per field and accepted event.
+    assert all(0 < count <= len(batch) for count in batch.invalid.values())
     n = len(batch)
     assert len(batch.ts) == len(batch.models) == len(batch.segment_keys) == n
     assert batch.numeric.shape == (n, len(NUMERIC))
@@ -142,26 +159,31 @@ def assert_numbers_sane(batch: DecodedBatch) -> None:
         assert not np.isinf(column).any()
 
 
-def assert_batch_independent(messages: list[Message], batch: DecodedBatch) -> None:
-    """Each message fares in the batch exactly as it does decoded alone."""
+def assert_batch_independent(messages: list[Message], batch: DecodedBatch, make: Make) -> None:
+    """Each message fares in the batch exactly as it does decoded alone; its counts add up."""
     refused = {r.index: r for r in batch.rejections}
+    counts: dict[tuple[str, str], int] = {}
     for index, message in enumerate(messages):
-        alone = decoder().decode([message])
+        alone = make().decode([message])
         if alone.rejections:
             (solo,) = alone.rejections
             assert index in refused, f"message {index} refused alone but accepted in a batch"
             assert (refused[index].reason, refused[index].detail) == (solo.reason, solo.detail)
+            assert alone.invalid == {}
         else:
             assert index not in refused, f"message {index} accepted alone, refused in a batch"
             assert rows_of(batch, index) == rows_of(alone, 0)
+            for key, count in alone.invalid.items():
+                counts[key] = counts.get(key, 0) + count
+    assert batch.invalid == counts
 
 
-def check(messages: list[Message], expected: list[str]) -> DecodedBatch:
+def check(messages: list[Message], expected: list[str], make: Make = decoder) -> DecodedBatch:
     """Decode the batch and check every property, and each message's expected outcome."""
-    batch = decoder().decode(messages)
+    batch = make().decode(messages)
     assert_accounted(batch, len(messages))
     assert_numbers_sane(batch)
-    assert_batch_independent(messages, batch)
+    assert_batch_independent(messages, batch, make)
     got = reasons(batch)
     for index, want in enumerate(expected):
         if want == OK:
@@ -183,8 +205,10 @@ SEGMENT_VALUES = st.sampled_from(["v3", "v4"]) | st.text(max_size=12) | INT64 | 
 def valid_events(draw: st.DrawFn) -> dict[str, Any]:
     """An event the decoder must accept: every value of the right type and in range."""
     ts: Any = draw(
-        st.floats(NOW - SCHEMA.max_past_seconds, NOW + SCHEMA.max_future_seconds)
-        | st.integers(int(NOW - SCHEMA.max_past_seconds) + 1, int(NOW))
+        st.floats(NOW - PAST, NOW + FUTURE)
+        | st.integers(int(NOW - PAST) + 1, int(NOW))
+        | st.integers(int(NOW - PAST) + 1, int(NOW)).map(lambda t: t * 1_000)
+        | st.integers(int(NOW - PAST) + 1, int(NOW)).map(str)
     )
     features = {
         "income": draw(NUMBERS),
@@ -226,9 +250,15 @@ TOKENS: list[tuple[bytes, str]] = [
     (b"1e999", "invalid_json"),
     (b"-1e400", "invalid_json"),
     (b"9" * 400, "invalid_json"),
-    (b"NaN", "invalid_json"),
-    (b"Infinity", "invalid_json"),
-    (b"-Infinity", "invalid_json"),
+    (b"NaN", ANY),  # missing where a number belongs; elsewhere as the field's checks say
+    (b"Infinity", ANY),
+    (b"-Infinity", ANY),
+    (b"NaN,", "invalid_json"),  # a literal does not mend broken JSON
+    (b"Infinity 1", "invalid_json"),
+    (b'NaN, "x": "\\ud800"', "invalid_json"),
+    (b'NaN, "x": 1e999', "invalid_json"),
+    (b"-NaN", "invalid_json"),
+    (b"+Infinity", "invalid_json"),
     (b"nan", "invalid_json"),
     (b"inf", "invalid_json"),
     (b'"\\ud800"', "invalid_json"),
@@ -238,6 +268,9 @@ TOKENS: list[tuple[bytes, str]] = [
     (b"-0", ANY),
     (b'"12.5"', ANY),
     (b'"NaN"', ANY),
+    (b'" 1e3 "', ANY),
+    (b'"1795000000"', ANY),
+    (b'"abc"', ANY),
     (b"true", ANY),
     (b"null", ANY),
     (b"{}", ANY),
@@ -265,6 +298,9 @@ def mutated(draw: st.DrawFn) -> tuple[Message, str]:
                 "huge",
                 "non_object",
                 "timestamp",
+                "literal",
+                "numeric_string",
+                "bad_value",
             ]
         )
     )
@@ -301,11 +337,26 @@ def mutated(draw: st.DrawFn) -> tuple[Message, str]:
         return draw(
             st.sampled_from([b"42", b'"text"', b"true", b"null", b"[]", b"[1]", b"[{}, 2]"])
         ), "not_an_object"
+    doc = orjson.loads(good)
+    features = doc.setdefault("features", {})
+    if kind in ("literal", "numeric_string", "bad_value"):
+        # One value of a numeric or categorical field replaced: the event is kept.
+        name = draw(st.sampled_from([*NUMERIC, *CATEGORICAL, "prediction", "label"]))
+        bad: Any
+        if kind == "literal":
+            bad = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+        elif kind == "numeric_string":
+            bad = draw(st.sampled_from(["12638.0", "-1e3", " 7 ", "NaN", "1e999"]) | NUMBERS)
+            bad = bad if isinstance(bad, str) else str(bad)
+        else:
+            bad = draw(st.booleans() | st.text(max_size=5) | st.just({"a": 1}) | st.just([1]))
+        (doc if name in ("prediction", "label") else features)[name] = bad
+        return json.dumps(doc).encode(), OK
     far = draw(
-        st.sampled_from([NOW + 10 * 365 * 86_400, -1.0, 0, NOW * 1000, NOW * 1e6, 1e300])
+        st.sampled_from([NOW + 10 * 365 * 86_400, -1.0, 0, (NOW + 86_400) * 1000, 1e300])
+        | st.sampled_from([(NOW - 40 * 86_400) * 1e6, str(int(NOW) - 40 * 86_400)])
         | st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
     )
-    doc = orjson.loads(good)
     doc["ts"] = far
     return orjson.dumps(doc), "timestamp_out_of_range"
 
@@ -326,6 +377,43 @@ def test_mixed_batches_never_raise_and_lose_nothing(batch: list[tuple[Message, s
     """Valid events mixed with mutated ones and random bytes: every property holds."""
     messages = [m for m, _ in batch]
     check(messages, [e for _, e in batch])
+
+
+@FUZZ
+@given(BATCHES)
+def test_strict_batches_keep_every_property(batch: list[tuple[Message, str]]) -> None:
+    """Strict and knowing its model: every property holds; bad values refuse, never count."""
+    decoded = check([m for m, _ in batch], [], strict_decoder)
+    assert decoded.invalid == {}
+
+
+LITERALS = st.sampled_from([math.nan, math.inf, -math.inf])
+
+
+@FUZZ
+@given(st.lists(valid_events(), min_size=1, max_size=6), st.data())
+def test_literals_are_missing_and_counted_per_field(
+    events: list[dict[str, Any]], data: Any
+) -> None:
+    """NaN/Infinity literals are missing for their field alone, counted; the rest is intact."""
+    expected: dict[tuple[str, str], int] = {}
+    messages: list[Message] = []
+    replaced: list[set[str]] = []
+    for e in events:
+        names = data.draw(st.sets(st.sampled_from([*NUMERIC, "prediction", "label"])))
+        for name in names:
+            target = e if name in ("prediction", "label") else e["features"]
+            target[name] = data.draw(LITERALS)
+            expected[name, "not_finite"] = expected.get((name, "not_finite"), 0) + 1
+        messages.append(json.dumps(e).encode())
+        replaced.append(names)
+    batch = check(messages, [OK] * len(messages))
+    assert batch.invalid == expected
+    for row, (e, names) in enumerate(zip(events, replaced, strict=True)):
+        for j, name in enumerate(NUMERIC):
+            value = None if name in names else e["features"].get(name)
+            got = batch.numeric[row, j]
+            assert math.isnan(got) if value is None else got == float(value)
 
 
 @FUZZ
@@ -392,8 +480,8 @@ CASES: list[tuple[str, Message, str]] = [
     ("deep array as id", with_token(event(id=SLOT), DEEP), "missing_id"),
     ("deep array as timestamp", with_token(event(ts=SLOT), DEEP), "bad_timestamp"),
     ("deep array as features", with_token(event(features=SLOT), DEEP), "missing_features"),
-    ("deep array as numeric feature", with_token(feature(income=SLOT), DEEP), "wrong_type"),
-    ("deep array as category", with_token(feature(employment_type=SLOT), DEEP), "wrong_type"),
+    ("deep array as numeric feature", with_token(feature(income=SLOT), DEEP), OK),
+    ("deep array as category", with_token(feature(employment_type=SLOT), DEEP), OK),
     ("1e999 as a feature", with_token(feature(income=SLOT), b"1e999"), "invalid_json"),
     ("-1e400 as prediction", with_token(event(prediction=SLOT), b"-1e400"), "invalid_json"),
     ("400-digit integer", with_token(feature(age=SLOT), b"9" * 400), "invalid_json"),
@@ -406,16 +494,41 @@ CASES: list[tuple[str, Message, str]] = [
     ("2**200 as id", with_token(event(id=SLOT), str(2**200).encode()), "missing_id"),
     ("2**64 as id", with_token(event(id=SLOT), str(2**64).encode()), "missing_id"),
     ("1e-400 underflows to 0", with_token(feature(income=SLOT), b"1e-400"), OK),
-    ("string as numeric feature", orjson.dumps(feature(income="50000")), "wrong_type"),
-    ("string as prediction", orjson.dumps(event(prediction="0.8")), "wrong_type"),
-    ("string as label", orjson.dumps(event(label="1")), "wrong_type"),
-    ("digits string as timestamp", orjson.dumps(event(ts=str(int(NOW)))), "bad_timestamp"),
-    ("boolean as numeric feature", orjson.dumps(feature(age=True)), "wrong_type"),
-    ("NaN literal", with_token(feature(income=SLOT), b"NaN"), "invalid_json"),
-    ("Infinity literal", with_token(event(prediction=SLOT), b"Infinity"), "invalid_json"),
-    ("-Infinity literal", with_token(event(label=SLOT), b"-Infinity"), "invalid_json"),
-    ("NaN literal as timestamp", with_token(event(ts=SLOT), b"NaN"), "invalid_json"),
-    ('"NaN" string as a feature', orjson.dumps(feature(income="NaN")), "wrong_type"),
+    ("string as numeric feature", orjson.dumps(feature(income="50000")), OK),
+    ("string as prediction", orjson.dumps(event(prediction="0.8")), OK),
+    ("string as label", orjson.dumps(event(label="1")), OK),
+    ("word as numeric feature", orjson.dumps(feature(income="lots")), OK),
+    ("digits string as timestamp", orjson.dumps(event(ts=str(int(NOW)))), OK),
+    ("digits string as timestamp in ms", orjson.dumps(event(ts=str(int(NOW) * 1000))), OK),
+    ("NaN string as timestamp", orjson.dumps(event(ts="NaN")), "bad_timestamp"),
+    ("boolean as numeric feature", orjson.dumps(feature(age=True)), OK),
+    ("NaN literal", with_token(feature(income=SLOT), b"NaN"), OK),
+    ("Infinity literal", with_token(event(prediction=SLOT), b"Infinity"), OK),
+    ("-Infinity literal", with_token(event(label=SLOT), b"-Infinity"), OK),
+    ("NaN literal as category", with_token(feature(employment_type=SLOT), b"NaN"), OK),
+    ("NaN literal as segment", with_token(event(model_version=SLOT), b"NaN"), OK),
+    ("NaN literal as timestamp", with_token(event(ts=SLOT), b"NaN"), "bad_timestamp"),
+    ("Infinity literal as id", with_token(event(id=SLOT), b"Infinity"), "missing_id"),
+    ("NaN literal as features", with_token(event(features=SLOT), b"NaN"), "missing_features"),
+    ("NaN literal as the document", b"NaN", "not_an_object"),
+    ("NaN literal and a syntax error", with_token(feature(income=SLOT), b"NaN,"), "invalid_json"),
+    (
+        "NaN literal and a lone surrogate",
+        with_token(feature(income=SLOT), b'NaN, "x": "\\udfff"'),
+        "invalid_json",
+    ),
+    ("NaN literal and 1e999", with_token(feature(income=SLOT), b'NaN, "x": 1e999'), "invalid_json"),
+    (
+        "NaN literal nested too deeply",
+        with_token(feature(income=SLOT), nested(1_100, b"NaN")),
+        "invalid_json",
+    ),
+    (
+        "NaN literal and invalid UTF-8",
+        with_token(feature(income=SLOT), b'NaN, "\xff": 1'),
+        "invalid_json",
+    ),
+    ('"NaN" string as a feature', orjson.dumps(feature(income="NaN")), OK),
     ("duplicate id, null last", orjson.dumps(event())[:-1] + b',"id":null}', "missing_id"),
     ("duplicate id, valid last", b'{"id":null,' + orjson.dumps(event())[1:], OK),
     ("duplicate ts, bad last", orjson.dumps(event())[:-1] + b',"ts":"x"}', "bad_timestamp"),
@@ -443,12 +556,14 @@ CASES: list[tuple[str, Message, str]] = [
     ),
     ("timestamp at the epoch", orjson.dumps(event(ts=0)), "timestamp_out_of_range"),
     ("negative timestamp", orjson.dumps(event(ts=-1e300)), "timestamp_out_of_range"),
+    ("timestamp in milliseconds", orjson.dumps(event(ts=int(NOW * 1000))), OK),
+    ("timestamp in microseconds", orjson.dumps(event(ts=NOW * 1e6)), OK),
+    ("timestamp in nanoseconds", orjson.dumps(event(ts=int(NOW) * 10**9)), OK),
     (
-        "timestamp in milliseconds",
-        orjson.dumps(event(ts=int(NOW * 1000))),
+        "timestamp in milliseconds, a day ahead",
+        orjson.dumps(event(ts=int(NOW + 86_400) * 1000)),
         "timestamp_out_of_range",
     ),
-    ("timestamp in microseconds", orjson.dumps(event(ts=NOW * 1e6)), "timestamp_out_of_range"),
     ("ISO year 1", orjson.dumps(event(ts="0001-01-01T00:00:00+14:00")), "timestamp_out_of_range"),
     (
         "ISO year 9999",
@@ -469,6 +584,23 @@ CASES: list[tuple[str, Message, str]] = [
     ("null features", orjson.dumps(event(features=None)), "missing_features"),
     ("features as a list", orjson.dumps(event(features=[1, 2])), "missing_features"),
 ]
+# For a strict decoder that knows its model ("credit-risk").
+STRICT_CASES: list[tuple[str, Message, str]] = [
+    ("another model", orjson.dumps(event(model="fraud")), "other_model"),
+    ("a model as a number", orjson.dumps(event(model=7)), "other_model"),
+    ("an empty model", orjson.dumps(event(model="")), "other_model"),
+    ("another model, no id", orjson.dumps(event(model="fraud", id=None)), "other_model"),
+    ("null model", orjson.dumps(event(model=None)), OK),
+    ("absent model", orjson.dumps(event(model=...)), OK),
+    ("string as numeric feature", orjson.dumps(feature(income="50000")), "wrong_type"),
+    ("word as prediction", orjson.dumps(event(prediction="high")), "wrong_type"),
+    ("boolean as numeric feature", orjson.dumps(feature(age=True)), "wrong_type"),
+    ("NaN literal", with_token(feature(income=SLOT), b"NaN"), "wrong_type"),
+    ("-Infinity literal as label", with_token(event(label=SLOT), b"-Infinity"), "wrong_type"),
+    ("number as category", orjson.dumps(feature(employment_type=1.5)), "wrong_type"),
+    ("deep array as numeric feature", with_token(feature(income=SLOT), DEEP), "wrong_type"),
+    ("NaN literal as segment", with_token(event(model_version=SLOT), b"NaN"), OK),
+]
 
 
 @pytest.mark.parametrize(
@@ -482,14 +614,48 @@ def test_hostile_input_gets_its_reason_and_spares_its_neighbours(reason: str, ba
     assert [i for i in batch.ids if i.startswith("n")] == ["n0", "n1", "n2"]
 
 
+@pytest.mark.parametrize(
+    ("reason", "bad"), [(r, m) for _, m, r in STRICT_CASES], ids=[n for n, _, _ in STRICT_CASES]
+)
+def test_strict_decoder_refuses_bad_values_and_other_models(reason: str, bad: Message) -> None:
+    """Strict and knowing its model, the decoder refuses bad values and other models, alone."""
+    neighbours = [orjson.dumps(event(id=f"n{i}")) for i in range(3)]
+    messages = [neighbours[0], bad, neighbours[1], bad, neighbours[2]]
+    batch = check(messages, [OK, reason, OK, reason, OK], strict_decoder)
+    assert [i for i in batch.ids if i.startswith("n")] == ["n0", "n1", "n2"]
+    assert batch.invalid == {}
+
+
 def test_every_reason_has_a_named_case() -> None:
     """The named cases reach every rejection reason the decoder has."""
-    assert {reason for _, _, reason in CASES} - {OK} == set(REASONS)
+    named = {reason for _, _, reason in CASES + STRICT_CASES}
+    assert named - {OK} == set(REASONS)
+
+
+def test_tolerated_values_are_counted_by_field_and_reason() -> None:
+    """Each tolerated bad value is counted once for its field, by reason."""
+    messages: list[Message] = [
+        orjson.dumps(feature(income="lots")),
+        with_token(feature(age=SLOT), b"NaN"),
+        orjson.dumps(feature(employment_type=[1])),
+        orjson.dumps(event(prediction=True)),
+        orjson.dumps(event(label="1e999")),
+        orjson.dumps(feature(income="50000")),
+    ]
+    batch = check(messages, [OK] * len(messages))
+    assert batch.invalid == {
+        ("income", "not_a_number"): 1,
+        ("age", "not_finite"): 1,
+        ("employment_type", "wrong_type"): 1,
+        ("prediction", "wrong_type"): 1,
+        ("label", "not_finite"): 1,
+    }
 
 
 def test_millisecond_epoch_detail_hints_at_the_unit() -> None:
-    """An epoch in milliseconds is refused with a hint that epochs are in seconds."""
-    batch = decoder().decode([orjson.dumps(event(ts=int(NOW * 1000)))])
+    """With epochs set to seconds, one in milliseconds is refused with a hint at the unit."""
+    seconds = Decoder(SCHEMA.model_copy(update={"ts_unit": "s"}), NUMERIC, CATEGORICAL, now=NOW)
+    batch = seconds.decode([orjson.dumps(event(ts=int(NOW * 1000)))])
     assert "milliseconds" in batch.rejections[0].detail
 
 
@@ -502,9 +668,11 @@ def test_deep_segment_value_detail_names_the_path() -> None:
     assert "features.region" in rejection.detail
 
 
-def test_stdlib_json_with_nan_is_refused_not_misread() -> None:
-    """``json.dumps`` writes NaN for a float NaN; the event is refused, never decoded as a value."""
+def test_stdlib_json_with_nan_is_a_missing_value_not_a_number() -> None:
+    """``json.dumps`` writes NaN for a float NaN; it is a missing value, counted, never a number."""
     message = json.dumps(feature(income=float("nan"))).encode()
     batch = decoder().decode([message, orjson.dumps(event())])
-    assert reasons(batch) == {0: "invalid_json"}
-    assert not np.isnan(batch.numeric).any()
+    assert batch.rejections == []
+    assert np.isnan(batch.numeric[0, 0]) and batch.numeric[0, 1] == 41
+    assert not np.isnan(batch.numeric[1]).any()
+    assert batch.invalid == {("income", "not_finite"): 1}

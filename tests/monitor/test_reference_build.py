@@ -14,12 +14,20 @@ import orjson
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.profile import CategoricalProfile, NumericProfile, ReferenceProfile
+from monitor.cli import main
 from monitor.config import SchemaConfig
 from monitor.decode import Decoder
 from monitor.errors import ReferenceProfileError
-from monitor.reference_build import add_reference_parser, build_reference, load_reference
+from monitor.reference_build import (
+    add_reference_parser,
+    build_reference,
+    load_reference,
+    suspect_column,
+)
 
 SCHEMA = SchemaConfig(segment_by=["model_version", "features.region"])
 N = 400
@@ -121,7 +129,7 @@ WRITERS = {
 
 
 def test_every_format_gives_the_same_profile(tmp_path: Path) -> None:
-    """The same data as CSV, Parquet, flat JSONL and event JSONL gives one profile version."""
+    """CSV, Parquet, flat and event JSONL give one profile; the segment feature is left out."""
     rows = training_rows()
     profiles = {
         name: build(write(rows, tmp_path / name), tmp_path, categorical=["zip"])
@@ -130,14 +138,14 @@ def test_every_format_gives_the_same_profile(tmp_path: Path) -> None:
     versions = {name: p.version for name, p in profiles.items()}
     assert len(set(versions.values())) == 1, versions
     profile = profiles["train.csv"]
-    assert profile.names == ("age", "employment_type", "income", "is_new", "region", "zip")
+    # features.region is a segment path: constant within its segment, so not a feature.
+    assert profile.names == ("age", "employment_type", "income", "is_new", "zip")
     kinds = {f.name: f.kind for f in profile.features}
     assert kinds == {
         "age": "numeric",
         "employment_type": "categorical",
         "income": "numeric",
         "is_new": "categorical",
-        "region": "categorical",
         "zip": "categorical",
     }
     assert profile.prediction is not None and profile.prediction.name == "prediction"
@@ -210,13 +218,65 @@ def test_categories_match_what_the_decoder_produces(tmp_path: Path) -> None:
         feature = profile.feature(name)
         assert isinstance(feature, CategoricalProfile)
         codes = feature.encode(np.asarray(decoded.categorical[name], dtype=object))
-        assert not (codes == feature.other_code).any(), name
+        assert not (codes >= feature.other_code).any(), name  # neither rare nor unseen
     age = profile.feature("age")
     assert isinstance(age, CategoricalProfile)
     assert all(isinstance(c, str) for c in age.categories)
     is_new = profile.feature("is_new")
     assert isinstance(is_new, CategoricalProfile)
     assert sorted(map(str, is_new.categories)) == ["False", "True"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    levels=st.lists(st.integers(-50, 500), min_size=1, max_size=8, unique=True),
+    seed=st.integers(0, 2**16),
+    suffix=st.sampled_from(["csv", "parquet", "jsonl"]),
+    stored_as_float=st.booleans(),
+)
+def test_integer_categories_match_events_from_every_format(
+    tmp_path_factory: pytest.TempPathFactory,
+    levels: list[int],
+    seed: int,
+    suffix: str,
+    stored_as_float: bool,
+) -> None:
+    """21, 21.0 and "21" are one category: events' ints always find the file's categories."""
+    rng = np.random.default_rng(seed)
+    values = [int(v) for v in rng.choice(levels, size=60)]
+    stored: list[Any] = [float(v) for v in values] if stored_as_float else values
+    tmp = tmp_path_factory.mktemp("fmt")
+    path = tmp / f"train.{suffix}"
+    rows = [{"loan_length": v, "x": float(i)} for i, v in enumerate(stored)]
+    if suffix == "csv":
+        write_csv(rows, path)
+    elif suffix == "parquet":
+        kind = pa.float64() if stored_as_float else pa.int64()
+        pq.write_table(
+            pa.table({"loan_length": pa.array(stored, type=kind), "x": [r["x"] for r in rows]}),
+            path,
+        )
+    else:
+        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    profile = build(path, tmp, categorical=["loan_length"])
+    feature = profile.feature("loan_length")
+    assert isinstance(feature, CategoricalProfile)
+    events = [
+        orjson.dumps(
+            {
+                "id": f"e{i}",
+                "ts": NOW,
+                "model_version": "v1",
+                "features": {"loan_length": v, "x": 1.0},
+            }
+        )
+        for i, v in enumerate(values)
+    ]
+    decoded = Decoder(SCHEMA, ["x"], ["loan_length"], now=NOW).decode(events)
+    assert decoded.rejections == []
+    codes = feature.encode(decoded.categorical["loan_length"])
+    assert not np.isnan(codes).any()
+    assert (codes < feature.other_code).all(), (feature.categories, set(values))
 
 
 def test_schema_paths_choose_the_role_columns(tmp_path: Path) -> None:
@@ -490,3 +550,101 @@ def test_cli_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
     assert args.handler(args) == 2
     assert "schema.predicton" in capsys.readouterr().err
+
+
+def _suspect_rows(n: int) -> Rows:
+    """Rows with an id, an ISO time, an epoch time, a counter and two honest features."""
+    rng = np.random.default_rng(11)
+    order = rng.permutation(n)
+    return [
+        {
+            "user": f"u-{order[i]:06d}",
+            "created": f"2025-03-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+            "updated": 1_760_000_000 + 60 * i + int(rng.integers(0, 60)),
+            "seq": float(i) + 0.5,
+            "income": float(np.round(rng.lognormal(10, 0.5), 2)),
+            "channel": str(rng.choice(["web", "app", "branch"])),
+        }
+        for i in range(n)
+    ]
+
+
+def test_cli_warns_about_id_and_time_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reference build` warns on stderr about id- and time-like columns, and only those."""
+    path = write_csv(_suspect_rows(2_000), tmp_path / "train.csv")
+    assert main(["reference", "build", "-i", str(path), "-o", str(tmp_path / "r.json")]) == 0
+    warnings = [
+        line
+        for line in capsys.readouterr().err.splitlines()
+        if line.startswith("driftd reference build: warning: ")
+    ]
+    flagged = {line.split("'")[1]: line for line in warnings}
+    assert set(flagged) == {"user", "created", "updated", "seq"}, warnings
+    assert "looks like an id: 2,000 distinct values in 2,000 rows" in flagged["user"]
+    assert "looks like a timestamp" in flagged["created"]
+    assert "epoch seconds" in flagged["updated"]
+    assert "only rises with the row order" in flagged["seq"]
+    assert all("--exclude" in line for line in warnings)
+    assert not any("reference rows" in line for line in warnings)
+
+
+def test_cli_warns_about_a_tiny_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reference of a few hundred rows is written, with a warning giving its loose threshold."""
+    rows: Rows = [{"x": float((i * 37) % 101), "c": "ab"[i % 2]} for i in range(300)]
+    path = write_csv(rows, tmp_path / "train.csv")
+    assert main(["reference", "build", "-i", str(path), "-o", str(tmp_path / "r.json")]) == 0
+    (warning,) = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith("driftd reference build: warning: only 300 reference rows")
+    assert "a 5,000-event window needs a KS distance above 0.1" in warning
+
+
+def test_cli_config_leaves_out_id_time_label_and_segment_columns(tmp_path: Path) -> None:
+    """With -c, id, time, label-event and segment (features.region) columns are no features."""
+    config = tmp_path / "driftd.yaml"
+    config.write_text(
+        "schema:\n  id: request_id\n  timestamp: event_time\n  label: outcome\n"
+        "  segment_by: [model_version, features.region]\n"
+        "labels:\n  id: label_id\n  timestamp: label_time\n  label: is_default\n"
+    )
+    rows: Rows = [
+        {
+            "request_id": f"r{i}",
+            "event_time": 1_000 + i,
+            "model_version": "v3",
+            "region": "nsw"[i % 3],
+            "label_id": f"l{i}",
+            "label_time": 2_000 + i,
+            "is_default": i % 2,
+            "x": float((i * 7) % 13),
+            "c": "ab"[i % 2],
+            "prediction": (i % 10) / 10,
+            "outcome": i % 2,
+        }
+        for i in range(60)
+    ]
+    path = write_csv(rows, tmp_path / "train.csv")
+    out = tmp_path / "reference.json"
+    assert main(["reference", "build", "-i", str(path), "-o", str(out), "-c", str(config)]) == 0
+    profile = load_reference(out)
+    assert profile.names == ("c", "x")
+    assert profile.label is not None and profile.label.name == "outcome"
+    assert profile.prediction is not None and profile.prediction.name == "prediction"
+
+
+def test_ordinary_features_are_not_suspects() -> None:
+    """Continuous, integer and low-cardinality columns in random order raise no warning."""
+    rng = np.random.default_rng(2)
+    income = np.round(rng.lognormal(10, 0.5, 5_000), 2)
+    age = rng.integers(18, 90, 5_000).astype(np.float64)
+    sorted_small = np.sort(rng.normal(size=50))
+    categories = np.array([str(v) for v in rng.choice(["a", "b", "c"], 5_000)], dtype=object)
+    zips = np.array([f"{v:05d}" for v in rng.integers(0, 900, 5_000)], dtype=object)
+    assert suspect_column("income", income, False) is None
+    assert suspect_column("age", age, False) is None
+    assert suspect_column("few_sorted", sorted_small, False) is None
+    assert suspect_column("kind", categories, True) is None
+    assert suspect_column("zip", zips, True) is None

@@ -344,3 +344,20 @@ def test_sasl_password_reaches_the_client_but_never_the_log() -> None:
     assert secret not in str(caught.value)
     assert logs
     assert secret not in repr(logs)
+
+
+def test_security_settings_carry_tls_and_sasl_but_not_the_servers() -> None:
+    """The checkpoint store's clients get the source's TLS and SASL settings, nothing else."""
+    from monitor.sources.kafka_source import security_settings
+
+    kafka = KafkaConfig(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="PLAIN",
+        sasl_plain_username="driftd",
+        sasl_plain_password="s3cret",  # type: ignore[arg-type]
+    )
+    settings = security_settings(kafka)
+    assert settings["security_protocol"] == "SASL_SSL"
+    assert settings["sasl_mechanism"] == "PLAIN"
+    assert settings["sasl_plain_password"] == "s3cret"
+    assert "bootstrap_servers" not in settings and "bootstrap_timeout_ms" not in settings

@@ -47,8 +47,64 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* driftd.yaml: the configured values, with the metrics address the chart serves. */}}
+{{/* The state volume's mount path: the image's working directory. */}}
+{{- define "driftd.stateDir" -}}
+/var/lib/driftd
+{{- end }}
+
+{{/* Where referenceConfigMap is mounted. */}}
+{{- define "driftd.referenceDir" -}}
+/etc/driftd-reference
+{{- end }}
+
+{{/* The PersistentVolumeClaim holding the state (persistence.enabled). */}}
+{{- define "driftd.claimName" -}}
+{{- default (include "driftd.fullname" .) .Values.persistence.existingClaim }}
+{{- end }}
+
+{{/*
+driftd.yaml: the configured values, with the metrics address the chart serves. A
+reference profile (referenceConfigMap, or config.reference.path) replaces the default
+warm-up, which Helm would otherwise merge in beside the path.
+*/}}
 {{- define "driftd.config" -}}
-{{- $metrics := dict "metrics" (dict "host" "0.0.0.0" "port" (int .Values.metrics.port)) }}
-{{- toYaml (mergeOverwrite (deepCopy .Values.config) $metrics) }}
+{{- $config := mergeOverwrite (deepCopy .Values.config) (dict "metrics" (dict "host" "0.0.0.0" "port" (int .Values.metrics.port))) }}
+{{- $reference := $config.reference | default dict }}
+{{- if .Values.referenceConfigMap.name }}
+{{- $_ := set $config "reference" (dict "path" (printf "%s/%s" (include "driftd.referenceDir" .) .Values.referenceConfigMap.key)) }}
+{{- else if $reference.path }}
+{{- $_ := set $config "reference" (dict "path" $reference.path) }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* "true" when the reference is a warm-up (driftd's default when none is given). */}}
+{{- define "driftd.warmup" -}}
+{{- $reference := .Values.config.reference | default dict }}
+{{- if not (or .Values.referenceConfigMap.name $reference.path) }}true{{ end }}
+{{- end }}
+
+{{/* The checkpoint store (driftd's default, file, when none is given). */}}
+{{- define "driftd.store" -}}
+{{- $checkpoint := .Values.config.checkpoint | default dict }}
+{{- $checkpoint.store | default "file" }}
+{{- end }}
+
+{{/* Refuse value sets whose state would not survive the pod, or be shared by replicas. */}}
+{{- define "driftd.validate" -}}
+{{- $store := include "driftd.store" . }}
+{{- $replicas := int .Values.replicaCount }}
+{{- if and .Values.persistence.enabled (gt $replicas 1) }}
+{{- fail (printf "persistence.enabled=true with replicaCount %d: the replicas would share one claim and write one checkpoint. With several replicas use config.checkpoint.store=kafka and persistence.enabled=false." $replicas) }}
+{{- end }}
+{{- if and (eq $store "file") (gt $replicas 1) }}
+{{- fail (printf "config.checkpoint.store=file with replicaCount %d: the file store holds one replica's state, and partitions would move between replicas without it. Use config.checkpoint.store=kafka, which hands partitions over." $replicas) }}
+{{- end }}
+{{- if and (include "driftd.warmup" .) (not .Values.allowEphemeralState) }}
+{{- if eq $store "none" }}
+{{- fail "config.checkpoint.store=none with a warm-up reference (config.reference.warmup_events): the reference is never saved, so every restart learns a new one from current, possibly drifted, traffic. Use config.checkpoint.store=kafka, or a reference profile (referenceConfigMap.name or config.reference.path); set allowEphemeralState=true to accept it." }}
+{{- else if and (eq $store "file") (not .Values.persistence.enabled) }}
+{{- fail "config.checkpoint.store=file with a warm-up reference (config.reference.warmup_events) and persistence.enabled=false is unsafe: the state directory is an emptyDir, lost when the pod is rescheduled, and driftd then refuses to start (exit 3) rather than learn a new reference from possibly drifted traffic. Use config.checkpoint.store=kafka, a reference profile (referenceConfigMap.name or config.reference.path), or persistence.enabled=true; set allowEphemeralState=true to accept it." }}
+{{- end }}
+{{- end }}
 {{- end }}
