@@ -127,8 +127,14 @@ def test_daemon_rides_out_a_broker_outage_and_loses_nothing() -> None:
         assert not thread.is_alive()
         del daemon, thread, registry
         assert _close_refused_sockets(known_sockets) > 0  # the library leak this works around
-        # The client's I/O thread may still be winding down a refused reconnect: close what
-        # it left too, then collect here, so no unclosed socket is finalised in a later test.
-        time.sleep(1.0)
-        _close_refused_sockets(known_sockets)
-        gc.collect()
+    # The clients' I/O threads may still be winding down reconnects to the broker now
+    # stopped: wait for them, then close what they left and collect here, so that no
+    # unclosed socket is finalised in a later test.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(
+        t.name.startswith("kafka-io") for t in threading.enumerate()
+    ):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    _close_refused_sockets(known_sockets)
+    gc.collect()
