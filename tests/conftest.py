@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +47,28 @@ def _reset_structlog() -> Iterator[None]:
     """Tests that configure logging (the CLI does) must not leak it into later tests."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_refused_connects() -> Iterator[None]:
+    """Close the never-connected sockets a module's Kafka clients left behind.
+
+    kafka-python keeps the socket of every refused connect alive through the traceback
+    of the error it stores (see tests/monitor/test_broker_outage.py); the garbage
+    collector then finalises it, as an unclosed-socket warning, in whatever test runs
+    at that moment. Only stream sockets that were never connected and do not listen are
+    closed: live connections and the servers of session fixtures are left alone.
+    """
+    yield
+    for obj in gc.get_objects():
+        if not isinstance(obj, socket.socket) or obj.fileno() == -1:
+            continue
+        try:
+            if obj.type != socket.SOCK_STREAM:
+                continue
+            if obj.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                continue  # a listening server
+            obj.getpeername()
+        except OSError:
+            obj.close()  # never connected: a refused connect's leftover
+    gc.collect()
