@@ -36,7 +36,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
-	for b in sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs e2e_throughput; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done
+	for b in sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

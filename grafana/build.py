@@ -417,7 +417,8 @@ def overview() -> dash.Dashboard:
         ts_panel(
             ids,
             "Consumer lag",
-            "Messages between the committed position and the log end, per partition.",
+            "Messages past the group's committed offset, per partition: grows while "
+            "checkpoints or commits fail.",
             "short",
             [
                 query(
@@ -453,7 +454,8 @@ def overview() -> dash.Dashboard:
         ts_panel(
             ids,
             "Seconds since last poll",
-            "Age of the consumer loop's last poll; a steady climb means it is stuck.",
+            "Age of the last successful poll; a steady climb means the broker is away "
+            "or the loop is stuck.",
             "s",
             [
                 query(

@@ -43,6 +43,7 @@ from monitor.sources.base import Record, Source, TopicPartition
 
 log = structlog.get_logger()
 EXIT_FORCED = 1
+_NOT_REPORTED = object()
 
 
 class Checkpointer(Protocol):
@@ -139,7 +140,10 @@ class Daemon:
             unmonitorable=pipeline.unmonitorable,
             extra=[
                 lambda: data_quality_families(
-                    settings.model, pipeline.invalid_values, pipeline.unexpected_features
+                    settings.model,
+                    pipeline.invalid_values,
+                    pipeline.unexpected_features,
+                    pipeline.feature_names_refused,
                 )
             ],
         )
@@ -165,7 +169,7 @@ class Daemon:
         self.force_exit = False
         self.started = False
         self.stats = LoopStats()
-        self._last_poll = time.monotonic()
+        self._created_at = self._last_poll = time.monotonic()
         self._reference_version = ""
         self._publish_reference()
         self._pending: dict[TopicPartition, int] = {}
@@ -177,9 +181,13 @@ class Daemon:
     # ------------------------------------------------------------ health
 
     def seconds_since_poll(self) -> float:
-        """Seconds since the source last heard from its broker (or the last poll returned)."""
-        last = getattr(self.source, "last_successful_poll", None)
-        return time.monotonic() - (last if isinstance(last, float) else self._last_poll)
+        """Seconds since the last successful poll. A failed poll returns too, so a source
+        that tells failures apart (Kafka's ``last_successful_poll``) is believed, counting
+        from the daemon's start until its first success: a broker down from the start shows."""
+        last = getattr(self.source, "last_successful_poll", _NOT_REPORTED)
+        if last is _NOT_REPORTED:
+            return time.monotonic() - self._last_poll
+        return time.monotonic() - (last if isinstance(last, float) else self._created_at)
 
     def readiness(self) -> tuple[bool, str]:
         """Lenient on purpose: a sidecar's readiness gates its model server's pod."""
@@ -280,12 +288,15 @@ class Daemon:
     def handle(self, records: Sequence[Record]) -> BatchOutcome:
         """One batch in the fixed order: state, dead letters, checkpoint, commit."""
         started = time.perf_counter()
-        overflow_before = self.pipeline.segments.overflow
+        segments_before = self.pipeline.segments.counts()
         outcome = self.pipeline.process(records)
         self.metrics.observe_batch(outcome, time.perf_counter() - started)
+        # After the batch's transitions are counted: an evicted segment's resolve too.
+        self.metrics.forget_segments(outcome.evicted)
         if self.label_delay is not None and outcome.labels is not None:
             self.label_delay.observe(outcome.labels.delays)
-        self.metrics.overflowed(self.pipeline.segments.overflow - overflow_before)
+        segments = self.pipeline.segments
+        self.metrics.record_segments(segments_before, segments.counts(), segments.tracked)
         if self.pipeline.ready:
             self._save_reference()  # a no-op once saved; a failed save is retried here
         self._publish_reference()

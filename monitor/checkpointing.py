@@ -16,8 +16,6 @@ Nothing is ever reset silently.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -27,6 +25,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor.checkpoint import FileCheckpointStore, decode, encode
+from monitor.checkpoint.fingerprint import fingerprints
 from monitor.config import Settings
 from monitor.errors import CheckpointError
 from monitor.handover import drop_partition, merge_slice, partition_slice
@@ -44,17 +43,16 @@ SAVE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 
 def state_fingerprint(settings: Settings) -> str:
     """A short hash of the settings that shape the saved state (not thresholds)."""
-    shaping = {
-        "model": settings.model,
-        "schema": settings.schema_.model_dump(mode="json"),
-        "segments": settings.segments.model_dump(mode="json"),
-        "windows": settings.windows.model_dump(mode="json"),
-        "reference": settings.reference.model_dump(mode="json"),
-        "labels": settings.labels.model_dump(mode="json"),
-        "labels_topic": settings.kafka.labels_topic,
-    }
-    raw = json.dumps(shaping, sort_keys=True).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
+    return state_fingerprints(settings)[0]
+
+
+def state_fingerprints(settings: Settings) -> tuple[str, str]:
+    """The fingerprint new checkpoints carry, and the legacy one still accepted."""
+    return fingerprints(
+        settings,
+        ("schema", "segments", "windows", "reference", "labels"),
+        {"model": settings.model, "labels_topic": settings.kafka.labels_topic},
+    )
 
 
 def kafka_checkpoint_store(settings: Settings) -> KafkaCheckpointStore:
@@ -135,7 +133,8 @@ class StateCheckpointer:
         self.store = store
         self.settings = settings
         self.location = location
-        self.fingerprint = state_fingerprint(settings)
+        self.fingerprint, legacy = state_fingerprints(settings)
+        self.accepted_fingerprints = (self.fingerprint, legacy)
         self.metrics = CheckpointMetrics(registry, settings.model)
         self.extra_state = extra_state
         self._clock = clock
@@ -173,7 +172,7 @@ class StateCheckpointer:
             data,
             location=self.location,
             expect_state_version=STATE_VERSION,
-            expect_fingerprint=self.fingerprint,
+            expect_fingerprint=self.accepted_fingerprints,
         )
         restore_pipeline(pipeline, checkpoint.state["pipeline"], self.location)
         offsets = {(str(t), int(p)): int(o) for (t, p), o in checkpoint.offsets.items()}
@@ -185,6 +184,16 @@ class StateCheckpointer:
         )
         extra = checkpoint.state.get("extra") or {}
         return offsets, dict(extra)
+
+    def probe(self) -> None:
+        """Check, at start, that the store can be used; ``CheckpointError`` if it cannot.
+
+        Stores without a ``probe`` (the file store: its directory is checked by
+        ``monitor.storage_checks``) pass.
+        """
+        probe = getattr(self.store, "probe", None)
+        if probe is not None:
+            probe()
 
     def close(self) -> None:
         """Release the store's connections (the Kafka store's producer)."""
@@ -283,6 +292,12 @@ class PartitionCheckpointer(StateCheckpointer):
         """Nothing global: partitions are restored as they are assigned."""
         return {}, {}
 
+    def probe(self) -> None:
+        """Check, at start, that the partition store can be used (see ``StateCheckpointer``)."""
+        probe = getattr(self.partitions, "probe", None)
+        if probe is not None:
+            probe()
+
     def close(self) -> None:
         """Close the partition store (its producer would otherwise outlive the daemon)."""
         close = getattr(self.partitions, "close", None)
@@ -300,7 +315,7 @@ class PartitionCheckpointer(StateCheckpointer):
                 blob,
                 location=where,
                 expect_state_version=STATE_VERSION,
-                expect_fingerprint=self.fingerprint,
+                expect_fingerprint=self.accepted_fingerprints,
             )
             names = merge_slice(pipeline, tp, checkpoint.state["slice"], where)
             offsets.update({(str(t), int(p)): int(o) for (t, p), o in checkpoint.offsets.items()})

@@ -3,7 +3,9 @@
 Exit codes: 0 ok; 1 a ``file`` or ``stdin`` run accepted no event (nothing was
 monitored; also a forced second-signal exit); 2 bad configuration or input (a bad or
 unknown key or ``DRIFTD_`` variable, a missing file the config names, a busy metrics
-port), with one line naming the key and the file; 3 checkpoint problems.
+port), with one line naming the key and the file; 3 checkpoint problems, and places
+driftd must write that it cannot (checkpoint directory or topic, journal), found at
+start. ``check-config`` exits with the code ``run`` would: 2 before 3.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from monitor.errors import (
     ReferenceLostError,
     ReferenceProfileError,
     SourceError,
+    StorageUnusableError,
 )
 from monitor.journal import Journal
 from monitor.logsetup import configure_logging
@@ -43,7 +46,9 @@ from monitor.reference_store import ReferenceStore
 from monitor.sources.base import Source
 from monitor.sources.demo_source import DEMO_LABELS_TOPIC, DemoSource
 from monitor.sources.file_source import FileSource, dead_letter_path
+from monitor.sources.kafka_metrics import kafka_collectors
 from monitor.sources.kafka_source import KafkaSource
+from monitor.storage_checks import local_storage_errors
 from monitor.terminal import TerminalView
 
 EXIT_OK = 0
@@ -56,7 +61,8 @@ SETTINGS_HELP = (
     "environment variables (DRIFTD_WINDOWS__SIZE_EVENTS=10000); one of the two is required. "
     f"Every key and its default: {CONFIG_DOCS}; `driftd check-config -c FILE` prints the "
     "effective settings. Exit codes: 0 ok, 1 a file or stdin run accepted no event, "
-    "2 bad config or input (the message names the key and file), 3 checkpoint problems."
+    "2 bad config or input (the message names the key and file), 3 checkpoint problems "
+    "or an unwritable checkpoint directory, checkpoint topic or journal."
 )
 
 
@@ -131,8 +137,13 @@ def _check_config(args: argparse.Namespace) -> int:
     except InvalidConfigError as exc:
         return _config_failure(exc)
     errors = _file_errors(settings, tls=True, load_profile=True)
+    unwritable = local_storage_errors(settings, create=False)
+    for problem in unwritable:
+        print(f"driftd: storage error: {problem}", file=sys.stderr)
     if errors:
         return _config_failure(InvalidConfigError(errors))
+    if unwritable:
+        return EXIT_CHECKPOINT
     print(json.dumps(redacted(settings), indent=2, sort_keys=True))
     print("driftd: config ok", file=sys.stderr)
     return EXIT_OK
@@ -164,14 +175,19 @@ def _build_daemon(
         )
     else:
         daemon_ref: list[Daemon] = []
-        source = KafkaSource(
+        kafka = KafkaSource(
             settings.kafka,
             # Late-bound: the daemon that owns this source is built right after it.
             on_revoke=lambda parts: daemon_ref[0].on_partitions_revoked(parts),  # noqa: PLW0108
             on_assign=lambda parts: daemon_ref[0].on_partitions_assigned(parts),  # noqa: PLW0108
         )
+        source = kafka
         registry = CollectorRegistry()
+        for collector in kafka_collectors(kafka, settings.model):
+            registry.register(collector)
         checkpointer = StateCheckpointer.from_settings(settings, registry)
+        if checkpointer is not None:
+            _probe_checkpoint_store(settings, checkpointer)
         if checkpointer is not None and start_fresh:
             checkpointer.start_fresh()
         daemon_ref.append(
@@ -190,9 +206,31 @@ def _build_daemon(
     return _with_journal(settings, Daemon(settings, source, pipeline))
 
 
+def _probe_checkpoint_store(settings: Settings, checkpointer: StateCheckpointer) -> None:
+    """Refuse a checkpoint topic the broker will not create or let us read, before start."""
+    try:
+        checkpointer.probe()
+    except CheckpointError as exc:
+        checkpointer.close()
+        if settings.checkpoint.store != "kafka":
+            raise
+        raise StorageUnusableError(
+            "checkpoint.topic", settings.checkpoint.topic, exc.message
+        ) from exc
+
+
 def _with_journal(settings: Settings, daemon: Daemon) -> Daemon:
-    if settings.journal.path is not None:
-        daemon.on_batch = Journal(settings.journal.path, settings.model)
+    path = settings.journal.path
+    if path is not None:
+        try:
+            daemon.on_batch = Journal(path, settings.model)
+        except OSError as exc:  # checked at start already; this is a race with the disk
+            daemon.checkpointer.close()
+            if daemon.reference_store is not None:
+                daemon.reference_store.close()
+            raise StorageUnusableError(
+                "journal.path", str(path), f"cannot open: {exc.strerror or exc}"
+            ) from exc
     return daemon
 
 
@@ -205,11 +243,20 @@ def _run(args: argparse.Namespace) -> int:
     errors = _file_errors(settings, tls=settings.source.type == "kafka", load_profile=False)
     if errors:
         return _config_failure(InvalidConfigError(errors))
+    # Running blind (ready, but never committing or journaling) is worse than not running.
+    unwritable = local_storage_errors(settings, create=True)
+    if unwritable:
+        for problem in unwritable:
+            print(f"driftd: refusing to start: {problem}", file=sys.stderr)
+        return EXIT_CHECKPOINT
     configure_logging(settings.logging.level, settings.logging.format)
     try:
         daemon = _build_daemon(
             settings, start_fresh=args.start_fresh, relearn_reference=args.relearn_reference
         )
+    except StorageUnusableError as exc:
+        print(f"driftd: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_CHECKPOINT
     except InvalidConfigError as exc:
         return _config_failure(exc)
     except ReferenceProfileError as exc:
@@ -323,7 +370,11 @@ def _demo(args: argparse.Namespace) -> int:
         f"metrics: http://127.0.0.1:{args.port}/metrics",
         flush=True,
     )
-    daemon = _build_daemon(settings, "demo", events=args.events, rate=args.rate)
+    try:
+        daemon = _build_daemon(settings, "demo", events=args.events, rate=args.rate)
+    except StorageUnusableError as exc:  # a journal.path from DRIFTD_JOURNAL__PATH
+        print(f"driftd: refusing to start: {exc}", file=sys.stderr)
+        return EXIT_CHECKPOINT
     daemon.on_batch = TerminalView()
     code: int = daemon.run()
     print(

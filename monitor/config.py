@@ -70,11 +70,41 @@ class KafkaConfig(Section):
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
     ssl_check_hostname: bool = True
+    session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
+    """How long the group waits for a silent member before handing its partitions to the
+    others (`session.timeout.ms`). It bounds how long a replica restarted after a crash
+    waits for its partitions (a clean stop leaves the group at once). The broker must
+    allow it (`group.min.session.timeout.ms`, 6 s by default)."""
+    heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    """How often the consumer tells the group it is alive (`heartbeat.interval.ms`); at
+    most a third of `session_timeout_ms`."""
+    max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
+    """Longest time between two polls before the group takes this member's partitions
+    away (`max.poll.interval.ms`). It also bounds how long a rebalance waits for members to
+    rejoin. Keep it above the slowest batch plus checkpoint."""
+    retry_backoff_max_ms: int = Field(default=2_000, ge=100, le=60_000)
+    """Longest wait between two attempts to reach the brokers while they are away (poll
+    retries and reconnects back off exponentially up to this). With the default, consumption
+    resumes within 10 s of the broker coming back."""
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaConfig:
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
             raise ValueError("sasl_mechanism is required when security_protocol uses SASL")
+        return self
+
+    @model_validator(mode="after")
+    def _group_timeouts_fit(self) -> KafkaConfig:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "heartbeat_interval_ms must be at most a third of session_timeout_ms "
+                f"({self.heartbeat_interval_ms} > {self.session_timeout_ms} / 3)"
+            )
+        if self.session_timeout_ms > self.max_poll_interval_ms:
+            raise ValueError(
+                "session_timeout_ms must not exceed max_poll_interval_ms "
+                f"({self.session_timeout_ms} > {self.max_poll_interval_ms})"
+            )
         return self
 
 
@@ -102,7 +132,31 @@ class SchemaConfig(Section):
     prediction: str = "prediction"
     label: str = "label"
     segment_by: list[str] = Field(default_factory=lambda: ["model_version"])
+    numeric: list[str] = Field(default_factory=list)
+    """Event feature names monitored as numbers when the reference is learned from warm-up
+    traffic, however few warm-up events carry them (a built reference names its own)."""
     categorical: list[str] = Field(default_factory=list)
+    """Features that are categorical whatever their values (warm-up references and
+    ``driftd reference build``); a warm-up monitors them however few of its events carry
+    them. Other types are learned by majority (see events.md)."""
+    min_feature_share: float = Field(default=0.05, gt=0, le=1)
+    """A feature name seen in warm-up traffic is monitored only if at least this share of the
+    warm-up events carries it with a value (names listed in ``numeric`` or ``categorical``
+    always are)."""
+    max_features: int = Field(default=1_000, gt=0)
+    """Features a warm-up reference monitors at most: past it, the most frequent names win and
+    the rest are refused (``over_max_features``)."""
+    max_features_per_event: int = Field(default=1_000, gt=0)
+    """An event whose features object has more keys than this is refused
+    (``too_many_features``) and its names are never counted."""
+    max_name_length: int = Field(default=128, gt=0)
+    """A feature name longer than this (in characters) is never learned from warm-up traffic
+    (``name_too_long``); a longer unexpected name is reported cut to this length."""
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    """A message larger than this is refused (``too_large``) before it is parsed."""
+    warmup_max_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    """Bytes of raw messages a warm-up holds at most until its reference is built; when they
+    are reached first, the reference is built from the events held so far (logged)."""
     rename: dict[str, str] = Field(default_factory=dict)
     """Event feature name -> reference column name, for names that differ between the
     training data and the events (``{car_value: carValue}``)."""
@@ -121,6 +175,19 @@ class SchemaConfig(Section):
     timestamp_source: Literal["event", "kafka"] = "event"
     """Where an event's time comes from: its ``timestamp`` field, or the Kafka record's
     timestamp (the field is then read only for a record without one)."""
+
+    @model_validator(mode="after")
+    def _feature_lists_fit(self) -> SchemaConfig:
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"features listed as both numeric and categorical: {both}")
+        listed = len(set(self.numeric) | set(self.categorical))
+        if listed > self.max_features:
+            raise ValueError(
+                f"{listed} features listed in numeric and categorical, "
+                f"over max_features {self.max_features}"
+            )
+        return self
 
 
 class ReferenceConfig(Section):
@@ -144,6 +211,16 @@ class WindowsConfig(Section):
     mode: Literal["tumbling", "sliding"] = "tumbling"
     panes: int = Field(default=4, ge=2)
     min_samples: int = Field(default=500, gt=0)
+    allowed_lateness_seconds: float = Field(default=60.0, ge=0)
+    """How far behind the stream's event time an event may be and still count in its
+    time window. The watermark is the stream's event time minus this; an event whose
+    time pane the watermark has passed is late: counted (``driftd_events_late_total``,
+    an ``events_late`` log line) and left out of the windows. A quiet segment's time
+    window closes once the watermark passes its end."""
+    watermark_outliers: int = Field(default=5, ge=0, le=1_000)
+    """Events dated ahead of the stream that cannot move its event time: the stream's
+    time is the (this + 1)-th highest event time seen, so up to this many outliers at
+    once change nothing. 0: the highest time seen."""
 
     @model_validator(mode="after")
     def _some_trigger(self) -> WindowsConfig:
@@ -353,27 +430,45 @@ class LabelsConfig(Section):
 
 
 class CheckpointConfig(Section):
-    """Where and how often the state is saved with its offsets (DESIGN.md, reliability).
+    """Where and how often the state is saved with its offsets (docs/reliability.md).
 
     Offsets are committed only after a checkpoint that includes their events, so
     ``interval_s`` is also the commit cadence, and what a crash re-reads at most.
+    ``driftd run`` refuses to start (exit 3) when the directory or the topic cannot
+    be used; ``driftd check-config`` checks the directory too.
     """
 
     store: Literal["file", "kafka", "none"] = "file"
     """``file``: the whole state in one local file (one replica). ``kafka``: one slice
     per partition on a compacted topic, so replicas of a group hand partitions over."""
     directory: Path = Path("driftd-state")
-    topic: str = "driftd-checkpoints"
+    """The ``file`` store's directory (created if missing); its files are private (0600)."""
+    topic: str = Field(default="driftd-checkpoints", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    """The ``kafka`` store's compacted topic, created if missing."""
     name: str = Field(default="checkpoint", pattern=r"^[A-Za-z0-9_.-]+$")
+    """The ``file`` store's file name: ``<directory>/<name>.ckpt``."""
     interval_s: float = Field(default=10.0, ge=0)
+    """Save (and so commit) at most this many seconds apart."""
     interval_batches: int | None = Field(default=None, gt=0)
     """Also save after this many batches (whichever comes first)."""
 
+    @model_validator(mode="after")
+    def _topic_is_a_name(self) -> CheckpointConfig:
+        if self.topic in {".", ".."}:
+            raise ValueError("topic: '.' and '..' are not topic names")
+        return self
+
 
 class JournalConfig(Section):
-    """An append-only JSON-lines record of every closed window and transition (audit)."""
+    """An append-only JSON-lines record of every closed window and transition (audit).
+
+    Created with mode 0600. Each line has a stable ``id``, and a re-run after a crash
+    or a restore does not write a line the journal already holds.
+    """
 
     path: Path | None = None
+    """JSON Lines file every closed window and alert transition is appended to (created
+    0600; an existing file keeps its mode). null: no journal."""
 
 
 class MetricsConfig(Section):
@@ -384,9 +479,37 @@ class MetricsConfig(Section):
 
 
 class SegmentsConfig(Section):
-    """The segment table's cap: values beyond it go to ``__other__``."""
+    """The segment table: which segment values get their own segment, and for how long.
+
+    Events whose value has no segment of its own (not yet admitted, table full, value
+    too long) count under ``__other__``. Junk values cannot fill the table: a value is
+    admitted only after ``admit_after_events`` events, and a segment idle for
+    ``idle_seconds`` of event time is evicted, which frees its slot.
+    """
 
     max_segments: int = Field(default=200, ge=1)
+    """Segments tracked at most, besides ``__other__``. Events of a value admitted while
+    the table is full, and of values longer than 120 characters once escaped, go to
+    ``__other__`` and count in ``driftd_segments_overflow_total``."""
+    admit_after_events: int = Field(default=10, ge=0)
+    """Events of a new segment value counted under ``__other__`` before the value gets a
+    segment of its own (they count in ``driftd_segments_unadmitted_events_total``); the
+    next event is the segment's first. 0 admits a value at its first event. The
+    counts live in a bounded table (``max_candidates``), so a flood of distinct junk
+    values neither takes segments nor grows memory."""
+    max_candidates: int = Field(default=10_000, ge=1)
+    """Values waiting for admission that are counted at most. Past it, every count
+    is lowered by the smallest one kept (Misra-Gries), so a value seen once is dropped
+    and a value that makes more than one event in ``max_candidates`` of the stream is
+    still admitted."""
+    idle_seconds: float | None = Field(default=86_400.0, gt=0)
+    """A segment without an event for this long in event time is evicted: its windows,
+    references, decision states, latest results and metric series are dropped, a
+    firing alert of it is resolved, and its slot is free for another value (which
+    must be admitted again). Event time is the median timestamp of each poll batch,
+    never decreasing, so a replay evicts as the live run did and one odd timestamp
+    cannot age every segment. Keep it well above ``schema.max_future_seconds``.
+    null: segments are never evicted."""
 
 
 class LoggingConfig(Section):
@@ -515,11 +638,14 @@ class SlackSinkConfig(SinkBase):
 
 
 class WebhookSinkConfig(SinkBase):
-    """A generic JSON webhook, optionally signed (``X-Driftd-Signature: sha256=<hex>``)."""
+    """A generic JSON webhook, optionally signed (``X-Driftd-Signature: t=<unix>,v1=<hex>``)."""
 
     type: Literal["webhook"] = "webhook"
     url: Secret
     hmac_secret: Secret | None = None
+    """Key that signs each request: ``X-Driftd-Signature: t=<unix>,v1=<hex>``, the
+    HMAC-SHA256 of ``"<t>."`` plus the raw body, so receivers can refuse old (replayed)
+    requests (see [alerts.md](alerts.md#webhook)). null: unsigned."""
     timeout_s: float = Field(default=5.0, gt=0)
 
 

@@ -225,7 +225,9 @@ DESCRIPTIONS: Mapping[str, str] = {
     "LabelsConfig.id": "Path of the id in a label event (the prediction's `schema.id`).",
     "LabelsConfig.timestamp": "Path of the label event's time (same forms as `schema.timestamp`).",
     "LabelsConfig.label": (
-        "Path of the label: a number (0 or 1 for `binary`); null or absent is refused "
+        "Path of the label: for `binary` 0 or 1 (`true`/`false`, and numeric spellings "
+        'such as `1.0` or `"1"`, read as 0/1); for `regression` a finite number. Any '
+        "other value is refused (`invalid_label`); null or absent is refused "
         "(`missing_label`)."
     ),
     "LabelsConfig.task": (
@@ -258,9 +260,6 @@ DESCRIPTIONS: Mapping[str, str] = {
         "shutdown. 0: after every batch."
     ),
     # journal, metrics, segments, logging
-    "JournalConfig.path": (
-        "JSON Lines file every closed window and alert transition is appended to. null: no journal."
-    ),
     "MetricsConfig.host": "Address the HTTP server binds (`0.0.0.0`: every interface).",
     "MetricsConfig.port": "Port of `/metrics`, `/healthz` and `/readyz`; 0: any free port.",
     "SegmentsConfig.max_segments": (
@@ -301,9 +300,6 @@ DESCRIPTIONS: Mapping[str, str] = {
     "SlackSinkConfig.grafana_url": "Templated link added to each message.",
     "WebhookSinkConfig.type": "A JSON document POSTed to any URL.",
     "WebhookSinkConfig.url": "Where to POST (a secret: such URLs often carry a token).",
-    "WebhookSinkConfig.hmac_secret": (
-        "Key that signs each body (`X-Driftd-Signature: sha256=<hex>`). null: unsigned."
-    ),
     "WebhookSinkConfig.timeout_s": "HTTP timeout of one request.",
     "AlertmanagerSinkConfig.type": "Alertmanager API v2 (`POST <url>/api/v2/alerts`).",
     "AlertmanagerSinkConfig.url": (

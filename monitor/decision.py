@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Final, Literal
@@ -373,6 +373,32 @@ class DecisionBook:
         """Evaluations skipped for fewer than ``min_samples`` samples, by segment."""
         with self._lock:
             return dict(self._skipped)
+
+    def forget_segments(self, segments: Collection[str], end: float) -> list[Transition]:
+        """Drop the state machines and counts of ``segments`` (evicted for being idle).
+
+        A firing alert of theirs is resolved at event time ``end`` (its transition
+        returned, so the sinks close it) rather than left open with nothing to clear it.
+        """
+        out: list[Transition] = []
+        with self._lock:
+            for key in [k for k in self._entries if k[0] in segments]:
+                entry = self._entries.pop(key)
+                if entry.state == "firing":
+                    out.append(self._move(key, entry, "resolved", end, entry.streak))
+            self._transitions = {k: v for k, v in self._transitions.items() if k[0] not in segments}
+            for segment in segments:
+                self._skipped.pop(segment, None)
+        for t in out:
+            _log.info(
+                "drift_resolved_segment_evicted",
+                model=t.model,
+                segment=t.segment,
+                column=t.column,
+                method=t.method,
+                dedup_key=t.dedup_key,
+            )
+        return out
 
     # -- checkpointing -------------------------------------------------------------
 

@@ -10,9 +10,14 @@ The work is columnar. All messages are parsed first; then each field is pulled
 out of every event with one ``map(dict.get, ...)`` pass and converted with one
 numpy call. Type checks are a ``set(map(type, column))`` per column; only a
 column that holds a wrong type is walked row by row. A row's reason is the first
-failing check in this order: model, id, timestamp, features object, numeric
+failing check in this order: model, id, timestamp, features object (missing, or
+more keys than ``schema.max_features_per_event``: ``too_many_features``), numeric
 features (in order), prediction, label, categorical features (in order), segment
 paths (in order).
+
+Limits. A message over ``schema.max_message_bytes`` is refused unparsed; the decoder
+reads only the configured feature names, so a huge features object costs its parse and
+nothing more (and is refused past the per-event cap).
 
 Parsing. orjson parses the batch. A message orjson refuses that holds the text
 ``NaN`` or ``Infinity`` is parsed again, alone, by the stdlib ``json`` module, which
@@ -80,13 +85,11 @@ import orjson
 from monitor.config import SchemaConfig
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""The default of ``schema.max_message_bytes``."""
 UNEXPECTED_SAMPLE = 200
 """Events per batch whose feature names are compared with the configured ones."""
 UNEXPECTED_NAMES = 50
 """Distinct unexpected feature names reported per batch at most."""
-MAX_NAME_LENGTH = 64
-MAX_FEATURES_SCANNED = 1_000
-"""A feature object with more keys than this is not scanned for unexpected names."""
 MAX_ID_LENGTH = 256
 MAX_TEXT_DEPTH = 32
 """Levels of nesting an array or object may have to be used as a model or segment value."""
@@ -103,7 +106,9 @@ REASONS = (
     "bad_id",
     "bad_timestamp",
     "timestamp_out_of_range",
+    "ahead_of_watermark",  # refused by the windows (monitor.windows), not the decoder
     "missing_features",
+    "too_many_features",
     "wrong_type",
 )
 """Why a message was refused (``Rejection.reason``)."""
@@ -173,8 +178,11 @@ class DecodedBatch:
     unexpected: dict[str, int] = field(default_factory=dict)
     """Feature names the events carry that the decoder does not read (not in the
     reference), with how many events of a sample carry them: at most
-    ``UNEXPECTED_SAMPLE`` events per batch, ``UNEXPECTED_NAMES`` names of at most
-    ``MAX_NAME_LENGTH`` characters."""
+    ``UNEXPECTED_SAMPLE`` events per batch, ``UNEXPECTED_NAMES`` names cut to
+    ``schema.max_name_length`` characters. Empty with ``Decoder(report_unexpected=False)``."""
+    feature_objects: list[dict[str, Any]] | None = None
+    """The features object of each accepted event, with ``Decoder(keep_feature_objects=True)``
+    (what warm-up discovery reads); None otherwise."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -194,6 +202,11 @@ def _column(events: list[dict[str, Any]], parts: Sequence[str]) -> list[Any]:
         except TypeError:  # some value on the way is not an object
             values = [v.get(part) if type(v) is dict else None for v in values]
     return values
+
+
+def is_number_text(value: str) -> bool:
+    """Whether a string holds a decimal number (``"1.5"``, ``" 1e3"``, ``"NaN"``)."""
+    return _NUMBER_TEXT.fullmatch(value) is not None
 
 
 def _number_text(value: str) -> float | None:
@@ -316,7 +329,9 @@ class Decoder:
     ``now`` fixes the wall clock (tests, replays); ``require_id=False`` keeps events
     without a usable id (the id is then ""); ``model`` refuses events naming another
     model (``other_model``); ``check_wall_clock=False`` drops the wall-clock window
-    (a replay of historical data).
+    (a replay of historical data); ``report_unexpected=False`` does not look for feature
+    names it does not read (a warm-up still learning them); ``keep_feature_objects``
+    hands each accepted event's features object back (``DecodedBatch.feature_objects``).
     """
 
     def __init__(
@@ -329,6 +344,8 @@ class Decoder:
         require_id: bool = True,
         model: str | None = None,
         check_wall_clock: bool = True,
+        report_unexpected: bool = True,
+        keep_feature_objects: bool = False,
     ) -> None:
         self.schema = schema
         self.numeric_features = tuple(numeric_features)
@@ -336,6 +353,8 @@ class Decoder:
         self.require_id = require_id
         self.model = model
         self.check_wall_clock = check_wall_clock
+        self.report_unexpected = report_unexpected
+        self.keep_feature_objects = keep_feature_objects
         self._id = schema.id.split(".")
         self._ts = schema.timestamp.split(".")
         self._model = schema.model.split(".")
@@ -369,7 +388,7 @@ class Decoder:
         kafka`` and ignored otherwise.
         """
         clock = now if now is not None else (self._now if self._now is not None else time.time())
-        events, owners, rejections, lenient = _parse(messages)
+        events, owners, rejections, lenient = _parse(messages, self.schema.max_message_bytes)
         n = len(events)
         source_index = (
             np.arange(n, dtype=np.int64)
@@ -383,7 +402,7 @@ class Decoder:
         ids = self._ids(_column(events, self._id), problems)
         ts = self._timestamps(events, source_index, kafka_ts, len(messages), problems, clock)
         features = self._feature_objects(events, problems)
-        unexpected = self._unexpected(features)
+        unexpected = self._unexpected(features) if self.report_unexpected else {}
         numeric = np.empty((n, len(self.numeric_features)), dtype=np.float64)
         for j, name in enumerate(self.numeric_features):
             numeric[:, j] = self._numbers(_get(features, name), name, problems, invalid, lenient)
@@ -424,6 +443,8 @@ class Decoder:
             prediction = prediction[keep_rows]
             label = label[keep_rows]
             source_index = source_index[keep_rows]
+            if self.keep_feature_objects:
+                features = [features[i] for i in keep]
         counts: dict[tuple[str, str], int] = {}
         for row, name, reason in invalid:
             if kept is None or kept[row]:
@@ -443,20 +464,23 @@ class Decoder:
             rejections=rejections,
             invalid=counts,
             unexpected=unexpected,
+            feature_objects=features if self.keep_feature_objects else None,
         )
 
     def _unexpected(self, features: list[Any]) -> dict[str, int]:
         """Names in a sample of feature objects that no configured feature reads."""
         out: dict[str, int] = {}
         known = self._known
+        longest = self.schema.max_name_length
         step = max(1, len(features) // UNEXPECTED_SAMPLE)
         for obj in features[::step]:
-            if type(obj) is not dict or len(obj) > MAX_FEATURES_SCANNED:
+            # An object over max_features_per_event is refused, and not worth a scan.
+            if type(obj) is not dict or len(obj) > self.schema.max_features_per_event:
                 continue
             for key in obj.keys() - known:
                 if type(key) is not str:
                     continue
-                name = key[:MAX_NAME_LENGTH]
+                name = key[:longest]
                 if name in out or len(out) < UNEXPECTED_NAMES:
                     out[name] = out.get(name, 0) + 1
         return out
@@ -636,10 +660,11 @@ class Decoder:
         return _column(events, path)
 
     def _feature_objects(self, events: list[dict[str, Any]], problems: _Problems) -> list[Any]:
-        if not self._features:
-            return events
-        objects = _column(events, self._features)
+        """Each event's features object; a missing one is ``{}`` and refuses its event
+        (``missing_features``), and so does one with too many keys (``too_many_features``)."""
+        objects = _column(events, self._features) if self._features else events
         if set(map(type, objects)) <= {dict}:
+            self._count_keys(objects, problems)
             return objects
         path = self.schema.features
         for row, value in enumerate(objects):
@@ -651,7 +676,21 @@ class Decoder:
                 )
                 problems.setdefault(row, ("missing_features", detail))
                 objects[row] = {}
+        self._count_keys(objects, problems)
         return objects
+
+    def _count_keys(self, objects: list[dict[str, Any]], problems: _Problems) -> None:
+        """Refuse each event whose features object has more keys than the cap."""
+        cap = self.schema.max_features_per_event
+        if max(map(len, objects), default=0) <= cap:
+            return
+        where = self.schema.features or "the event"
+        for row, obj in enumerate(objects):
+            if len(obj) > cap:
+                detail = (
+                    f"{where} has {len(obj):,} keys, over schema.max_features_per_event {cap:,}"
+                )
+                problems.setdefault(row, ("too_many_features", detail))
 
     def _bad_value(
         self,
@@ -744,20 +783,41 @@ class Decoder:
     def _segment_keys(
         self, events: list[dict[str, Any]], features: list[Any], problems: _Problems
     ) -> list[str]:
-        parts = [
-            _strings(
-                self._path_column(events, features, path),
-                ".".join(path),
-                problems,
-                MISSING_SEGMENT,
-            )
-            for path in self._segment_paths
-        ]
+        joined = len(self._segment_paths) > 1
+        parts = []
+        for path in self._segment_paths:
+            raw = self._path_column(events, features, path)
+            texts = _strings(raw, ".".join(path), problems, MISSING_SEGMENT)
+            parts.append(_key_parts(raw, texts, joined))
         if len(parts) == 1:
             return parts[0]
         if not parts:
             return [""] * len(events)
         return list(map(",".join, zip(*parts, strict=True)))
+
+
+def _key_parts(raw: list[Any], texts: list[str], joined: bool) -> list[str]:
+    """Segment key parts that cannot be mistaken for the missing marker, or for another
+    split of a key joined from several paths.
+
+    A user's backslash is doubled and a user value ``__missing__`` gets a leading
+    backslash; with several paths a user's comma becomes ``\\,``. Only an absent or
+    null value is the bare marker.
+    """
+    marked = ("\\", ",") if joined else ("\\",)
+    # The distinct values are few (segments), so the check is cheap on every batch.
+    if not any(t == MISSING_SEGMENT or any(m in t for m in marked) for t in set(texts)):
+        return texts
+    out: list[str] = []
+    for value, text in zip(raw, texts, strict=True):
+        if value is None:
+            out.append(text)
+            continue
+        escaped = text.replace("\\", "\\\\")
+        if joined:
+            escaped = escaped.replace(",", "\\,")
+        out.append("\\" + escaped if escaped == MISSING_SEGMENT else escaped)
+    return out
 
 
 def _iso_column(values: list[str]) -> npt.NDArray[np.float64] | None:
@@ -842,17 +902,18 @@ def _lenient_loads(message: bytes, error: orjson.JSONDecodeError) -> tuple[Any, 
 
 
 def _parse(
-    messages: Sequence[bytes | None],
+    messages: Sequence[bytes | None], limit: int = MAX_MESSAGE_BYTES
 ) -> tuple[list[dict[str, Any]], list[int] | range, list[Rejection], bool]:
-    """Parse every message: the events, the message index of each, the refusals, and
-    whether some message needed the lenient parser (its numbers may be NaN or infinite)."""
+    """Parse every message no larger than ``limit`` bytes: the events, the message index of
+    each, the refusals, and whether some message needed the lenient parser (its numbers may
+    be NaN or infinite)."""
     docs: list[Any] | None = None
     lenient = False
     try:
         sizes = list(map(len, messages))  # type: ignore[arg-type]
     except TypeError:  # a None (tombstone) message
         sizes = []
-    if sizes and min(sizes) > 0 and max(sizes) <= MAX_MESSAGE_BYTES:
+    if sizes and min(sizes) > 0 and max(sizes) <= limit:
         try:
             docs = list(map(orjson.loads, messages))  # type: ignore[arg-type]
         except orjson.JSONDecodeError:
@@ -864,8 +925,10 @@ def _parse(
             if not message:
                 rejections.append(Rejection(index, "empty", "empty message"))
                 docs.append(None)
-            elif len(message) > MAX_MESSAGE_BYTES:
-                detail = f"{len(message)} bytes, over the limit of {MAX_MESSAGE_BYTES}"
+            elif len(message) > limit:
+                detail = (
+                    f"{len(message)} bytes, over the limit of {limit} (schema.max_message_bytes)"
+                )
                 rejections.append(Rejection(index, "too_large", detail))
                 docs.append(None)
             else:

@@ -120,6 +120,21 @@ class CheckpointEncodeError(CheckpointError):
         self.path = path
 
 
+class StorageUnusableError(DriftdError):
+    """A place driftd must write cannot be used, found at start; the daemon exits 3.
+
+    ``key`` is the setting that names it (``checkpoint.directory``, ``checkpoint.topic``,
+    ``journal.path``), ``location`` the path or topic, ``message`` what is wrong.
+    Starting anyway would run blind: ready, but never committing or journaling.
+    """
+
+    def __init__(self, key: str, location: str, message: str) -> None:
+        super().__init__(f"{key}: {location}: {message}")
+        self.key = key
+        self.location = location
+        self.message = message
+
+
 class OffsetCommitError(DriftdError):
     """Offsets were not committed (rebalance, lost membership, broker down); nothing was saved.
 

@@ -121,6 +121,11 @@ class Evaluator:
         """Give one segment its own reference (from a warm-up); others use the pooled one."""
         self.own[segment] = reference
 
+    def forget_segments(self, segments: IntArray) -> None:
+        """Drop the own references of ``segments`` (evicted: their ids will be reused)."""
+        for segment in segments.tolist():
+            self.own.pop(int(segment), None)
+
     def reference_for(self, segments: IntArray) -> IntArray:
         """The reference slot counts of each of ``segments``, ``(k, F, stride)``."""
         refs = [self.own.get(s, self.pooled).counts for s in segments.tolist()]

@@ -5,7 +5,8 @@ Three parts, all bound to an injected ``CollectorRegistry`` (no global registry)
 - :class:`DaemonMetrics`: counters and histograms the pipeline increments as it works.
 - :class:`DriftCollector`: a custom collector that reads the latest results, the
   decision book and a few providers at scrape time, so scores cost nothing between
-  scrapes and a dead segment's series simply stay at their last value.
+  scrapes and a quiet segment's series stay at their last value (until the segment is
+  evicted: its results and decisions are dropped, so its series go).
 - :class:`MetricsServer`: a threaded stdlib HTTP server on its own daemon thread.
 
 Label values come only from code constants, the configured columns and the capped
@@ -27,14 +28,14 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from typing import Final, Protocol, TypeVar
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -42,6 +43,7 @@ from prometheus_client.registry import Collector
 from monitor.decision import DecisionBook, DecisionState, Transition
 from monitor.errors import ConfigError
 from monitor.results import LatestResults, WindowResults
+from monitor.segments import SegmentCounts
 
 BATCH_BUCKETS: Final = (
     0.001,
@@ -108,6 +110,12 @@ class DaemonMetrics:
             ["model", "reason"],
             registry=registry,
         )
+        self.events_late = Counter(
+            "driftd_events_late",
+            "Accepted events that came after the watermark passed their time window.",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
         self.windows_closed = Counter(
             "driftd_windows_closed",
             "Segment windows closed and evaluated.",
@@ -120,6 +128,32 @@ class DaemonMetrics:
             ["model"],
             registry=registry,
         ).labels(model=model)
+        self.segments_unadmitted = Counter(
+            "driftd_segments_unadmitted_events",
+            "Events counted under __other__ while their segment value waited for admission.",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
+        self.segments_admitted = Counter(
+            "driftd_segments_admitted",
+            "Segment values given a segment of their own.",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
+        self.segments_evicted = Counter(
+            "driftd_segments_evicted",
+            "Segments evicted after segments.idle_seconds without an event.",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
+        self.segments_tracked = Gauge(
+            "driftd_segments_tracked",
+            "Segments with a segment of their own now (__other__ excluded).",
+            ["model"],
+            registry=registry,
+        ).labels(model=model)
+        self._transition_labels: dict[str, set[tuple[str, str, str]]] = {}
+        """(feature, method, to) of each segment's transition series, to remove them."""
         self.batch_processing = Histogram(
             "driftd_batch_processing_seconds",
             "Wall time to process one poll batch, decode to decisions.",
@@ -171,6 +205,22 @@ class DaemonMetrics:
         """Count ``n`` events sent to ``__other__`` by the segment cap."""
         self.segments_overflow.inc(n)
 
+    def record_segments(self, before: SegmentCounts, after: SegmentCounts, tracked: int) -> None:
+        """Count what the segment table did between two of its ``counts()``."""
+        self.segments_overflow.inc(after.overflow - before.overflow)
+        self.segments_unadmitted.inc(after.unadmitted - before.unadmitted)
+        self.segments_admitted.inc(after.admitted - before.admitted)
+        self.segments_evicted.inc(after.evicted - before.evicted)
+        self.segments_tracked.set(tracked)
+
+    def forget_segments(self, segments: Iterable[str]) -> None:
+        """Remove the series of evicted ``segments`` (their ids serve other segments)."""
+        for segment in segments:
+            with suppress(KeyError):  # it never closed a window
+                self.windows_closed.remove(self.model, segment)
+            for feature, method, to in self._transition_labels.pop(segment, set()):
+                self.drift_transitions.remove(self.model, segment, feature, method, to)
+
     def commit(self, outcome: str) -> None:
         """Count one offset commit with ``outcome`` (``ok``, ``failed``, ``skipped``)."""
         self.commits.labels(outcome=outcome).inc()
@@ -183,6 +233,9 @@ class DaemonMetrics:
     def record_transitions(self, transitions: Iterable[Transition]) -> None:
         """Count alert transitions."""
         for t in transitions:
+            self._transition_labels.setdefault(t.segment, set()).add(
+                (t.column, t.method, t.current)
+            )
             self.drift_transitions.labels(
                 model=t.model, segment=t.segment, feature=t.column, method=t.method, to=t.current
             ).inc()
@@ -195,6 +248,8 @@ class DaemonMetrics:
         whoever writes them (:meth:`dead_lettered`), since writing can be disabled.
         """
         self.consumed(outcome.accepted)
+        # ``late`` (events behind the watermark) only exists once the windows ran.
+        self.events_late.inc(int(getattr(outcome, "late", 0)))
         reasons: dict[str, int] = {}
         for _, reason, _ in outcome.rejected:
             reasons[reason] = reasons.get(reason, 0) + 1
@@ -222,18 +277,23 @@ class DaemonMetrics:
 LagProvider = Callable[[], Mapping[tuple[str, int], int]]
 """Consumer lag in messages, by (topic, partition)."""
 PollAgeProvider = Callable[[], float | None]
-"""Seconds since the source last returned from a poll, or None before the first."""
+"""Seconds since the source's last successful poll, or None when unknown."""
 ExtraProvider = Callable[[], Iterable[Metric]]
 """More metric families to expose at scrape time (sinks, outbox, checkpoints...)."""
 
 
 def data_quality_families(
-    model: str, invalid: Mapping[tuple[str, str], int], unexpected: Mapping[str, int]
+    model: str,
+    invalid: Mapping[tuple[str, str], int],
+    unexpected: Mapping[str, int],
+    names_refused: Mapping[str, int] | None = None,
 ) -> list[Metric]:
     """``driftd_feature_invalid_total{model,feature,reason}``: values that became missing
-    because they could not be read (wrong type, not a number), per feature; and
+    because they could not be read (wrong type, not a number), per feature;
     ``driftd_feature_not_in_reference_total{model,feature}``: sampled events carrying a
-    feature the reference lacks (at most 100 names, 64 characters each)."""
+    feature the reference lacks (at most 100 names, cut to ``schema.max_name_length``); and
+    ``driftd_feature_names_refused_total{model,reason}``: feature names a warm-up refused
+    to learn, by cap (``name_too_long``, ``over_max_features``)."""
     bad = CounterMetricFamily(
         "driftd_feature_invalid",
         "Values that became missing because they could not be read, by feature and reason.",
@@ -248,7 +308,14 @@ def data_quality_families(
     )
     for feature, count in sorted(dict(unexpected).items()):
         extra.add_metric([model, feature], count)
-    return [bad, extra]
+    refused = CounterMetricFamily(
+        "driftd_feature_names_refused",
+        "Feature names a warm-up refused to learn, by the cap they exceeded.",
+        labels=["model", "reason"],
+    )
+    for reason, count in sorted(dict(names_refused or {}).items()):
+        refused.add_metric([model, reason], count)
+    return [bad, extra, refused]
 
 
 class DriftCollector(Collector):
@@ -268,8 +335,8 @@ class DriftCollector(Collector):
     - ``driftd_feature_missing_rate{model,segment,feature}``: missing share, 0..1;
     - ``driftd_feature_unmonitored{model,feature}``: 1 while a reference column is absent
       from some segment's windows (its ``schema`` alert fires) or cannot be monitored;
-    - ``driftd_consumer_lag{topic,partition}``: messages behind the log end;
-    - ``driftd_seconds_since_last_poll``: age of the last source poll.
+    - ``driftd_consumer_lag{topic,partition}``: messages past the committed offset;
+    - ``driftd_seconds_since_last_poll``: age of the last successful source poll.
 
     And the counter ``driftd_drift_evaluations_skipped_total{model,segment}``: column
     and method evaluations skipped for fewer than ``min_samples`` samples.
@@ -439,7 +506,7 @@ class DriftCollector(Collector):
     def _lag(provider: LagProvider) -> list[Metric]:
         lag = GaugeMetricFamily(
             "driftd_consumer_lag",
-            "Messages between the committed position and the log end offset.",
+            "Messages between the group's committed offset and the log end offset.",
             labels=["topic", "partition"],
         )
         for (topic, partition), value in sorted(provider().items()):
@@ -454,7 +521,7 @@ class DriftCollector(Collector):
         return [
             GaugeMetricFamily(
                 "driftd_seconds_since_last_poll",
-                "Seconds since the source last returned from a poll.",
+                "Seconds since the last successful source poll (a failed poll does not count).",
                 value=age,
             )
         ]
@@ -615,6 +682,16 @@ def _handler_class(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
         timeout = owner.request_timeout
         server_version = "driftd"
         sys_version = ""
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionError as exc:
+                # A scraper that hangs up (a timeout, a restart) is routine, not a
+                # server fault: socketserver would print a traceback to stderr.
+                _log.debug(
+                    "metrics_client_disconnected", client=self.client_address[0], error=repr(exc)
+                )
 
         def do_GET(self) -> None:
             self._serve(body=True)

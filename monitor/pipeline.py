@@ -7,13 +7,13 @@ here, then checkpoints and commits in the fixed order. Nothing here talks to Kaf
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import orjson
 import structlog
 
 from detectors.base import FloatArray, IntArray
@@ -23,6 +23,7 @@ from detectors.profile import ReferenceProfile, build_profile
 from monitor.config import Settings
 from monitor.decision import DecisionBook, Transition
 from monitor.decode import DecodedBatch, Decoder
+from monitor.discovery import FeatureDiscovery
 from monitor.evaluate import Evaluator, segment_references
 from monitor.explain import DriftExplainer
 from monitor.labels.events import LabelDecoder
@@ -30,7 +31,8 @@ from monitor.labels.monitor import LabelMonitor, LabelOutcome
 from monitor.results import LatestResults, WindowResults
 from monitor.segments import SegmentTable
 from monitor.sources.base import Record, TopicPartition
-from monitor.windows import Windows
+from monitor.warmup import HeldWarmup
+from monitor.windows import ClosedWindows, Windows
 
 log = structlog.get_logger()
 PREDICTION = "prediction"
@@ -54,40 +56,25 @@ class BatchOutcome:
     """Alert details (the top drifting bins) of firing transitions, by dedup key."""
     labels: LabelOutcome | None = None
     """The label side of the batch, when labels are enabled."""
+    evicted: list[str] = field(default_factory=list)
+    """Segments evicted for being idle before this batch (their series are removed)."""
+    late: int = 0
+    """Accepted events that came after the watermark passed their time window (counted,
+    in no window)."""
 
 
-@dataclass
-class _Warmup:
-    """Decoded events held until the warm-up reference can be built."""
-
-    batches: list[tuple[DecodedBatch, IntArray]] = field(default_factory=list)
-    rows: int = 0
-
-
-def discover_features(records: Sequence[Record], settings: Settings) -> tuple[list[str], list[str]]:
-    """Numeric and categorical feature names from the first decodable events."""
-    numeric: dict[str, None] = {}
-    categorical: dict[str, None] = dict.fromkeys(settings.schema_.categorical)
-    path = settings.schema_.features.split(".") if settings.schema_.features else []
-    for record in records[:200]:
-        try:
-            doc = orjson.loads(record.value)
-        except orjson.JSONDecodeError:
-            continue
-        for event in doc if isinstance(doc, list) else [doc]:
-            features = event
-            for part in path:
-                features = features.get(part) if isinstance(features, dict) else None
-            if not isinstance(features, dict):
-                continue
-            for name, value in features.items():
-                if name in categorical or name in numeric:
-                    continue
-                if isinstance(value, bool | str):
-                    categorical[name] = None
-                elif isinstance(value, int | float):
-                    numeric[name] = None
-    return sorted(numeric), sorted(categorical)
+def discover_features(settings: Settings, group_feature: str | None) -> FeatureDiscovery:
+    """The discovery of a warm-up: the configured names keep their types, and so does the
+    fairness group's feature (categorical unless ``schema.numeric`` lists it), so its values
+    read the same during the warm-up and after it."""
+    schema = settings.schema_
+    categorical = list(schema.categorical)
+    if group_feature is not None and group_feature not in schema.numeric:
+        categorical.append(group_feature)
+    # With the features at the event's top level, the event's own fields are not features.
+    paths = (schema.id, schema.timestamp, schema.model, schema.prediction, schema.label)
+    ignored = [] if schema.features else [p.split(".")[0] for p in paths]
+    return FeatureDiscovery(schema, schema.numeric, categorical, ignored)
 
 
 class Pipeline:
@@ -102,7 +89,12 @@ class Pipeline:
         self.settings = settings
         self.model = settings.model
         self.results = results
-        self.segments = SegmentTable(settings.segments.max_segments)
+        self.segments = SegmentTable(
+            settings.segments.max_segments,
+            admit_after=settings.segments.admit_after_events,
+            idle_seconds=settings.segments.idle_seconds,
+            max_candidates=settings.segments.max_candidates,
+        )
         self.decisions = DecisionBook(
             settings.model, settings.detectors, settings.windows.min_samples
         )
@@ -118,7 +110,10 @@ class Pipeline:
         self.unexpected_features: dict[str, int] = {}
         """Feature names events carry that the reference lacks (sampled counts, bounded)."""
         self.events_accepted = 0
-        self._warmup: _Warmup | None = None
+        self._warmup: HeldWarmup | None = None
+        self.feature_names_refused: dict[str, int] = {}
+        """Feature names a warm-up's discovery refused, by cap (``name_too_long``,
+        ``over_max_features``)."""
         self._profiles: list[FeatureProfile] = []
         self._event_names = {ref: event for event, ref in settings.schema_.rename.items()}
         self._absent: set[str] = set()
@@ -184,20 +179,32 @@ class Pipeline:
         self.decoder = self._decoder(numeric, categorical)
         self._warmup = None
 
-    def _decoder(self, numeric: Sequence[str], categorical: Sequence[str]) -> Decoder:
+    def _decoder(
+        self,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        discovering: bool = False,
+        tolerant: bool = False,
+    ) -> Decoder:
         """The decoder of the daemon's settings: ids only needed for the label join,
-        other models refused, and the wall-clock window only where events are live."""
+        other models refused, and the wall-clock window only where events are live.
+        ``discovering``: a warm-up's, which hands back the features objects to learn from
+        and does not report the names it does not read yet; ``tolerant``: never strict
+        (for the held warm-up, whose events were accepted before their types were known)."""
         schema = self.settings.schema_
         replay = self.settings.source.type in ("file", "stdin")
         window_set = {"max_past_seconds", "max_future_seconds"} & schema.model_fields_set
         return Decoder(
-            schema,
+            schema.model_copy(update={"strict": False}) if tolerant else schema,
             numeric,
             categorical,
             require_id=self.settings.labels.enabled,
             model=self.model,
             # A replay of recorded events is history: no wall-clock window unless asked.
             check_wall_clock=not replay or bool(window_set),
+            report_unexpected=not discovering,
+            keep_feature_objects=discovering,
         )
 
     def event_name(self, column: str) -> str:
@@ -263,9 +270,11 @@ class Pipeline:
             if label_records:
                 events = [r for r in records if r.topic != self.label_topic]
         if self.decoder is None and events:
-            numeric, categorical = discover_features(events, self.settings)
-            self.decoder = self._decoder(numeric, categorical)
-            self._warmup = _Warmup()
+            # A warm-up: the features are learned from all of it (monitor.warmup).
+            discovery = discover_features(self.settings, self.group_feature)
+            needed = self.settings.reference.warmup_events or 0
+            self._warmup = HeldWarmup(self.settings.schema_, needed, discovery)
+            self.decoder = self._decoder(discovery.numeric, discovery.categorical, discovering=True)
         kafka_ts = (
             [None if r.timestamp_ms is None else r.timestamp_ms / 1000.0 for r in events]
             if self.settings.schema_.timestamp_source == "kafka"
@@ -278,25 +287,40 @@ class Pipeline:
         )
         rejected = [(events[r.index], r.reason, r.detail) for r in decoded.rejections]
         self._note_decoding(decoded)
-        seg = self.segments.ids(decoded.segment_keys)
+        seg = self.segments.assign(decoded.segment_keys, decoded.ts, evict=self.ready)
+        evicted = self.segments.take_evicted()
+        # Before the batch's events are counted: an evicted id may already be reused.
+        transitions: list[Transition] = self._forget_segments(evicted) if evicted else []
         if len(seg):
             self._note_homes(seg, decoded.source_index, events)
         self.events_accepted += len(decoded)
         results: WindowResults | None = None
-        transitions: list[Transition] = []
         details: dict[str, Mapping[str, Any]] = {}
+        late, refused = 0, np.zeros(0, np.int64)  # by the windows' event time
         if not self.ready:
             if len(decoded):
-                self._collect_warmup(decoded, seg)
+                self._collect_warmup(decoded, seg, events, kafka_ts, now)
         elif len(decoded):
             assert self.windows is not None and self.evaluator is not None
             matrix = self._matrix(decoded)
             self._note_absent(matrix)
-            closed = self.windows.add(seg, matrix, decoded.ts)
+            closed = self.windows.add(
+                seg,
+                matrix,
+                decoded.ts,
+                max_ahead=self.settings.schema_.max_future_seconds,
+                # Live, a quiet night must not make the morning's events look early.
+                not_before=(time.time() if now is None else now)
+                if self.decoder is not None and self.decoder.check_wall_clock
+                else -math.inf,
+            )
+            late, refused = closed.late, closed.refused
+            self.events_accepted -= refused.size
+            rejected.extend(self._note_event_time(closed, events, decoded))
             if len(closed):
                 results = self.evaluator.evaluate(closed, tuple(self.segments.names))
                 self.results.record(results)
-                transitions = self.decisions.observe(results)
+                transitions.extend(self.decisions.observe(results))
                 if any(t.current == "firing" for t in transitions):
                     assert self.explainer is not None
                     details = self.explainer.details(
@@ -307,7 +331,9 @@ class Pipeline:
                     )
         label_outcome = None
         if self.labels is not None:
-            label_outcome, label_rejected = self._process_labels(decoded, seg, label_records, now)
+            label_outcome, label_rejected = self._process_labels(
+                decoded, seg, label_records, now, refused
+            )
             rejected.extend(label_rejected)
             for extra in label_outcome.results:
                 self.results.record(extra, windows=False)
@@ -316,14 +342,41 @@ class Pipeline:
             self.rejections_by_reason[reason] = self.rejections_by_reason.get(reason, 0) + 1
         return BatchOutcome(
             len(records),
-            len(decoded),
+            len(decoded) - refused.size,
             rejected,
             results,
             transitions,
             next_offsets,
             details,
             label_outcome,
+            evicted=[name for _, name in evicted],
+            late=late,
         )
+
+    def _forget_segments(self, evicted: list[tuple[int, str]]) -> list[Transition]:
+        """Reset every per-segment state of the evicted (id, name) pairs, so a reused id
+        starts empty; their firing alerts resolve (the transitions returned)."""
+        ids = np.array([s for s, _ in evicted], dtype=np.int64)
+        names = {name for _, name in evicted}
+        if self.windows is not None:
+            self.windows.forget_segments(ids)
+        if self.evaluator is not None:
+            self.evaluator.forget_segments(ids)
+        if self.labels is not None:
+            self.labels.forget_segments(ids, names)
+        for s in ids.tolist():
+            self.segment_home.pop(s, None)
+        self.results.forget_segments(names)
+        resolved = self.decisions.forget_segments(names, self.segments.clock)
+        log.info(
+            "segments_evicted",
+            model=self.model,
+            count=len(evicted),
+            segments=sorted(names)[:20],
+            idle_seconds=self.settings.segments.idle_seconds,
+            alerts_resolved=len(resolved),
+        )
+        return resolved
 
     def _note_decoding(self, decoded: DecodedBatch) -> None:
         """Count values that became missing and names the reference lacks; log refusals
@@ -370,6 +423,7 @@ class Pipeline:
         seg: IntArray,
         label_records: list[Record],
         now: float | None,
+        refused: IntArray,
     ) -> tuple[LabelOutcome, list[tuple[Record, str, str]]]:
         assert self.labels is not None and self.label_decoder is not None
         labels = None
@@ -379,8 +433,55 @@ class Pipeline:
             rejected = [(label_records[r.index], r.reason, r.detail) for r in labels.rejections]
         group = self._group_values(decoded)
         predictions = (decoded.ids, seg, decoded.prediction, decoded.ts, group)
+        if refused.size:  # events the windows refused are not predictions either
+            keep = np.ones(len(decoded), dtype=np.bool_)
+            keep[refused] = False
+            rows = np.flatnonzero(keep).tolist()
+            predictions = (
+                [decoded.ids[i] for i in rows],
+                seg[rows],
+                decoded.prediction[rows],
+                decoded.ts[rows],
+                None if group is None else [group[i] for i in rows],
+            )
         outcome = self.labels.process(predictions, labels, tuple(self.segments.names))
         return outcome, rejected
+
+    def _note_event_time(
+        self, closed: ClosedWindows, events: Sequence[Record], decoded: DecodedBatch
+    ) -> list[tuple[Record, str, str]]:
+        """Log the batch's late events; the events refused as too far ahead, as rejections."""
+        if closed.late:
+            log.warning(
+                "events_late",
+                model=self.model,
+                count=closed.late,
+                watermark=self.windows.watermark if self.windows is not None else None,
+                hint="their time window had closed: raise windows.allowed_lateness_seconds "
+                "if they belong in it",
+            )
+        if not closed.refused.size:
+            return []
+        limit = self.settings.schema_.max_future_seconds
+        out = [
+            (
+                events[int(decoded.source_index[row])],
+                "ahead_of_watermark",
+                f"event time {decoded.ts[row]:.3f} is {ahead:.0f} s ahead of the stream's "
+                f"event time, more than schema.max_future_seconds ({limit:g} s)",
+            )
+            for row, ahead in zip(
+                closed.refused.tolist(), closed.refused_ahead.tolist(), strict=True
+            )
+        ]
+        log.warning(
+            "events_rejected",
+            model=self.model,
+            reason="ahead_of_watermark",
+            count=len(out),
+            example=out[0][2],
+        )
+        return out
 
     def _group_values(self, decoded: DecodedBatch) -> list[str | None] | None:
         """The fairness group of each accepted event (a feature's value as text)."""
@@ -394,14 +495,34 @@ class Pipeline:
             return [None if np.isnan(v) else f"{v:g}" for v in column.tolist()]
         return None
 
-    def _collect_warmup(self, decoded: DecodedBatch, seg: IntArray) -> None:
-        assert self._warmup is not None and self.decoder is not None
-        self._warmup.batches.append((decoded, seg))
-        self._warmup.rows += len(decoded)
-        needed = self.settings.reference.warmup_events or 0
-        if self._warmup.rows < needed:
+    def _collect_warmup(
+        self,
+        decoded: DecodedBatch,
+        seg: IntArray,
+        events: Sequence[Record],
+        kafka_ts: Sequence[float | None] | None,
+        now: float | None,
+    ) -> None:
+        """Learn from and hold a warm-up batch; build the reference once the warm-up is done."""
+        warmup = self._warmup
+        assert warmup is not None and self.decoder is not None
+        warmup.add(decoded, seg, events, kafka_ts, now)
+        self._count_names_refused(warmup.names_refused)
+        warmup.names_refused = {}
+        if not warmup.complete:
             return
-        held = self._warmup.batches
+        held = self._decode_held(warmup)
+        if not held:
+            log.error(
+                "warmup_restarted",
+                model=self.model,
+                events=warmup.rows,
+                reason="no feature carried by schema.min_feature_share of the warm-up events",
+                hint="check schema.features, or list the features in schema.numeric "
+                "and schema.categorical",
+            )
+            self.decoder, self._warmup = None, None
+            return
         columns: dict[str, object] = {}
         rename = self.settings.schema_.rename
         for j, name in enumerate(self.decoder.numeric_features):
@@ -424,11 +545,40 @@ class Pipeline:
         log.info(
             "warmup_reference_built",
             model=self.model,
-            events=self._warmup.rows,
+            events=sum(len(b) for b, _ in held),
             version=profile.version,
             seconds=round(time.perf_counter() - started, 3),
         )
         self._warmup = None
+
+    def _decode_held(self, warmup: HeldWarmup) -> list[tuple[DecodedBatch, IntArray]]:
+        """The held warm-up decoded with the discovered features; what was left out logged."""
+        found = warmup.discovery.result()
+        warmup.report(self.model, found)
+        if not found.numeric and not found.categorical:
+            return []  # nothing to build a reference of: the warm-up starts over
+        self._count_names_refused({"over_max_features": found.refused.get("over_max_features", 0)})
+        # The configured features were read (and their bad values counted) batch by batch.
+        seen = {*warmup.discovery.numeric, *warmup.discovery.categorical}
+        learned = {*found.numeric, *found.categorical} - seen
+        self.decoder = self._decoder(found.numeric, found.categorical)
+        # The held events were accepted before their features' types were known: a bad
+        # value in one is counted invalid, even with schema.strict, never a late refusal.
+        tolerant = self._decoder(found.numeric, found.categorical, tolerant=True)
+        held: list[tuple[DecodedBatch, IntArray]] = []
+        for batch, seg in warmup.decode(tolerant):
+            invalid = {k: n for k, n in batch.invalid.items() if k[0] in learned}
+            self._note_decoding(replace(batch, invalid=invalid, rejections=[]))
+            if len(batch):
+                held.append((batch, seg))
+        return held
+
+    def _count_names_refused(self, refused: Mapping[str, int]) -> None:
+        for reason, count in refused.items():
+            if count:
+                self.feature_names_refused[reason] = (
+                    self.feature_names_refused.get(reason, 0) + count
+                )
 
     def _segment_references(self, held: list[tuple[DecodedBatch, IntArray]]) -> None:
         """Freeze each segment's warm-up counts as its own reference (when it has enough)."""

@@ -17,14 +17,13 @@ a new one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Final
 
 import structlog
 
 from monitor.checkpoint import FileCheckpointStore, decode, encode
+from monitor.checkpoint.fingerprint import fingerprints
 from monitor.checkpointing import kafka_checkpoint_store
 from monitor.config import Settings
 from monitor.errors import CheckpointError
@@ -38,17 +37,13 @@ REFERENCE_PARTITION: Final = ("__driftd_reference__", 0)
 """The pseudo-partition the Kafka checkpoint store keeps the reference under."""
 
 
-def reference_fingerprint(settings: Settings) -> str:
-    """A short hash of the settings that shape a warm-up reference."""
-    shaping = {
-        "model": settings.model,
-        "schema": settings.schema_.model_dump(mode="json"),
-        "segments": settings.segments.model_dump(mode="json"),
-        "reference": settings.reference.model_dump(mode="json"),
-        "min_samples": settings.windows.min_samples,
-    }
-    raw = json.dumps(shaping, sort_keys=True).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]
+def reference_fingerprint(settings: Settings) -> tuple[str, str]:
+    """The fingerprint of the settings that shape a warm-up reference, and the legacy one."""
+    return fingerprints(
+        settings,
+        ("schema", "segments", "reference"),
+        {"model": settings.model, "min_samples": settings.windows.min_samples},
+    )
 
 
 class ReferenceStore:
@@ -66,7 +61,8 @@ class ReferenceStore:
         self._load_blob = load_blob
         self._close = close
         self.location = location
-        self.fingerprint = reference_fingerprint(settings)
+        self.fingerprint, legacy = reference_fingerprint(settings)
+        self.accepted_fingerprints = (self.fingerprint, legacy)
         self.saved = False
 
     @classmethod
@@ -122,7 +118,7 @@ class ReferenceStore:
             data,
             location=self.location,
             expect_state_version=VERSION,
-            expect_fingerprint=self.fingerprint,
+            expect_fingerprint=self.accepted_fingerprints,
         )
         restore_reference(pipeline, saved.state, self.location)
         self.saved = True

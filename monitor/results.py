@@ -8,6 +8,7 @@ bounded by the segment cap times the feature count, whatever the traffic.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -131,3 +132,11 @@ class LatestResults:
         """Windows closed so far, per segment."""
         with self._lock:
             return dict(self.windows_closed)
+
+    def forget_segments(self, segments: Collection[str]) -> None:
+        """Drop everything kept for ``segments`` (evicted): their series leave /metrics."""
+        with self._lock:
+            self._scores = {k: v for k, v in self._scores.items() if k[0] not in segments}
+            for segment in segments:
+                self._windows.pop(segment, None)
+                self.windows_closed.pop(segment, None)

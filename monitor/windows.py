@@ -9,16 +9,34 @@ Events of a segment are taken in arrival order, and a pane closes exactly at the
 event that fills it (count) or at the first event of a later event-time pane (time),
 even in the middle of a poll batch. So the windows, and what they contain, do not
 depend on how the stream was cut into batches: a restart that re-polls with other
-batch boundaries rebuilds the same windows. Time panes are epoch-aligned
-(``floor(ts / pane_seconds)``); a late event joins the open pane. A quiet segment's
-pane is also closed once the stream's event time (the highest timestamp seen on any
-segment) has passed its end; that closing point follows the batches.
+batch boundaries rebuilds the same windows.
+
+Event time. Time panes are epoch-aligned (``floor(ts / pane_seconds)``). The stream's
+event time is an :class:`~monitor.watermark.EventClock` (the
+``windows.watermark_outliers + 1``-th highest time seen, taken before each event), so
+a few events dated ahead of the rest cannot move it; the watermark is that time minus
+``windows.allowed_lateness_seconds``. Against the values before each event:
+
+- with time windows, an event dated more than ``max_ahead``
+  (``schema.max_future_seconds``) ahead of the stream's time is refused
+  (``ClosedWindows.refused``; the pipeline dead-letters it);
+- an event whose pane the watermark has passed is late: counted
+  (``ClosedWindows.late``) and left out of the windows;
+- an event dated beyond the pane after the stream's current one counts in that next
+  pane: an early event cannot open a pane of the future, only the next one, as the
+  first events of every new pane do;
+- an event of an earlier pane than its segment's open one (but not late) joins the
+  open pane.
+
+A quiet segment's pane is closed once the watermark has passed its end, which the
+next event of the segment would do anyway, so only when the window is emitted
+depends on the batches, never what it holds.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -26,15 +44,25 @@ import numpy.typing as npt
 from detectors.base import FloatArray, IntArray, State
 from detectors.binning import Binner
 from monitor.config import WindowsConfig
+from monitor.watermark import EventClock
 
 
 @dataclass(frozen=True)
 class ClosedWindows:
-    """Windows that closed during one ``add``: one row per closed window."""
+    """Windows that closed during one ``add``: one row per closed window.
+
+    ``refused``, ``refused_ahead`` and ``late`` are about the batch that was added:
+    the positions of its rows refused as dated too far ahead of the stream (they count
+    nowhere), how many seconds ahead of the stream's event time each of them was, and
+    how many of its rows were late (counted, in no window).
+    """
 
     segments: IntArray
     counts: IntArray
     end_ts: FloatArray
+    refused: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    refused_ahead: FloatArray = field(default_factory=lambda: np.zeros(0))
+    late: int = 0
 
     def __len__(self) -> int:
         return int(self.segments.size)
@@ -75,8 +103,14 @@ class Windows:
         self._completed = np.zeros(0, np.int64)
         self._pane_id = np.zeros(0, np.int64)
         self._last_ts = np.zeros(0, np.float64)
-        self.watermark = -math.inf
+        self.clock = EventClock(config.watermark_outliers + 1)
+        self.late_events = 0
         self.ensure_segments(n_segments)
+
+    @property
+    def watermark(self) -> float:
+        """The stream's event time minus the allowed lateness (``-inf`` at first)."""
+        return self.clock.time - self.config.allowed_lateness_seconds
 
     def ensure_segments(self, n_segments: int) -> None:
         """Grow to ``n_segments``; new segments start with empty panes."""
@@ -98,24 +132,94 @@ class Windows:
         """Events in every segment's open (unevaluated) window so far."""
         return np.asarray(self._pane_rows.sum(axis=0), dtype=np.int64)
 
-    def add(self, segments: IntArray, X: npt.ArrayLike, ts: FloatArray) -> ClosedWindows:
-        """Count a batch (rows in arrival order) and return the windows it closed."""
+    def forget_segments(self, segments: IntArray) -> None:
+        """Reset ``segments`` to empty panes, as if new: their ids are reused for other
+        segments (an evicted segment's events never count towards the next one's)."""
         seg = np.asarray(segments, dtype=np.int64)
+        seg = seg[seg < self.n_segments]
+        self._panes[:, seg] = 0
+        self._pane_rows[:, seg] = 0
+        self._head[seg] = 0
+        self._completed[seg] = 0
+        self._pane_id[seg] = -1
+        self._last_ts[seg] = -math.inf
+
+    def add(
+        self,
+        segments: IntArray,
+        X: npt.ArrayLike,
+        ts: FloatArray,
+        max_ahead: float | None = None,
+        not_before: float = -math.inf,
+    ) -> ClosedWindows:
+        """Count a batch (rows in arrival order) and return the windows it closed.
+
+        With ``max_ahead`` and time windows, rows dated more than that ahead of the
+        stream's event time are refused (see the module docstring); ``not_before`` is
+        the wall clock where events are live (:meth:`EventClock.advance`).
+        """
+        seg_all = np.asarray(segments, dtype=np.int64)
+        if seg_all.size == 0:
+            return self._close_quiet()
+        ts_all = np.asarray(ts, dtype=np.float64)
+        # Count windows do not depend on event time: an unsorted replay is fine there.
+        limit = max_ahead if self.pane_seconds is not None else None
+        ticks = self.clock.advance(ts_all, limit, not_before)
+        take = ~ticks.refused
+        refused = np.flatnonzero(ticks.refused).astype(np.int64)
+        effective: IntArray | None = None
+        late = 0
+        if self.pane_seconds is not None:
+            effective, on_time = self._effective_panes(ts_all, ticks.before)
+            late = int((take & ~on_time).sum())
+            take &= on_time
+        self.late_events += late
+        kept = np.flatnonzero(take)
+        closed = self._add_rows(
+            seg_all[kept],
+            np.asarray(X, dtype=np.float64)[kept],
+            ts_all[kept],
+            None if effective is None else effective[kept],
+        )
+        ahead = ts_all[refused] - np.maximum(ticks.before[refused], not_before)
+        return replace(closed, refused=refused, refused_ahead=ahead, late=late)
+
+    def _effective_panes(
+        self, ts: FloatArray, before: FloatArray
+    ) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+        """Each row's pane, capped at the pane after the stream's current one, and whether
+        it is on time."""
+        assert self.pane_seconds is not None
+        pane = np.floor(ts / self.pane_seconds)
+        known = np.isfinite(before)
+        # -inf before the clock has seen enough events: nothing is late or capped yet.
+        cap = np.where(known, np.floor(before / self.pane_seconds) + 1, np.inf)
+        passed = np.where(
+            known,
+            np.floor((before - self.config.allowed_lateness_seconds) / self.pane_seconds),
+            -np.inf,
+        )
+        return np.minimum(pane, cap).astype(np.int64), pane >= passed
+
+    def _add_rows(
+        self, seg: IntArray, X: FloatArray, ts: FloatArray, effective: IntArray | None
+    ) -> ClosedWindows:
+        """Count accepted, on-time rows whose time panes are ``effective``."""
         if seg.size == 0:
             return self._close_quiet()
         self.ensure_segments(int(seg.max()) + 1)
         key_type = np.int16 if self.n_segments <= 32767 else np.int32
         order = np.argsort(seg.astype(key_type), kind="stable")
         seg_s = seg[order]
-        ts_s = np.asarray(ts, dtype=np.float64)[order]
-        slots = self.binner.flat_slots(np.asarray(X, dtype=np.float64)[order])
+        ts_s = ts[order]
+        slots = self.binner.flat_slots(X[order])
         counts = np.bincount(seg_s, minlength=self.n_segments)
         starts = np.cumsum(counts) - counts
-        pane_id = (
-            np.floor(ts_s / self.pane_seconds).astype(np.int64)
-            if self.pane_seconds is not None
-            else None
-        )
+        pane_id = effective[order] if effective is not None else None
+        if pane_id is not None:
+            assert self.pane_seconds is not None
+            # A window's end is its last event, but never past the end of its pane.
+            ts_s = np.minimum(ts_s, (pane_id + 1) * self.pane_seconds)
 
         closed: list[tuple[IntArray, IntArray, FloatArray]] = []
         active = np.flatnonzero(counts)
@@ -157,7 +261,6 @@ class Windows:
             keep = pos < end
             active, pos, end = active[keep], pos[keep], end[keep]
 
-        self.watermark = max(self.watermark, float(ts_s.max()))
         quiet = self._close_quiet()
         if len(quiet):
             closed.append((quiet.segments, quiet.counts, quiet.end_ts))
@@ -211,7 +314,8 @@ class Windows:
             "completed": self._completed.copy(),
             "pane_id": self._pane_id.copy(),
             "last_ts": self._last_ts.copy(),
-            "watermark": self.watermark,
+            "clock": self.clock.state(),
+            "late_events": self.late_events,
         }
 
     def load_state_dict(self, state: State) -> None:
@@ -224,7 +328,13 @@ class Windows:
         self._completed = np.asarray(state["completed"], np.int64).copy()
         self._pane_id = np.asarray(state["pane_id"], np.int64).copy()
         self._last_ts = np.asarray(state["last_ts"], np.float64).copy()
-        self.watermark = float(state["watermark"])
+        if "clock" in state:
+            self.clock.load(state["clock"])
+            self.late_events = int(state["late_events"])
+        else:
+            # Older state kept only the highest time, which may be an outlier's: it
+            # counts as one time seen, so it cannot move the clock alone.
+            self.clock.load([float(state["watermark"])])
         self.n_segments = int(self._head.size)
 
 

@@ -6,8 +6,12 @@ delivered; 408, 429 (with ``Retry-After``), 5xx and connection failures retriabl
 other 4xx rejected for good.
 
 The generic webhook posts :meth:`WebhookSink.body` as JSON. With an HMAC secret it
-adds ``X-Driftd-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body bytes
-under the secret; receivers verify it with :func:`verify_signature`.
+adds ``X-Driftd-Signature: t=<unix seconds>,v1=<hex>``, where the hex is the
+HMAC-SHA256 under the secret of ``"<t>."`` followed by the raw body bytes (the scheme
+Stripe uses). The timestamp is signed with the body, so a receiver that refuses a
+``t`` older than a few minutes (:func:`verify_signature`, 5 minutes by default) cannot
+be fed a captured request again later. Each attempt, retries included, is signed
+afresh at its own send time.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
@@ -23,21 +29,68 @@ from monitor.alerts._http import check_status, post, register_secret, register_s
 from monitor.alerts.model import AlertAction, iso8601, render_link
 from monitor.config import SlackSinkConfig, WebhookSinkConfig
 
-__all__ = ["SIGNATURE_HEADER", "SlackSink", "WebhookSink", "sign", "verify_signature"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "SIGNATURE_TOLERANCE_S",
+    "SlackSink",
+    "WebhookSink",
+    "sign",
+    "verify_signature",
+]
 
 SIGNATURE_HEADER: Final = "X-Driftd-Signature"
+SIGNATURE_TOLERANCE_S: Final = 300.0
+"""How far a signature's timestamp may lie from the receiver's clock (either way)."""
 _SLACK_TEXT_LIMIT: Final = 3_000
 _log = structlog.get_logger()
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The signature header value of ``body``: ``sha256=<hex>``."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def _digest(secret: bytes, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret, b"%d." % timestamp + body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
-    """Whether ``header`` is the signature of ``body`` (constant-time comparison)."""
-    return header is not None and hmac.compare_digest(sign(secret, body), header)
+def _is_unix_seconds(text: str) -> bool:
+    return 0 < len(text) <= 12 and text.isascii() and text.isdigit()
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    """The signature header value of ``body`` sent at ``timestamp`` (unix seconds)."""
+    return f"t={timestamp},v1={_digest(secret, timestamp, body)}"
+
+
+def verify_signature(
+    secret: bytes,
+    body: bytes,
+    header: str | None,
+    *,
+    now: float | None = None,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """Whether ``header`` signs ``body`` under ``secret`` at a time within ``tolerance_s``
+    of ``now`` (default: the current time). Several ``v1`` entries may be given (a key
+    rotation); one matching is enough. Digests are compared in constant time."""
+    if header is None:
+        return False
+    timestamps: list[str] = []
+    digests: list[str] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            timestamps.append(value)
+        elif key == "v1":
+            digests.append(value)
+    # Exactly one plain decimal timestamp of sane length: int() alone would also take
+    # "+1_0", and refuses (raises on) strings of thousands of digits.
+    if len(timestamps) != 1 or not _is_unix_seconds(timestamps[0]):
+        return False
+    timestamp = int(timestamps[0])
+    clock = time.time() if now is None else now
+    if abs(clock - timestamp) > tolerance_s:
+        return False
+    expected = _digest(secret, timestamp, body)
+    # Every candidate is compared, so the time taken does not say which one matched.
+    matches = [hmac.compare_digest(expected, digest) for digest in digests]
+    return any(matches)
 
 
 class WebhookSink:
@@ -50,10 +103,12 @@ class WebhookSink:
         *,
         hmac_secret: str | None = None,
         timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._name = name
         self._url = url
         self._secret = hmac_secret.encode() if hmac_secret else None
+        self._clock = clock
         register_secret_url(url)
         if hmac_secret:
             register_secret(hmac_secret)
@@ -94,7 +149,9 @@ class WebhookSink:
     def send(self, action: AlertAction) -> None:
         """Post ``action``; raises ``AlertDeliveryError`` on failure."""
         raw = json.dumps(self.body(action), allow_nan=False, sort_keys=True).encode()
-        headers = {SIGNATURE_HEADER: sign(self._secret, raw)} if self._secret else {}
+        headers = {}
+        if self._secret:
+            headers[SIGNATURE_HEADER] = sign(self._secret, raw, int(self._clock()))
         secrets = [self._url] + ([self._secret.decode()] if self._secret else [])
         response = post(self._name, self._url, raw, headers, self.timeout_s)
         check_status(self._name, response, secrets)

@@ -35,7 +35,7 @@ import math
 import struct
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -332,13 +332,14 @@ def decode(
     *,
     location: str,
     expect_state_version: int | None = None,
-    expect_fingerprint: str | None = None,
+    expect_fingerprint: str | Collection[str] | None = None,
 ) -> Checkpoint:
     """Check and decode a checkpoint made by ``encode``; ``location`` names it in errors.
 
     Raises ``CheckpointCorruptError`` (truncated, bit flips, wrong magic, bad
     structure, refused dtype) or ``CheckpointIncompatibleError`` (unknown format
-    version; ``state_version`` or ``fingerprint`` other than expected), and
+    version; ``state_version`` other than expected, or a ``fingerprint`` not among
+    ``expect_fingerprint``), and
     nothing else. Arrays come back as writable arrays that own their memory.
     """
     with _refusing(location):
@@ -348,9 +349,12 @@ def decode(
             raise CheckpointIncompatibleError(
                 location, "state_version", expect_state_version, info.state_version
             )
-        if expect_fingerprint is not None and info.fingerprint != expect_fingerprint:
+        accepted = (
+            {expect_fingerprint} if isinstance(expect_fingerprint, str) else expect_fingerprint
+        )
+        if accepted is not None and info.fingerprint not in accepted:
             raise CheckpointIncompatibleError(
-                location, "fingerprint", expect_fingerprint, info.fingerprint
+                location, "fingerprint", next(iter(accepted)), info.fingerprint
             )
         raw = _inflate(body, header["compression"], info.raw_size, location)
         state = unpack(raw, location)

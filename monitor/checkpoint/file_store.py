@@ -14,7 +14,9 @@ old or the new checkpoint in place, whole:
 
 Any ``OSError`` raises ``CheckpointStorageError`` carrying the path and the
 ``errno``; the temporary files are removed and the last good checkpoint is left
-as it was. The store checks nothing inside the blob: ``codec.decode`` does.
+as it was. Every file is created owner-only (0600) by ``os.open``, never chmod'ed
+afterwards, so no other user can read a checkpoint at any moment. The store
+checks nothing inside the blob: ``codec.decode`` does.
 
 One store per checkpoint file: nothing stops two processes given the same
 directory and name from replacing each other's checkpoints.
@@ -42,6 +44,8 @@ __all__ = ["FileCheckpointStore"]
 log = structlog.get_logger()
 
 _T = TypeVar("_T")
+_PRIVATE = 0o600
+"""Checkpoints hold model inputs' statistics and offsets: owner only, from creation on."""
 _NO_HARD_LINKS = frozenset(
     {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
 )
@@ -101,7 +105,7 @@ class FileCheckpointStore:
         """Write ``data`` to a new temporary file, flushed and fsynced; removed if that fails."""
         path = self._staging_name()
         try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
                 handle.flush()
@@ -121,14 +125,22 @@ class FileCheckpointStore:
             except OSError as exc:
                 if exc.errno not in _NO_HARD_LINKS:
                     raise
-                shutil.copyfile(self._path, staging)
-                with staging.open("rb") as handle:
-                    os.fsync(handle.fileno())
+                self._copy_private(self._path, staging)
             os.replace(staging, self._prev)
         except BaseException:
             with contextlib.suppress(OSError):
                 staging.unlink(missing_ok=True)
             raise
+
+    @staticmethod
+    def _copy_private(source: Path, target: Path) -> None:
+        """Copy ``source`` to a new ``target`` created 0600 (a copy made by ``shutil``
+        would be world-readable under the usual umask until chmod'ed), fsynced."""
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE)
+        with os.fdopen(descriptor, "wb") as out, source.open("rb") as original:
+            shutil.copyfileobj(original, out)
+            out.flush()
+            os.fsync(out.fileno())
 
     def _sync_directory(self) -> None:
         descriptor = os.open(self._directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

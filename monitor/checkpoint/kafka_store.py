@@ -161,6 +161,32 @@ class KafkaCheckpointStore:
         with self._lock:
             return self._guard("load", lambda: self._load(wanted, skip_invalid))
 
+    def probe(self) -> bool:
+        """Make sure the topic exists (created if allowed), is compacted and can be read.
+
+        Called at start, so that a topic the broker refuses stops the daemon before it
+        reports ready, instead of failing the first rebalance. Raises
+        ``CheckpointStorageError`` when the broker said no. Returns False, and logs,
+        when no broker answered: an outage at start is waited out like any other, and
+        the topic is then checked at first use. Reading every partition once also
+        spares the first ``save`` that scan.
+        """
+        with self._lock:
+            try:
+                self._guard("probe", self._probe)
+            except CheckpointStorageError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, OSError | TimeoutError) or getattr(cause, "retriable", False):
+                    log.warning("checkpoint_topic_unchecked", topic=self.topic, error=str(exc))
+                    return False
+                raise
+        return True
+
+    def _probe(self) -> None:
+        self._ensure_topic()
+        assert self._n_partitions is not None
+        self._scan(list(range(self._n_partitions)), {})
+
     def remove(self, partitions: Iterable[TP]) -> None:
         """Delete the checkpoints of these source partitions (to start them fresh)."""
         keys = [self._key(tp) for tp in partitions]

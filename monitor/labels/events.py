@@ -2,23 +2,30 @@
 
 The same columnar decoder as inference events, pointed at the label paths, so a
 label message gets exactly the same hardening (size limit, JSON, id, timestamp
-window) and the same rejection reasons, plus ``missing_label`` for an event whose
-label is null or absent, or not a number (a numeric string such as ``"1"`` is one):
-a label without a value cannot score anything.
+window) and the same rejection reasons, plus two of its own:
+
+- ``missing_label``: the label is null or absent, or not a number (a numeric string
+  such as ``"1"`` is one): a label without a value cannot score anything;
+- ``invalid_label``: a number the task cannot take. A ``binary`` label is 0 or 1, and
+  a JSON ``true``/``false`` reads as 1/0; a ``7`` or a ``0.5`` is refused rather than
+  counted as a positive. A ``regression`` label is any finite number (the decoder
+  already refuses NaN and infinities as ``missing_label``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import orjson
 
 from detectors.base import FloatArray, IntArray
 from monitor.config import LabelsConfig, SchemaConfig
-from monitor.decode import Decoder, Rejection
+from monitor.decode import MAX_MESSAGE_BYTES, DecodedBatch, Decoder, Rejection
 
-LABEL_REASONS = ("missing_label",)
+LABEL_REASONS = ("missing_label", "invalid_label")
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class LabelBatch:
 
 
 class LabelDecoder:
-    """Decodes label messages at the configured paths."""
+    """Decodes label messages at the configured paths and checks them against the task."""
 
     def __init__(self, labels: LabelsConfig, schema: SchemaConfig) -> None:
         paths = SchemaConfig(
@@ -52,16 +59,34 @@ class LabelDecoder:
         )
         self._decoder = Decoder(paths, (), ())
         self._label_path = labels.label
+        self._label_keys = labels.label.split(".")
+        self._task = labels.task
 
     def decode(self, messages: Sequence[bytes | None], now: float | None = None) -> LabelBatch:
         """Decode a batch of label messages; every refused one is in ``rejections``."""
         batch = self._decoder.decode(messages, now=now)
+        if self._task == "binary" and self._saw_wrong_type(batch):
+            # Only a batch where some label had the wrong type (a boolean, say) is decoded
+            # again, with booleans as numbers: numeric labels are never parsed twice.
+            batch = self._decoder.decode([self._booleans_as_numbers(m) for m in messages], now=now)
         rejections = list(batch.rejections)
-        keep = ~np.isnan(batch.label)
+        missing = np.isnan(batch.label)
+        invalid = ~missing & (batch.label != 0.0) & (batch.label != 1.0)
+        if self._task == "regression":
+            invalid[:] = False  # NaN and infinities are already missing
+        keep = ~(missing | invalid)
         if not keep.all():
             for row in np.flatnonzero(~keep).tolist():
-                detail = f"{self._label_path} is missing, null or not a number"
-                rejections.append(Rejection(int(batch.source_index[row]), "missing_label", detail))
+                index = int(batch.source_index[row])
+                if missing[row]:
+                    detail = f"{self._label_path} is missing, null or not a number"
+                    rejections.append(Rejection(index, "missing_label", detail))
+                else:
+                    detail = (
+                        f"{self._label_path} is {float(batch.label[row]):g}; a binary label "
+                        "is 0, 1, true or false (labels.task: binary)"
+                    )
+                    rejections.append(Rejection(index, "invalid_label", detail))
             # An array message is all-or-nothing, as for inference events.
             refused = {r.index for r in rejections}
             keep = np.array([int(i) not in refused for i in batch.source_index.tolist()], bool)
@@ -75,9 +100,49 @@ class LabelDecoder:
             rejections=_unique(rejections),
         )
 
+    def _saw_wrong_type(self, batch: DecodedBatch) -> bool:
+        """Whether a label of ``batch`` was of a type no number has (strict: refused)."""
+        if batch.invalid.get((self._label_path, "wrong_type"), 0) > 0:
+            return True
+        return any(r.reason == "wrong_type" for r in batch.rejections)
+
+    def _booleans_as_numbers(self, message: bytes | None) -> bytes | None:
+        """``message`` with a JSON boolean label rewritten as 1 or 0, else unchanged.
+
+        The shared decoder reads a boolean as no number. Only a message whose bytes hold
+        ``true`` or ``false`` somewhere is parsed again; anything unreadable is left for
+        the decoder to refuse.
+        """
+        if not message or len(message) > MAX_MESSAGE_BYTES:
+            return message
+        if b"true" not in message and b"false" not in message:
+            return message
+        try:
+            doc = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return message
+        events = doc if isinstance(doc, list) else [doc]
+        changed = False
+        for event in events:
+            changed |= self._number_for_boolean(event)
+        return orjson.dumps(doc) if changed else message
+
+    def _number_for_boolean(self, event: Any) -> bool:
+        """Replace a boolean at the label path of ``event`` by 1 or 0; whether it did."""
+        parent = event
+        for key in self._label_keys[:-1]:
+            if not isinstance(parent, dict):
+                return False
+            parent = parent.get(key)
+        last = self._label_keys[-1]
+        if not isinstance(parent, dict) or not isinstance(parent.get(last), bool):
+            return False
+        parent[last] = int(parent[last])
+        return True
+
 
 def _unique(rejections: list[Rejection]) -> list[Rejection]:
-    """One rejection per message (an array message may hold several missing labels)."""
+    """One rejection per message (an array message may hold several bad labels)."""
     seen: set[int] = set()
     out = []
     for r in rejections:

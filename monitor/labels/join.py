@@ -18,7 +18,8 @@ batch gives exactly what feeding its items one at a time would:
   so the newcomer always gets in.
 - ``expire(watermark)`` drops the entries of either side whose event time is
   older than ``watermark - ttl_s``. The caller supplies the watermark (the daemon
-  passes the highest event time it has seen), so a replay after a crash expires
+  passes the lower of the two sides' event times, so the side read ahead cannot
+  expire what the other has yet to deliver), so a replay after a crash expires
   exactly what the first run did. Nothing expires on its own, and an entry
   already past the TTL when it arrives still waits until the next ``expire``.
 - Pairs come out in match order: the order of the items that completed them.

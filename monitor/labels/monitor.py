@@ -4,8 +4,14 @@ One :class:`LabelMonitor` per daemon. Per batch it takes the accepted prediction
 (id, segment, score, time, fairness group) and the decoded label events, and:
 
 1. joins them by id in the bounded :class:`~monitor.labels.join.JoinStore`, then
-   expires what waited longer than the TTL in event time (the watermark is the
-   largest event time seen, so a replay expires exactly the same entries);
+   expires what waited longer than the TTL in event time. The join's watermark is
+   the lower of the two inputs' event times (each an
+   :class:`~monitor.watermark.EventClock`, so a few outlier times cannot move it), as
+   in Flink's interval join: the side that is read ahead (a backlog of labels read
+   faster than its predictions) never expires what the other has yet to deliver, so
+   a backlog joins exactly as a live stream does, and until both sides have been
+   seen nothing expires (the store's capacity still bounds it). Expiry is counted
+   (``driftd_label_join_expired_total``) and logged (``label_join_expired``);
 2. feeds each joined pair's error (0/1 misclassification, or absolute / squared
    error) to a :class:`~detectors.adwin.BatchADWIN` stream per segment;
 3. counts the pairs into per-segment performance windows of ``labels.window_pairs``
@@ -47,12 +53,13 @@ batch cut, only a detection row's score (how many detections its batch held) doe
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any
 
 import numpy as np
+import structlog
 
 from detectors.adwin import BatchADWIN
 from detectors.base import FloatArray, IntArray
@@ -65,6 +72,7 @@ from monitor.labels.events import LabelBatch
 from monitor.labels.join import JoinedPairs, JoinStore
 from monitor.labels.performance import ClosedPerformance, PerformanceWindows, error_signal
 from monitor.results import WindowResults
+from monitor.watermark import EventClock
 from monitor.windows import Windows
 
 ERROR_COLUMN = "__error__"
@@ -72,6 +80,8 @@ LABEL_COLUMN = "__label__"
 FAIRNESS_METRICS = ("demographic_parity_difference", "tpr_gap", "fpr_gap")
 OTHER_GROUP = "__other__"
 _WARMUP_WINDOWS = 5
+
+log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,9 @@ class LabelMonitor:
             min_window_length=cfg.adwin_min_window_length,
             grace_period=cfg.adwin_grace_period,
         )
-        self.watermark = -np.inf
+        rank = settings.windows.watermark_outliers + 1
+        self.prediction_clock = EventClock(rank)
+        self.label_clock = EventClock(rank)
         self.labels_seen = 0
         self._pairs_seen = np.zeros(0, dtype=np.int64)
         self._detections: dict[tuple[int, int], int] = {}
@@ -212,15 +224,14 @@ class LabelMonitor:
         parts = []
         if ids:
             parts.append(self.join.add_predictions(ids, segments, scores, ts, groups))
-            self.watermark = max(self.watermark, float(np.max(ts)))
+            self.prediction_clock.advance(np.asarray(ts, dtype=np.float64))
         out = LabelOutcome()
         if labels is not None and len(labels):
             parts.append(self.join.add_labels(labels.ids, labels.label, labels.ts))
-            self.watermark = max(self.watermark, float(np.max(labels.ts)))
+            self.label_clock.advance(np.asarray(labels.ts, dtype=np.float64))
             out.labels = len(labels)
             self.labels_seen += len(labels)
-        if np.isfinite(self.watermark):
-            self.join.expire(self.watermark)
+        self._expire()
         pairs = JoinedPairs.concat(parts) if parts else JoinedPairs.empty()
         out.matched = len(pairs)
         if not len(pairs):
@@ -238,6 +249,27 @@ class LabelMonitor:
         if label_results is not None:
             out.results.append(label_results)
         return out
+
+    @property
+    def watermark(self) -> float:
+        """The join's watermark: the lower of the two sides' event times (-inf until both)."""
+        return min(self.prediction_clock.time, self.label_clock.time)
+
+    def _expire(self) -> None:
+        """Drop what waited past the TTL behind the watermark; say so when anything goes."""
+        watermark = self.watermark
+        if not np.isfinite(watermark):
+            return
+        predictions, labels = self.join.expire(watermark)
+        if predictions or labels:
+            log.info(
+                "label_join_expired",
+                model=self.model,
+                predictions=predictions,
+                labels=labels,
+                watermark=watermark,
+                ttl_seconds=self.cfg.ttl_seconds,
+            )
 
     def _pair_ordinals(self, segment: IntArray) -> IntArray:
         """Each pair's number within its segment's joined pairs, from 0 (batch-independent)."""
@@ -413,6 +445,8 @@ class LabelMonitor:
             "groups": list(self.groups.names),
             "group_codes": dict(self.groups._codes),
             "watermark": float(self.watermark),
+            "prediction_clock": self.prediction_clock.state(),
+            "label_clock": self.label_clock.state(),
             "labels_seen": self.labels_seen,
             "pairs_seen": self._pairs_seen.copy(),
             "detections": np.array([[s, w, c] for (s, w), c in detections], dtype=np.int64).reshape(
@@ -439,7 +473,12 @@ class LabelMonitor:
         self.adwin.load_state_dict(state["adwin"])
         self.groups.names = [str(g) for g in state["groups"]]
         self.groups._codes = {str(k): int(v) for k, v in state["group_codes"].items()}
-        self.watermark = float(state["watermark"])
+        if "prediction_clock" in state:
+            self.prediction_clock.load(state["prediction_clock"])
+            self.label_clock.load(state["label_clock"])
+        else:  # older state: one watermark over both sides, which then counts for each
+            self.prediction_clock.load([float(state["watermark"])])
+            self.label_clock.load([float(state["watermark"])])
         self.labels_seen = int(state["labels_seen"])
         self._pairs_seen = np.asarray(state["pairs_seen"], dtype=np.int64).copy()
         rows = np.asarray(state["detections"], dtype=np.int64).reshape(-1, 3).tolist()
@@ -451,6 +490,47 @@ class LabelMonitor:
             self.label_windows.load_state_dict(state["label_windows"])
         warmup = np.asarray(state["label_warmup"], dtype=np.float64)
         self._label_warmup = [warmup.copy()] if warmup.size else []
+
+    # -- eviction ------------------------------------------------------------------
+
+    def forget_segments(self, segments: IntArray, names: Collection[str]) -> None:
+        """Reset the label side of evicted ``segments`` (their ids are about to be reused).
+
+        Their open performance windows, ADWIN streams, pair numbers, label-drift panes
+        and latest results go; a prediction of theirs still waiting for its label joins
+        under ``__other__`` (id 0), so no other segment inherits it.
+        """
+        seg = np.unique(np.asarray(segments, dtype=np.int64))
+        if seg.size == 0:
+            return
+        join = self.join.state_dict()
+        pending = join["predictions"]
+        moved = np.isin(pending["segment"], seg)
+        if moved.any():
+            pending["segment"] = np.where(moved, 0, pending["segment"])
+            self.join.load_state_dict(join)
+        performance = self.performance.state_dict()
+        rows = seg[seg < performance["counts"].shape[0]]
+        for key in ("counts", "sums", "groups", "closed"):
+            performance[key][rows] = 0
+        self.performance.load_state_dict(performance)
+        adwin = self.adwin.state_dict()
+        n_streams = int(adwin["params"]["n_streams"])
+        rows = seg[seg < n_streams]
+        for value in adwin.values():
+            # Every per-stream array starts at zero (BatchADWIN.ensure_streams).
+            if isinstance(value, np.ndarray) and value.shape[:1] == (n_streams,):
+                value[rows] = 0
+        self.adwin.load_state_dict(adwin)
+        self._pairs_seen[seg[seg < self._pairs_seen.size]] = 0
+        gone = set(seg.tolist())
+        self._detections = {k: v for k, v in self._detections.items() if k[0] not in gone}
+        self._recent = {k: v for k, v in self._recent.items() if k not in gone}
+        if self.label_windows is not None:
+            self.label_windows.forget_segments(seg)
+        with self._lock:
+            for name in names:
+                self._latest.pop(name, None)
 
     # -- reading (scrape time) -----------------------------------------------------
 

@@ -33,15 +33,17 @@ nothing, forever. So an empty poll counts as successful only if the broker
 answered in the last ``PROBE_INTERVAL_S`` seconds; otherwise a bounded
 ListOffsets request probes it. A failed probe, or an error raised by the client,
 counts in ``consecutive_poll_failures`` and backs the next attempt off
-exponentially (0.5 s doubling to 30 s, well below ``max.poll.interval.ms``).
-Such errors are logged and never raised; ``last_successful_poll`` (monotonic
-seconds) and ``last_poll_error`` expose the state for health reporting.
+exponentially (0.5 s doubling up to ``kafka.retry_backoff_max_ms``, which also
+caps the client's reconnect backoff, so consumption resumes within seconds of
+the broker's return). Such errors are logged and never raised;
+``last_successful_poll`` (monotonic seconds, None before the first) and
+``last_poll_error`` expose the state for health reporting, and ``kafka_errors``
+counts every failure by kind (``KAFKA_ERROR_KINDS``).
 
-Lag. After each poll the lag of every owned partition is refreshed from what the
-client already knows (high watermark of the last fetch response minus the
-position), with no request of its own. Partitions without a fetch response yet
-fall back to a ListOffsets request at most every ``END_OFFSETS_INTERVAL_S``.
-``lag()`` returns that snapshot and may be called from any thread.
+Lag. ``lag()`` is measured from the group's committed offsets, so checkpoints or
+commits that fail show as growing lag; ``read_lag()`` from the read position. Both
+are refreshed after each poll, mostly without a request of their own, and may be
+called from any thread (``monitor.sources.kafka_lag``).
 
 Dead letters. ``dead_letter`` writes each refused record's original bytes to
 ``kafka.dead_letter_topic`` with ``driftd-error``, ``driftd-error-detail``,
@@ -49,9 +51,9 @@ Dead letters. ``dead_letter`` writes each refused record's original bytes to
 ``driftd-original-offset`` (and ``driftd-original-timestamp``) headers, keyed by
 ``<topic>/<partition>`` so that one source partition stays in order, and waits
 for every acknowledgement (acks=all) before returning. A record too large for
-the dead-letter topic is written without its value and with a
-``driftd-value-dropped`` header holding its size, so that one oversized poison
-message cannot block the partition forever. If anything is not acknowledged,
+the dead-letter topic is written with a bounded prefix of its value (or none),
+its size and its SHA-256 (``monitor.sources.dead_letter``), so that one oversized
+poison message cannot block the partition forever, nor vanish. If anything is not acknowledged,
 ``DeadLetterError`` is raised and the caller must not commit past those records.
 
 Secrets. The SASL password goes to the client and nowhere else: it is never
@@ -91,14 +93,17 @@ from monitor.kafka_api import (
 )
 from monitor.kafka_api import TopicPartition as KafkaTopicPartition
 from monitor.sources.base import PartitionsCallback, Record, TopicPartition
+from monitor.sources.dead_letter import SHRINK_STEPS, shrink
+from monitor.sources.kafka_lag import END_OFFSETS_INTERVAL_S, LagTracker
 
 __all__ = [
     "BACKOFF_INITIAL_S",
-    "BACKOFF_MAX_S",
     "DETAIL_MAX_BYTES",
     "END_OFFSETS_INTERVAL_S",
+    "KAFKA_ERROR_KINDS",
     "PROBE_INTERVAL_S",
     "KafkaSource",
+    "consumer_settings",
 ]
 
 log = structlog.get_logger()
@@ -109,11 +114,15 @@ PROBE_INTERVAL_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 """How long a liveness probe (or a lag fallback) may block the polling thread."""
 
-END_OFFSETS_INTERVAL_S = 5.0
-"""The least time between two ListOffsets requests for partitions without a high watermark."""
-
 BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 30.0
+"""The first poll retry waits this long; each further failure doubles it, up to
+``kafka.retry_backoff_max_ms``."""
+
+KAFKA_ERROR_KINDS = ("poll", "commit", "lag", "rebalance")
+"""What ``kafka_errors`` counts. ``poll``: a poll the client failed or whose liveness
+probe went unanswered (the broker is away); ``commit``: an offset commit not stored;
+``lag``: an end or committed offset lookup that failed; ``rebalance``: partitions lost
+with an expired membership, or a rebalance callback that raised."""
 
 DETAIL_MAX_BYTES = 1024
 """The ``driftd-error-detail`` header is cut to this many UTF-8 bytes."""
@@ -266,6 +275,39 @@ def build_client(
         raise
 
 
+def consumer_settings(
+    kafka: KafkaConfig, connect_timeout_s: float, max_poll_interval_ms: int | None = None
+) -> dict[str, Any]:
+    """The group consumer's kafka-python settings (includes the secret: never log)."""
+    poll_interval_ms = max_poll_interval_ms or kafka.max_poll_interval_ms
+    # A shorter max.poll.interval (tests) must not leave a longer session behind it.
+    session_ms = min(kafka.session_timeout_ms, poll_interval_ms)
+    settings = _client_settings(kafka, connect_timeout_s)
+    settings.update(
+        group_id=kafka.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset=kafka.auto_offset_reset,
+        max_poll_records=kafka.max_poll_records,
+        fetch_max_bytes=kafka.fetch_max_bytes,
+        max_partition_fetch_bytes=kafka.max_partition_fetch_bytes,
+        # A fetch response frame can hold fetch_max_bytes plus one partition's
+        # first batch; kafka-python raises a lower limit to that on its own.
+        receive_message_max_bytes=max(
+            kafka.receive_message_max_bytes,
+            kafka.fetch_max_bytes + kafka.max_partition_fetch_bytes,
+        ),
+        isolation_level="read_committed",
+        max_poll_interval_ms=poll_interval_ms,
+        # kafka-python's 45 s default session kept a crashed replica's partitions
+        # from its restarted self that long; a clean close leaves the group at once.
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=min(kafka.heartbeat_interval_ms, max(1, session_ms // 3)),
+        # Its 30 s reconnect backoff delayed consumption long after a broker returned.
+        reconnect_backoff_max_ms=kafka.retry_backoff_max_ms,
+    )
+    return settings
+
+
 def _truncate_utf8(text: str, limit: int) -> bytes:
     """``text`` as UTF-8, cut to ``limit`` bytes without splitting a character."""
     raw = text.encode("utf-8", "replace")
@@ -292,7 +334,7 @@ class KafkaSource:
         commit_timeout_s: float = 10.0,
         dead_letter_timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
-        max_poll_interval_s: float = 300.0,
+        max_poll_interval_s: float | None = None,
     ) -> None:
         _check_files(kafka)
         _check_topics(kafka)
@@ -302,16 +344,17 @@ class KafkaSource:
         self._commit_timeout_ms = max(1, int(commit_timeout_s * 1000))
         self._dead_letter_timeout_s = dead_letter_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._max_poll_interval_ms = max(1, int(max_poll_interval_s * 1000))
+        self._max_poll_interval_ms = (
+            kafka.max_poll_interval_ms
+            if max_poll_interval_s is None
+            else max(1, int(max_poll_interval_s * 1000))
+        )
         self._consumer: Any = None
         self._producer: Any = None
         self._io_sleep: Callable[[float], Any] | None = None
         self._closed = False
         self._closing = False
         self._callback_error: RebalanceCallbackError | None = None
-        self._lag: dict[TopicPartition, int] = {}
-        self._end_offsets: dict[TopicPartition, int] = {}
-        self._end_offsets_at = -math.inf
         self._confirmed_at = -math.inf
         self._retry_at = -math.inf
         self._failing_since: float | None = None
@@ -322,12 +365,17 @@ class KafkaSource:
         """``time.monotonic()`` of the last poll that returned records or had the broker answer."""
         self.last_poll_error: str | None = None
         """The last poll failure, as ``ErrorType: message`` (kept after recovery)."""
+        self.kafka_errors: Counter[str] = Counter(dict.fromkeys(KAFKA_ERROR_KINDS, 0))
+        """Failures by kind (``KAFKA_ERROR_KINDS``), counted since start; every kind present."""
+        self._lag = LagTracker(self.kafka_errors)
         self.dead_letter_counts: Counter[str] = Counter()
         """Records handed to ``dead_letter``, by reason."""
         self.dead_letter_written = 0
         """Records acknowledged by the dead-letter topic."""
         self.dead_letter_discarded = 0
         """Records only counted because no dead-letter topic is configured."""
+        self.dead_letter_truncated = 0
+        """Records written with a prefix of their value, or none: too large for the topic."""
 
     # ------------------------------------------------------------------ poll
 
@@ -360,7 +408,9 @@ class KafkaSource:
             self._poll_failed(exc)
             return []
         records = self._flatten(batches)
-        self._refresh_lag(consumer)
+        self._lag.note_records(records)
+        if self._lag.refresh(consumer):
+            self._confirmed_at = time.monotonic()
         if records:
             self._poll_succeeded()
         else:
@@ -392,23 +442,7 @@ class KafkaSource:
         if self._consumer is not None:
             return self._consumer
         cfg = self._cfg
-        settings = _client_settings(cfg, self._connect_timeout_s)
-        settings.update(
-            group_id=cfg.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=cfg.auto_offset_reset,
-            max_poll_records=cfg.max_poll_records,
-            fetch_max_bytes=cfg.fetch_max_bytes,
-            max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
-            # A fetch response frame can hold fetch_max_bytes plus one partition's
-            # first batch; kafka-python raises a lower limit to that on its own.
-            receive_message_max_bytes=max(
-                cfg.receive_message_max_bytes,
-                cfg.fetch_max_bytes + cfg.max_partition_fetch_bytes,
-            ),
-            isolation_level="read_committed",
-            max_poll_interval_ms=self._max_poll_interval_ms,
-        )
+        settings = consumer_settings(cfg, self._connect_timeout_s, self._max_poll_interval_ms)
         consumer = build_client(KafkaConsumer, settings)
         consumer.subscribe(topics=_subscribed(cfg), listener=_RebalanceBridge(self))
         net = getattr(consumer, "_net", None)
@@ -453,10 +487,12 @@ class KafkaSource:
     def _poll_failed(self, exc: BaseException) -> None:
         now = time.monotonic()
         self.consecutive_poll_failures += 1
+        self.kafka_errors["poll"] += 1
         self.last_poll_error = f"{type(exc).__name__}: {exc}"
         if self._failing_since is None:
             self._failing_since = now
-        delay = min(BACKOFF_MAX_S, BACKOFF_INITIAL_S * 2 ** (self.consecutive_poll_failures - 1))
+        exponent = min(self.consecutive_poll_failures - 1, 30)  # no float overflow in outages
+        delay = min(self._cfg.retry_backoff_max_ms / 1000, BACKOFF_INITIAL_S * 2**exponent)
         self._retry_at = now + delay
         log.warning(
             "kafka_poll_failed",
@@ -496,46 +532,18 @@ class KafkaSource:
             self._poll_failed(exc)
             return
         if owned:
-            self._remember_end_offsets(ends)
+            self._lag.note_end_offsets(ends)
         self._poll_succeeded()
 
     # ------------------------------------------------------------------- lag
 
     def lag(self) -> dict[TopicPartition, int]:
-        """Latest lag per owned partition (high watermark minus position), from the last poll."""
-        return dict(self._lag)
+        """Messages past the group's committed offset, per owned partition (see module doc)."""
+        return self._lag.committed_lag()
 
-    def _remember_end_offsets(self, ends: Mapping[Any, Any]) -> None:
-        self._end_offsets_at = self._confirmed_at = time.monotonic()
-        for tp, end in ends.items():
-            if end is not None:
-                self._end_offsets[(tp.topic, tp.partition)] = int(end)
-
-    def _refresh_lag(self, consumer: Any) -> None:
-        """Recompute the lag snapshot from the client's state; no request in the usual case."""
-        try:
-            owned = list(consumer.assignment())
-            missing = [tp for tp in owned if consumer.highwater(tp) is None]
-            stale = time.monotonic() - self._end_offsets_at >= END_OFFSETS_INTERVAL_S
-            if missing and stale:
-                self._end_offsets_at = time.monotonic()
-                ends = consumer.end_offsets(missing, timeout_ms=int(PROBE_TIMEOUT_S * 1000))
-                self._remember_end_offsets(ends)
-            lag: dict[TopicPartition, int] = {}
-            for tp in owned:
-                key = (tp.topic, tp.partition)
-                end = consumer.highwater(tp)
-                if end is None:
-                    end = self._end_offsets.get(key)
-                if end is None:
-                    continue
-                position = consumer.position(tp, timeout_ms=0)
-                if position is not None:
-                    lag[key] = max(0, int(end) - int(position))
-        except (kafka_errors.KafkaError, OSError) as exc:
-            log.debug("kafka_lag_refresh_failed", error=f"{type(exc).__name__}: {exc}")
-            return
-        self._lag = lag
+    def read_lag(self) -> dict[TopicPartition, int]:
+        """Messages past the read position, per owned partition (fetched is not committed)."""
+        return self._lag.read_lag()
 
     # ---------------------------------------------------------------- commit
 
@@ -568,6 +576,7 @@ class KafkaSource:
                 | kafka_errors.RetriableError,
             ) and not isinstance(exc, kafka_errors.CommitFailedError)
             reason = f"{type(exc).__name__}: {exc}"
+            self.kafka_errors["commit"] += 1
             for (topic, partition), offset in sorted(wanted.items()):
                 log.warning(
                     "commit_failed",
@@ -578,6 +587,7 @@ class KafkaSource:
                     retriable=retriable,
                 )
             raise OffsetCommitError(wanted, reason, retriable=retriable) from exc
+        self._lag.note_committed(wanted)
         for (topic, partition), offset in sorted(wanted.items()):
             log.debug("committed", topic=topic, partition=partition, offset=offset)
 
@@ -603,44 +613,42 @@ class KafkaSource:
             log.error("dead_letter_failed", topic=topic, count=len(records), error=str(exc))
             raise DeadLetterError(topic, len(records), f"no producer: {exc}") from exc
 
-        pending: list[tuple[Record, str, list[tuple[str, bytes]], Any]] = []
+        # Per record in flight: its reason, headers, send future, and which of
+        # SHRINK_STEPS that send used (0: the whole value).
+        attempts: list[tuple[Record, str, list[tuple[str, bytes]], Any, int]] = []
         failed: list[tuple[Record, str]] = []
         for index, (record, reason, detail) in enumerate(records):
             headers = self._headers(record, reason, detail)
-            future = self._send(producer, topic, record, headers, failed)
-            if future is not None:
-                pending.append((record, reason, headers, future))
+            sent = self._send(producer, topic, record, headers, failed)
+            if sent is not None:
+                attempts.append((record, reason, headers, *sent))
             elif failed and failed[-1][1].startswith("KafkaTimeoutError"):
                 # No metadata for the topic within max_block_ms: every further
                 # send would block as long again, so give up on the rest now.
                 failed.extend((rest, failed[-1][1]) for rest, _, _ in records[index + 1 :])
                 break
-        try:
-            producer.flush(timeout=self._dead_letter_timeout_s)
-        except kafka_errors.KafkaError as exc:
-            log.error("dead_letter_flush_failed", topic=topic, error=str(exc))
-        retried: list[tuple[Record, str, Any]] = []
-        for record, reason, headers, future in pending:
-            error = self._outcome(future)
-            if isinstance(error, kafka_errors.MessageSizeTooLargeError):
-                resent = self._send_without_value(producer, topic, record, headers, failed)
-                if resent is not None:
-                    retried.append((record, reason, resent))
-            elif error is not None:
-                failed.append((record, f"{type(error).__name__}: {error}"))
-            else:
-                self.dead_letter_written += 1
-                self._log_one(record, reason)
-        if retried:
-            with suppress(kafka_errors.KafkaError):
+        while attempts:
+            try:
                 producer.flush(timeout=self._dead_letter_timeout_s)
-            for record, reason, future in retried:
+            except kafka_errors.KafkaError as exc:
+                log.error("dead_letter_flush_failed", topic=topic, error=str(exc))
+            shrunk: list[tuple[Record, str, list[tuple[str, bytes]], Any, int]] = []
+            for record, reason, headers, future, step in attempts:
                 error = self._outcome(future)
-                if error is None:
-                    self.dead_letter_written += 1
-                    self._log_one(record, reason)
-                else:
+                if isinstance(error, kafka_errors.MessageSizeTooLargeError) and step + 1 < len(
+                    SHRINK_STEPS
+                ):
+                    # Too large for the dead-letter topic: keep less, never block on it.
+                    resent = self._send(producer, topic, record, headers, failed, step + 1)
+                    if resent is not None:
+                        shrunk.append((record, reason, headers, *resent))
+                elif error is not None:
                     failed.append((record, f"{type(error).__name__}: {error}"))
+                else:
+                    self.dead_letter_written += 1
+                    self.dead_letter_truncated += step > 0
+                    self._log_one(record, reason)
+            attempts = shrunk
         if failed:
             first = failed[0][1]
             log.error("dead_letter_failed", topic=topic, count=len(failed), error=first)
@@ -672,36 +680,41 @@ class KafkaSource:
         record: Record,
         headers: list[tuple[str, bytes]],
         failed: list[tuple[Record, str]],
-    ) -> Any:
-        try:
-            return producer.send(topic, value=record.value, key=self._key(record), headers=headers)
-        except kafka_errors.MessageSizeTooLargeError:
-            return self._send_without_value(producer, topic, record, headers, failed)
-        except kafka_errors.KafkaError as exc:
-            failed.append((record, f"{type(exc).__name__}: {exc}"))
-            return None
+        first_step: int = 0,
+    ) -> tuple[Any, int] | None:
+        """Send ``record`` keeping what ``SHRINK_STEPS[first_step]`` says of its value.
 
-    def _send_without_value(
-        self,
-        producer: Any,
-        topic: str,
-        record: Record,
-        headers: list[tuple[str, bytes]],
-        failed: list[tuple[Record, str]],
-    ) -> Any:
-        log.warning(
-            "dead_letter_value_dropped",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            size=len(record.value),
-        )
-        dropped = [*headers, ("driftd-value-dropped", str(len(record.value)).encode("ascii"))]
-        try:
-            return producer.send(topic, value=None, key=self._key(record), headers=dropped)
-        except kafka_errors.KafkaError as exc:
-            failed.append((record, f"{type(exc).__name__}: {exc}"))
-            return None
+        A value the producer refuses at once as too large is shrunk further here (a
+        value the broker refuses comes back through the future). Returns the future
+        and the step used, or None after adding the record to ``failed``.
+        """
+        error: BaseException | None = None
+        for step in range(first_step, len(SHRINK_STEPS)):
+            value, cut = shrink(record.value, SHRINK_STEPS[step])
+            if step and not cut:
+                continue  # keeping as much again would fail again
+            if cut:
+                log.warning(
+                    "dead_letter_value_truncated",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    size=len(record.value),
+                    kept=len(value or b""),
+                )
+            try:
+                future = producer.send(
+                    topic, value=value, key=self._key(record), headers=[*headers, *cut]
+                )
+            except kafka_errors.MessageSizeTooLargeError as exc:
+                error = exc
+                continue
+            except kafka_errors.KafkaError as exc:
+                error = exc
+                break
+            return future, step
+        failed.append((record, f"{type(error).__name__}: {error}"))
+        return None
 
     @staticmethod
     def _outcome(future: Any) -> BaseException | None:
@@ -796,14 +809,12 @@ class KafkaSource:
         if which == "on_assign":
             log.info("partitions_assigned", partitions=_names(partitions))
         elif lost:
+            self.kafka_errors["rebalance"] += 1
             log.warning("partitions_lost", partitions=_names(partitions))
         else:
             log.info("partitions_revoked", partitions=_names(partitions))
         if which == "on_revoke":
-            gone = set(partitions)
-            self._lag = {tp: n for tp, n in self._lag.items() if tp not in gone}
-            for tp in gone:
-                self._end_offsets.pop(tp, None)
+            self._lag.forget(partitions)
         callback = self._on_assign if which == "on_assign" else self._on_revoke
         if callback is None or self._closing:
             return
@@ -827,6 +838,7 @@ class KafkaSource:
                 await sleep(_CALLBACK_POLL_S)
         if errors:
             exc = errors[0]
+            self.kafka_errors["rebalance"] += 1
             log.error(
                 "rebalance_callback_failed",
                 callback=which,
@@ -857,7 +869,7 @@ class KafkaSource:
                 consumer.close(autocommit=False, timeout_ms=self._commit_timeout_ms)
             except Exception as exc:
                 log.warning("kafka_consumer_close_failed", error=str(exc))
-        self._lag = {}
+        self._lag.clear()
         log.info("kafka_source_closed")
 
     def __enter__(self) -> KafkaSource:

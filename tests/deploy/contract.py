@@ -28,6 +28,8 @@ EXPORTED = frozenset(
         "driftd_events_rejected_total",
         "driftd_dead_letter_total",
         "driftd_segments_overflow_total",
+        "driftd_feature_unmonitored",
+        "driftd_feature_names_refused_total",
         "driftd_batch_processing_seconds",
         "driftd_commit_total",
         "driftd_drift_transitions_total",

@@ -25,7 +25,6 @@ import orjson
 from monitor.config import SchemaConfig
 from monitor.decode import (
     MAX_ID_LENGTH,
-    MAX_MESSAGE_BYTES,
     MAX_TEXT_DEPTH,
     MISSING_SEGMENT,
     DecodedBatch,
@@ -184,7 +183,7 @@ class OracleDecoder:
             if not message:
                 rejections.append(Rejection(index, "empty", "empty message"))
                 continue
-            if len(message) > MAX_MESSAGE_BYTES:
+            if len(message) > self.schema.max_message_bytes:
                 rejections.append(Rejection(index, "too_large", f"{len(message)} bytes"))
                 continue
             try:
@@ -306,6 +305,8 @@ class OracleDecoder:
         features = _path(event, self._features) if self._features else event
         if not isinstance(features, dict):
             raise _RefusedError("missing_features", "not an object")
+        if len(features) > self.schema.max_features_per_event:
+            raise _RefusedError("too_many_features", "too many keys")
         row = [self._number(features.get(n), n, bad) for n in self.numeric_features]
         pred = self._number(_path(event, self._prediction), self.schema.prediction, bad)
         label = self._number(_path(event, self._label), self.schema.label, bad)
@@ -320,8 +321,18 @@ class OracleDecoder:
                 self._bad(name, "wrong_type", bad)
                 cats.append(None)
         key_parts = []
+        joined = len(self._segment_paths) > 1
         for path in self._segment_paths:
-            key_parts.append(self._text(_path(event, path), MISSING_SEGMENT, ".".join(path)))
+            value = _path(event, path)
+            text = self._text(value, MISSING_SEGMENT, ".".join(path))
+            if value is not None:
+                # A user's text never reads as the marker, nor as another split of the key.
+                text = text.replace("\\", "\\\\")
+                if joined:
+                    text = text.replace(",", "\\,")
+                if text == MISSING_SEGMENT:
+                    text = "\\" + text
+            key_parts.append(text)
         return (event_id, event_ts, model, ",".join(key_parts), row, cats, pred, label)
 
     def _text(self, value: Any, missing: str, name: str) -> str:

@@ -98,6 +98,8 @@ def test_adwin_flags_the_concept_change_and_only_it(kafka_bootstrap: str) -> Non
         reference={"warmup_events": 2_000},  # type: ignore[arg-type]
         windows={"size_events": 2_000, "min_samples": 200},  # type: ignore[arg-type]
         labels={"enabled": True, "window_pairs": 500},  # type: ignore[arg-type]
+        # Pairs are counted per segment exactly, from each segment's first event.
+        segments={"admit_after_events": 0},  # type: ignore[arg-type]
         metrics={"port": 0},  # type: ignore[arg-type]
     )
     detections: list[tuple[str, int]] = []

@@ -76,7 +76,8 @@ def _config(root: Path, bootstrap: str, topic: str, hook: str, reference: Path) 
         "metrics": {"host": "127.0.0.1", "port": 0},
         "checkpoint": {"directory": str(root / "state"), "interval_s": 0.5},
         "journal": {"path": str(root / "journal.jsonl")},
-        "logging": {"level": "warning", "format": "json"},
+        # Info: a run that never gets its partitions shows why in the assertion's tail.
+        "logging": {"level": "info", "format": "json"},
         "alerts": {
             "sinks": [{"type": "webhook", "name": "hook", "url": hook}],
             "routes": [{"sinks": ["hook"]}],
@@ -140,10 +141,11 @@ def _group_done(bootstrap: str, group: str, topic: str) -> bool:
 def _finish(config: Path, bootstrap: str, group: str, topic: str) -> None:
     """Run until every offset is committed, then stop gracefully (exit 0)."""
     proc = _start(config)
-    deadline = time.monotonic() + 600
+    # Inside the test's own timeout, so that a stuck run reports its log.
+    deadline = time.monotonic() + 420
     while not _group_done(bootstrap, group, topic):
         assert proc.poll() is None, _tail(config)
-        assert time.monotonic() < deadline, "the daemon did not finish the stream"
+        assert time.monotonic() < deadline, "the daemon did not finish:\n" + _tail(config)
         time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0, _tail(config)

@@ -191,12 +191,15 @@ def test_drift_pages_every_sink_and_resolves_after_recovery(
     assert details["reference_version"] and details["window_size"] >= 500
     assert trigger["links"][0]["href"].endswith("var-segment=west")
 
-    # The generic webhook got the same sequence, each body signed with HMAC-SHA256.
+    # The generic webhook got the same sequence, each body signed with HMAC-SHA256
+    # together with its send time (t=<unix>,v1=<hex of "t." + body>).
     bodies = [(r.json()["event_action"], r.json()["dedup_key"]) for r in hook.requests]
     assert bodies == expected
     for r in hook.requests:
-        digest = hmac.new(HMAC_SECRET.encode(), r.raw, hashlib.sha256).hexdigest()
-        assert r.headers["X-Driftd-Signature"] == f"sha256={digest}"
+        sent = r.headers["X-Driftd-Signature"].split(",")[0].removeprefix("t=")
+        digest = hmac.new(HMAC_SECRET.encode(), sent.encode() + b"." + r.raw, hashlib.sha256)
+        assert r.headers["X-Driftd-Signature"] == f"t={sent},v1={digest.hexdigest()}"
+        assert abs(int(sent) - time.time()) < 3_600
 
     # Secrets never reach the logs.
     rendered = repr(logs)

@@ -149,6 +149,8 @@ BAD_MESSAGES: list[tuple[str, bytes | None]] = [
     ("missing_features", msg(event(features=None))),
     ("missing_features", msg(event(features=[1, 2]))),
     ("missing_features", msg(event(features="income=3"))),
+    ("too_many_features", msg(with_features(**{f"f{i}": i for i in range(1_001)}))),
+    ("too_many_features", msg([event(), with_features(**{f"f{i}": 1 for i in range(2_000)})])),
     ("wrong_type", msg(with_features(income="50000"))),
     ("wrong_type", msg(with_features(income=True))),
     ("wrong_type", msg(with_features(age={"years": 41}))),
@@ -180,7 +182,8 @@ def test_a_bad_message_is_rejected_alone_with_its_reason(reason: str, bad: bytes
 
 def test_every_reason_is_covered_by_the_bad_message_table() -> None:
     """The table above exercises every rejection reason the decoder has."""
-    assert {reason for reason, _ in BAD_MESSAGES} == set(REASONS)
+    # ahead_of_watermark is refused by the windows, not the decoder (see REASONS).
+    assert {reason for reason, _ in BAD_MESSAGES} == set(REASONS) - {"ahead_of_watermark"}
 
 
 def test_wrong_type_detail_names_the_field() -> None:
@@ -382,6 +385,34 @@ def test_segment_keys_join_paths_with_commas() -> None:
         ]
     )
     assert batch.segment_keys == ["v3,west", "__missing__,west", "4,west", "v3,__missing__"]
+
+
+def test_segment_keys_cannot_be_forged_by_user_values() -> None:
+    """A user "__missing__" is not the missing marker, and commas cannot re-split a key."""
+    batch = decoder().decode(
+        [
+            msg(event(model_version="__missing__")),
+            msg(event(model_version=...)),
+            msg(event(model_version="a,b")),
+            msg(with_features(region="b,west")),
+            msg(event(model_version="x\\__missing__")),
+        ]
+    )
+    keys = batch.segment_keys
+    assert keys[:2] == ["\\__missing__,west", "__missing__,west"]
+    assert keys[2] == "a\\,b,west"
+    assert keys[3].endswith("b\\,west")
+    assert keys[4] == "x\\\\__missing__,west"
+    assert len(set(keys)) == len(keys)
+
+
+def test_single_path_user_missing_value_is_its_own_key() -> None:
+    """With one segment path a user value "__missing__" still differs from a null."""
+    schema = SchemaConfig(segment_by=["model_version"])
+    batch = decoder(schema).decode(
+        [msg(event(model_version="__missing__")), msg(event(model_version=None))]
+    )
+    assert batch.segment_keys == ["\\__missing__", "__missing__"]
 
 
 def test_no_segment_paths_give_empty_keys() -> None:
@@ -1058,3 +1089,60 @@ def test_agrees_with_the_per_event_oracle(
 def test_arbitrary_bytes_and_json_never_raise(messages: list[bytes]) -> None:
     """Arbitrary bytes and arbitrary JSON values never raise; accounting adds up."""
     assert_accounted(decoder().decode(messages), len(messages))
+
+
+def test_message_size_cap_comes_from_the_schema() -> None:
+    """schema.max_message_bytes refuses a larger message unparsed; a smaller one decodes."""
+    small = msg(event(id="small"))
+    limited = decoder(schema(max_message_bytes=len(small)))
+    batch = limited.decode([small, msg(event(id="bigger-than-the-cap"))])
+    assert batch.ids == ["small"]
+    assert reasons(batch) == {1: "too_large"}
+    assert "schema.max_message_bytes" in batch.rejections[0].detail
+
+
+def test_features_per_event_cap_refuses_the_event_alone() -> None:
+    """An event over schema.max_features_per_event is refused with the count in its detail."""
+    flooded = with_features(**{f"f{i}": i for i in range(10)})
+    batch = decoder(schema(max_features_per_event=8)).decode([msg(event()), msg(flooded)])
+    assert reasons(batch) == {1: "too_many_features"}
+    assert "14 keys" in batch.rejections[0].detail
+    assert "schema.max_features_per_event 8" in batch.rejections[0].detail
+    assert batch.ids == ["req-1"]
+
+
+def test_features_cap_counts_the_event_keys_when_features_are_top_level() -> None:
+    """With features at the event's top level, the cap counts the event's own keys."""
+    top = schema(features="", segment_by=["model_version"], max_features_per_event=9)
+    flat = {"id": "a", "ts": NOW - 1, "model": "m", "income": 1.0, "age": 2}
+    flooded = {**flat, **{f"x{i}": 1 for i in range(5)}}
+    batch = Decoder(top, NUMERIC, (), now=NOW).decode([msg(flat), msg(flooded)])
+    assert reasons(batch) == {1: "too_many_features"}
+    np.testing.assert_array_equal(batch.numeric, [[1.0, 2.0]])
+
+
+def test_feature_objects_are_handed_back_for_accepted_events_only() -> None:
+    """keep_feature_objects returns each accepted event's features object, in row order."""
+    messages = [
+        msg(with_features(income=1.0)),
+        msg(event(features=None)),
+        msg([with_features(income=2.0), with_features(income=3.0)]),
+    ]
+    batch = decoder(keep_feature_objects=True).decode(messages)
+    assert batch.feature_objects is not None
+    assert [f["income"] for f in batch.feature_objects] == [1.0, 2.0, 3.0]
+    assert decoder().decode(messages).feature_objects is None
+
+
+def test_unexpected_names_can_be_left_unreported() -> None:
+    """report_unexpected=False does not look for names the decoder does not read."""
+    messages = [msg(with_features(brand_new=1.0))]
+    assert decoder().decode(messages).unexpected == {"brand_new": 1}
+    assert decoder(report_unexpected=False).decode(messages).unexpected == {}
+
+
+def test_unexpected_names_are_cut_to_the_configured_length() -> None:
+    """An unexpected name longer than schema.max_name_length is reported cut to it."""
+    long_name = "n" * 50
+    batch = decoder(schema(max_name_length=10)).decode([msg(with_features(**{long_name: 1}))])
+    assert batch.unexpected == {"n" * 10: 1}

@@ -64,6 +64,8 @@ def _run(tmp_path: Path, events: list[dict[str, Any]]) -> tuple[int, str, list[d
         "source": {"type": "file", "path": str(path), "batch_size": 1_000},
         "reference": {"path": str(tmp_path / "reference.json")},
         "windows": {"size_events": 1_000, "min_samples": 200},
+        # Every segment from its first event, so the window counts below are exact.
+        "segments": {"admit_after_events": 0},
         "checkpoint": {"store": "none"},
         "journal": {"path": str(journal)},
         "metrics": {"port": 0},

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from pydantic import ValidationError
 
 from monitor.config import KafkaConfig
 from monitor.errors import (
@@ -15,8 +16,14 @@ from monitor.errors import (
     PartitionNotAssignedError,
     RebalanceCallbackError,
 )
+from monitor.kafka_api import KafkaConsumer
 from monitor.sources.base import Record, Source, TopicPartition
-from monitor.sources.kafka_source import DETAIL_MAX_BYTES, KafkaSource
+from monitor.sources.kafka_source import (
+    DETAIL_MAX_BYTES,
+    KafkaSource,
+    build_client,
+    consumer_settings,
+)
 from tests.kafka_broker import (
     consume_all,
     create_topic,
@@ -308,11 +315,11 @@ def test_a_failing_callback_surfaces_from_poll(
     assert "checkpoint store down" in caught.value.message
 
 
-def test_lag_is_high_watermark_minus_position(
+def test_read_lag_is_high_watermark_minus_position(
     kafka_bootstrap: str,  # noqa: F811
     make_source: Factory,
 ) -> None:
-    """After producing N per partition and polling some, lag per partition is N minus consumed."""
+    """After producing N per partition and polling some, read lag is N minus consumed."""
     topic = unique_topic()
     create_topic(kafka_bootstrap, topic, partitions=2)
     produced = 40
@@ -326,7 +333,78 @@ def test_lag_is_high_watermark_minus_position(
         for record in source.poll(0.2):
             consumed[record.partition] += 1
         expected = {(topic, p): produced - consumed[p] for p in (0, 1)}
-        if sum(consumed.values()) and source.lag() == expected:
+        if sum(consumed.values()) and source.read_lag() == expected:
             break
-    assert source.lag() == expected
+    assert source.read_lag() == expected
     assert 0 < sum(consumed.values()) < 2 * produced
+
+
+def test_lag_counts_from_committed_offsets_not_the_read_position(
+    kafka_bootstrap: str,  # noqa: F811
+    make_source: Factory,
+) -> None:
+    """Everything read but uncommitted is lag; a commit lowers it, a new member sees it too."""
+    topic = unique_topic()
+    create_topic(kafka_bootstrap, topic)
+    produce(kafka_bootstrap, topic, [b"c"] * 40)
+    group = f"driftd-test-{uuid.uuid4().hex[:12]}"
+    source = make_source([topic], group_id=group)
+    poll_until(source, 40)
+    poll_while(source, lambda: source.read_lag() == {(topic, 0): 0})
+
+    assert source.lag() == {(topic, 0): 40}  # read, never committed: nothing is safe yet
+    source.commit({(topic, 0): 25})
+    assert source.lag() == {(topic, 0): 15}
+    source.close()
+
+    # A new member of the group starts from the committed offset 25 and reports lag
+    # from the group's commit, whatever it has read since.
+    second = make_source([topic], group_id=group)
+    poll_until(second, 15)
+    poll_while(second, lambda: (topic, 0) in second.lag())
+    assert second.lag() == {(topic, 0): 15}
+    assert second.read_lag() == {(topic, 0): 0}
+    assert set(second.kafka_errors.values()) == {0}  # a healthy run counts no failure
+
+
+def test_group_timeouts_and_reconnect_cap_reach_the_client(
+    kafka_bootstrap: str,  # noqa: F811
+) -> None:
+    """kafka.session_timeout_ms, heartbeat, max poll interval and retry cap configure the client."""
+    cfg = KafkaConfig(
+        bootstrap_servers=[kafka_bootstrap],
+        session_timeout_ms=7_000,
+        heartbeat_interval_ms=2_000,
+        max_poll_interval_ms=60_000,
+        retry_backoff_max_ms=1_500,
+    )
+    consumer = build_client(KafkaConsumer, consumer_settings(cfg, connect_timeout_s=10.0))
+    try:
+        assert consumer.config["session_timeout_ms"] == 7_000
+        assert consumer.config["heartbeat_interval_ms"] == 2_000
+        assert consumer.config["max_poll_interval_ms"] == 60_000
+        assert consumer.config["reconnect_backoff_max_ms"] == 1_500
+        assert consumer.config["enable_auto_commit"] is False
+    finally:
+        consumer.close(autocommit=False)
+
+
+def test_default_session_timeout_hands_a_crashed_member_s_partitions_over_within_10_s() -> None:
+    """The defaults keep kafka-python's 45 s session (and 30 s reconnect backoff) away."""
+    settings = consumer_settings(KafkaConfig(), connect_timeout_s=10.0)
+    assert settings["session_timeout_ms"] <= 10_000
+    assert settings["heartbeat_interval_ms"] * 3 <= settings["session_timeout_ms"]
+    assert settings["reconnect_backoff_max_ms"] < 10_000
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"session_timeout_ms": 6_000, "heartbeat_interval_ms": 3_000}, "heartbeat_interval_ms"),
+        ({"session_timeout_ms": 60_000, "max_poll_interval_ms": 30_000}, "max_poll_interval_ms"),
+    ],
+)
+def test_group_timeouts_that_cannot_work_are_refused(options: dict[str, int], named: str) -> None:
+    """A heartbeat above a third of the session, or a session above max poll, is refused."""
+    with pytest.raises(ValidationError, match=named):
+        KafkaConfig.model_validate(options)

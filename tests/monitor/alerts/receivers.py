@@ -4,13 +4,19 @@
 contract and records violations; it answers 202 unless a status is scripted
 (``script([500, 429, ...])``, consumed in order) or ``down`` is set (500 to all).
 :class:`RecordingReceiver` records raw bodies and headers for the webhook sinks.
+``receiver(hmac_secret=...)`` checks each request's ``X-Driftd-Signature`` as a real
+webhook receiver would (timestamp within 5 minutes, HMAC over ``"<t>." + body``) and
+answers 401, recording a violation, when it does not verify.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+SIGNATURE_HEADER = "X-Driftd-Signature"
+SIGNATURE_TOLERANCE_S = 300
 
 DEDUP_RE = re.compile(r"^driftd/([^/]+/[^/]+/[^/]+/[^/]+|.+~[0-9a-f]{16})$")
 """driftd/<model>/<segment>/<feature>/<method>, or a long one cut to 255 plus its hash."""
@@ -92,6 +101,25 @@ def pagerduty_violations(event: Any) -> list[str]:
     return bad
 
 
+def reference_verify(
+    secret: bytes, body: bytes, header: str | None, now: float | None = None
+) -> bool:
+    """A receiver's check of ``X-Driftd-Signature``, written from docs/alerts.md and not
+    from driftd's code: ``t=<unix>,v1=<hex>`` with the HMAC-SHA256 of ``"<t>." + body``,
+    ``t`` within 5 minutes of the receiver's clock."""
+    if header is None:
+        return False
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    t = parts.get("t", "")
+    if not (t.isascii() and t.isdigit() and len(t) <= 12 and "v1" in parts):
+        return False
+    if abs((time.time() if now is None else now) - int(parts["t"])) > SIGNATURE_TOLERANCE_S:
+        return False
+    signed = parts["t"].encode() + b"." + body
+    expected = hmac.new(secret, signed, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, parts["v1"])
+
+
 @dataclass
 class Received:
     """One request as received."""
@@ -117,6 +145,7 @@ class Receiver:
     ok_status: int = 202
     error_body: str | None = None
     validate: bool = True
+    hmac_secret: bytes | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, statuses: list[int], retry_after: str | None = None) -> None:
@@ -146,7 +175,16 @@ def _handler(state: Receiver) -> type[BaseHTTPRequestHandler]:
                     problems = pagerduty_violations(event)
                     if self.headers.get("Content-Type") != "application/json":
                         problems.append("Content-Type must be application/json")
-                if state.scripted:
+                signature = self.headers.get(SIGNATURE_HEADER)
+                unsigned = state.hmac_secret is not None and not reference_verify(
+                    state.hmac_secret, raw, signature
+                )
+                headers: dict[str, str]
+                if unsigned:
+                    problems.append(f"{SIGNATURE_HEADER} {signature!r} does not verify")
+                    status, headers = 401, {}
+                    state.violations.extend(problems)
+                elif state.scripted:
                     status, headers = state.scripted.popleft()
                 elif state.down:
                     status, headers = 500, {}
@@ -185,9 +223,13 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def receiver(*, validate: bool = True, ok_status: int = 202) -> Iterator[Receiver]:
-    """A running receiver; ``validate=False`` for non-PagerDuty sinks."""
-    state = Receiver(validate=validate, ok_status=ok_status)
+def receiver(
+    *, validate: bool = True, ok_status: int = 202, hmac_secret: str | None = None
+) -> Iterator[Receiver]:
+    """A running receiver; ``validate=False`` for non-PagerDuty sinks, ``hmac_secret``
+    to refuse (401) webhook requests whose signature does not verify."""
+    secret = hmac_secret.encode() if hmac_secret is not None else None
+    state = Receiver(validate=validate, ok_status=ok_status, hmac_secret=secret)
     server = _Server(("127.0.0.1", 0), _handler(state))
     state.url = f"http://127.0.0.1:{server.server_address[1]}/v2/enqueue"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})

@@ -243,3 +243,28 @@ def test_checkpoint_file_is_private(store: FileCheckpointStore) -> None:
     """The checkpoint (segment values are user data) is readable by its owner only."""
     store.save(b"x")
     assert store.path.stat().st_mode & 0o077 == 0
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """A umask of 0, so that a file created without an explicit mode is world-writable."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_every_checkpoint_file_is_created_private(
+    store: FileCheckpointStore,
+    monkeypatch: pytest.MonkeyPatch,
+    open_umask: None,
+    hard_links: bool,
+) -> None:
+    """The checkpoint and its predecessor (hard-linked or copied) are 0600 whatever the umask."""
+    if not hard_links:
+        monkeypatch.setattr(os, "link", failing(os.link, errno.EXDEV))
+    store.save(blob(1))
+    store.save(blob(2))
+    assert store.load_previous() == blob(1)
+    for path in (store.path, store.previous_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
