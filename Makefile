@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test test-fast lint typecheck unit bench clean
 
 # What running needs, and nothing else: the demo installs only this.
 $(RUNTIME): pyproject.toml
@@ -34,6 +34,10 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Unit, property and oracle tests: no broker, Prometheus or subprocess soak; both cores.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not integration and not slow" -n 2
 
 bench: $(STAMP)
 	for b in sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done

@@ -2,7 +2,10 @@
 
 The first SIGTERM or SIGINT asks for a graceful stop: the batch in hand is finished,
 its state checkpointed and its offsets committed, then the daemon exits 0. A second
-signal forces the exit at once, without committing (the events are re-read later).
+signal sets ``force_exit``: the loop leaves after the batch in hand (within one poll),
+and the shutdown skips the checkpoint, the commit and the wait for alert delivery
+(those events are re-read later); ``run`` returns 1. As uvicorn does, the signal
+handlers are installed for ``run`` only and the previous ones restored after it.
 
 Per batch the order is fixed (DESIGN.md, reliability contract): update state,
 dead-letter the refused messages, checkpoint state with the next offsets, and only
@@ -12,11 +15,11 @@ then commit those offsets. A failed checkpoint means no commit.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
@@ -36,13 +39,15 @@ from monitor.metrics import (
     MetricsServer,
     data_quality_families,
 )
-from monitor.pipeline import BatchOutcome, Pipeline
+from monitor.outcome import BatchOutcome
+from monitor.pipeline import Pipeline
 from monitor.reference_store import ReferenceStore
 from monitor.results import LatestResults
 from monitor.sources.base import Record, Source, TopicPartition
 
 log = structlog.get_logger()
 EXIT_FORCED = 1
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _NOT_REPORTED = object()
 
 
@@ -200,14 +205,15 @@ class Daemon:
     # ---------------------------------------------------------- lifecycle
 
     def run(self) -> int:
-        """Start, loop until asked to stop (or a finite source ends), shut down."""
-        self._install_signal_handlers()
-        self.startup()
-        try:
-            self.main_loop()
-        finally:
-            self.shutdown()
-        return 0
+        """Start, loop until asked to stop (or a finite source ends), shut down; 0, or
+        ``EXIT_FORCED`` after a second signal."""
+        with self.captured_signals():
+            self.startup()
+            try:
+                self.main_loop()
+            finally:
+                self.shutdown()
+        return EXIT_FORCED if self.force_exit else 0
 
     def startup(self) -> None:
         """Restore the checkpoint, start the alert workers, serve metrics, announce."""
@@ -408,36 +414,56 @@ class Daemon:
         s.transitions.extend(t.dedup_key + ":" + t.current for t in outcome.transitions)
 
     def shutdown(self) -> None:
-        """Commit, close the source, flush the alert outbox, stop the metrics server."""
+        """Commit, close the source, flush the alert outbox, stop the metrics server.
+
+        After a forced exit nothing more is saved or committed, and alert delivery is
+        not waited for: a restart re-reads those events.
+        """
         self.should_exit.set()
         try:
-            if self.started:
-                self.checkpoint()
-            self.commit_pending()
+            if not self.force_exit:
+                if self.started:
+                    self.checkpoint()
+                self.commit_pending()
             self.source.close()
         finally:
             self.checkpointer.close()
             if self.reference_store is not None:
                 self.reference_store.close()
-            self.alerts.close(self.settings.alerts.shutdown_flush_s)
+            self.alerts.close(
+                self.settings.alerts.shutdown_flush_s, give_up=lambda: self.force_exit
+            )
             if self.server is not None:
                 self.server.stop()
-        log.info("daemon_stopped", model=self.settings.model, batches=self.stats.batches)
+        log.info(
+            "daemon_stopped",
+            model=self.settings.model,
+            batches=self.stats.batches,
+            forced=self.force_exit,
+        )
 
     # ------------------------------------------------------------ signals
 
-    def _install_signal_handlers(self) -> None:
+    @contextmanager
+    def captured_signals(self) -> Iterator[None]:
+        """Handle SIGTERM and SIGINT while inside, then restore the previous handlers
+        (signals can only be handled on the main thread: elsewhere this does nothing)."""
         if threading.current_thread() is not threading.main_thread():
+            yield
             return
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self.handle_exit)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """First signal: finish the batch and stop. Second: leave now."""
+        """First signal: finish the batch and stop. Second: stop without saving."""
         if self.should_exit.is_set():
             self.force_exit = True
             log.warning("forced_exit", signal=signal.Signals(sig).name)
-            os._exit(EXIT_FORCED)
+            return
         log.info("shutdown_requested", signal=signal.Signals(sig).name)
         self.should_exit.set()
 

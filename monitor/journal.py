@@ -31,7 +31,7 @@ from typing import IO, Any, Final
 import orjson
 import structlog
 
-from monitor.pipeline import BatchOutcome
+from monitor.outcome import BatchOutcome
 from monitor.results import WindowResults
 
 __all__ = ["FILE_MODE", "REPLAY_TAIL_BYTES", "Journal", "line_id", "window_lines"]

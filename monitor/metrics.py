@@ -16,8 +16,9 @@ Readiness policy (DESIGN.md: a sidecar's readiness gates its model server's pod)
 the daemon is *not ready* only while it is starting (before the first successful
 source poll or restore) or shutting down. A broker outage, a slow sink or drift are
 reported in metrics (``driftd_seconds_since_last_poll``, ``driftd_consumer_lag``,
-``driftd_drift_active``) and never flip readiness. :class:`ReadinessGate` implements
-exactly that policy; :class:`Heartbeat` is a liveness check for a stuck consumer loop.
+``driftd_drift_active``) and never flip readiness; the daemon's ``readiness``
+implements exactly that policy. :class:`Heartbeat` is a liveness check for a stuck
+consumer loop.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
@@ -201,10 +202,6 @@ class DaemonMetrics:
         """Count ``n`` messages written to the dead-letter topic."""
         self.dead_letter.labels(model=self.model, reason=reason).inc(n)
 
-    def overflowed(self, n: int) -> None:
-        """Count ``n`` events sent to ``__other__`` by the segment cap."""
-        self.segments_overflow.inc(n)
-
     def record_segments(self, before: SegmentCounts, after: SegmentCounts, tracked: int) -> None:
         """Count what the segment table did between two of its ``counts()``."""
         self.segments_overflow.inc(after.overflow - before.overflow)
@@ -259,15 +256,6 @@ class DaemonMetrics:
             self.record_windows(outcome.results)
         self.record_transitions(outcome.transitions)
         self.batch_processing.observe(seconds)
-
-    @contextmanager
-    def time_batch(self) -> Iterator[None]:
-        """Observe the wall time of the enclosed block in the batch histogram."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.batch_processing.observe(time.perf_counter() - start)
 
     def set_reference(self, version: str) -> None:
         """Publish the reference profile version in use (replaces the previous one)."""
@@ -533,32 +521,6 @@ class DriftCollector(Collector):
         except Exception as exc:
             _log.warning("metrics_provider_failed", family=name, error=repr(exc))
             return []
-
-
-class ReadinessGate:
-    """The lenient readiness policy: ready from ``started()`` until ``stopping()``.
-
-    Nothing else (broker outages, lag, sink failures, drift) makes the daemon unready.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reason: str | None = "starting"
-
-    def started(self) -> None:
-        """The daemon has restored its state and is consuming."""
-        with self._lock:
-            if self._reason == "starting":
-                self._reason = None
-
-    def stopping(self) -> None:
-        """The daemon is shutting down; readiness stays off."""
-        with self._lock:
-            self._reason = "shutting down"
-
-    def __call__(self) -> tuple[bool, str]:
-        with self._lock:
-            return (self._reason is None, self._reason or "ready")
 
 
 class Heartbeat:

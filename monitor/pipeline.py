@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from monitor.evaluate import Evaluator, segment_references
 from monitor.explain import DriftExplainer
 from monitor.labels.events import LabelDecoder
 from monitor.labels.monitor import LabelMonitor, LabelOutcome
+from monitor.outcome import BatchOutcome
 from monitor.results import LatestResults, WindowResults
 from monitor.segments import SegmentTable
 from monitor.sources.base import Record, TopicPartition
@@ -40,27 +41,6 @@ MAX_UNEXPECTED_TRACKED = 100
 """Distinct unexpected feature names remembered (and exported) at most."""
 ABSENT_MIN_ROWS = 100
 """A batch this large that lacks a reference column entirely is logged at once."""
-
-
-@dataclass
-class BatchOutcome:
-    """What one batch did; ``next_offsets`` may be committed once the state is safe."""
-
-    records: int
-    accepted: int
-    rejected: list[tuple[Record, str, str]]
-    results: WindowResults | None
-    transitions: list[Transition]
-    next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    details: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Alert details (the top drifting bins) of firing transitions, by dedup key."""
-    labels: LabelOutcome | None = None
-    """The label side of the batch, when labels are enabled."""
-    evicted: list[str] = field(default_factory=list)
-    """Segments evicted for being idle before this batch (their series are removed)."""
-    late: int = 0
-    """Accepted events that came after the watermark passed their time window (counted,
-    in no window)."""
 
 
 def discover_features(settings: Settings, group_feature: str | None) -> FeatureDiscovery:

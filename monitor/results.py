@@ -128,11 +128,6 @@ class LatestResults:
         with self._lock:
             return list(self._windows.values())
 
-    def closed_counts(self) -> dict[str, int]:
-        """Windows closed so far, per segment."""
-        with self._lock:
-            return dict(self.windows_closed)
-
     def forget_segments(self, segments: Collection[str]) -> None:
         """Drop everything kept for ``segments`` (evicted): their series leave /metrics."""
         with self._lock:

@@ -6,7 +6,7 @@ import math
 import sys
 from typing import TextIO
 
-from monitor.pipeline import BatchOutcome
+from monitor.outcome import BatchOutcome
 
 COUNT_METHODS = frozenset({"samples", "schema", "share"})
 """Rows that count things rather than measure drift; the window line leaves them out."""

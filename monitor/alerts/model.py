@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -191,8 +191,3 @@ class PeriodicSink(Sink, Protocol):
         Raises ``AlertDeliveryError`` on failure (the next tick tries again).
         """
         ...
-
-
-def transitions_of(actions: Iterable[AlertAction]) -> list[Transition]:
-    """The decision transitions behind ``actions``, in order."""
-    return [t for a in actions for t in a.transitions]

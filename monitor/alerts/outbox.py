@@ -201,8 +201,9 @@ class AlertOutbox:
             )
             q.thread.start()
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Stop accepting, flush until ``timeout`` seconds pass; True if all was delivered.
+    def close(self, timeout: float = 10.0, give_up: Callable[[], bool] | None = None) -> bool:
+        """Stop accepting, flush until ``timeout`` seconds pass (or ``give_up()`` turns
+        true, checked every 0.1 s); True if all was delivered.
 
         Actions still queued after the deadline are counted (``outcome="abandoned"``)
         and logged. An HTTP request in flight at the deadline finishes on its daemon
@@ -215,9 +216,13 @@ class AlertOutbox:
                 q.cond.notify_all()
         if not self._started:
             self.start()
+        stop = give_up or (lambda: False)
         for q in self._queues.values():
-            if q.thread is not None:
-                q.thread.join(max(0.0, deadline - time.monotonic()))
+            while q.thread is not None and q.thread.is_alive() and not stop():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                q.thread.join(min(0.1, remaining))
         self._abort.set()
         for q in self._queues.values():
             with q.cond:

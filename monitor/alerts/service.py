@@ -184,9 +184,10 @@ class AlertService:
             queued += self.outbox.enqueue(d.action, d.sinks)
         return queued
 
-    def close(self, timeout: float = 10.0) -> bool:
-        """Flush for up to ``timeout`` seconds; True if nothing was left undelivered."""
-        return self.outbox.close(timeout)
+    def close(self, timeout: float = 10.0, give_up: Callable[[], bool] | None = None) -> bool:
+        """Flush for up to ``timeout`` seconds, or until ``give_up()`` turns true; True if
+        nothing was left undelivered."""
+        return self.outbox.close(timeout, give_up)
 
     def state_dict(self) -> dict[str, Any]:
         """Undelivered actions per sink, open groups and Alertmanager's firing set."""

@@ -139,6 +139,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_entrypoint_forwards_sigterm_and_driftd_exits_zero(tmp_path: Path) -> None:
     """tini starts driftd as its child, the healthcheck passes, SIGTERM stops it with 0."""
     entrypoint = _exec_form(_one("ENTRYPOINT"))

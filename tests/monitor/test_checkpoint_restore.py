@@ -16,7 +16,8 @@ from monitor.checkpointing import StateCheckpointer, state_fingerprint
 from monitor.config import Settings
 from monitor.demo_stream import DemoStream
 from monitor.errors import CheckpointError
-from monitor.pipeline import BatchOutcome, Pipeline
+from monitor.outcome import BatchOutcome
+from monitor.pipeline import Pipeline
 from monitor.sources.base import Record
 from monitor.state import STATE_VERSION, pipeline_state
 

@@ -127,6 +127,7 @@ def test_env_overrides_yaml_and_secrets_are_redacted(
     assert "hunter2" not in out
 
 
+@pytest.mark.slow
 def test_demo_pages_only_the_drifting_segments(capsys: pytest.CaptureFixture[str]) -> None:
     """Feature drift pages for west only; south's concept shift pages through its labels only."""
     assert main(["demo", "--events", "130000", "--rate", "0", "--port", "0"]) == 0

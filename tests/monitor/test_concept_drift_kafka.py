@@ -25,7 +25,8 @@ from river.datasets import synth
 
 from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.pipeline import BatchOutcome, Pipeline
+from monitor.outcome import BatchOutcome
+from monitor.pipeline import Pipeline
 from monitor.sources.kafka_source import KafkaSource
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 

@@ -14,7 +14,7 @@ import pytest
 from monitor import journal as journal_module
 from monitor.decision import Transition
 from monitor.journal import Journal, line_id
-from monitor.pipeline import BatchOutcome
+from monitor.outcome import BatchOutcome
 from monitor.results import WindowResults
 
 

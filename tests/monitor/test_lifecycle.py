@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,24 +64,57 @@ def test_sigterm_finishes_the_batch_and_exits_zero(tmp_path: Path) -> None:
     assert "shutdown_requested" in err and "daemon_stopped" in err
 
 
-def test_second_signal_forces_exit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first signal requests a graceful stop; a second one exits at once with code 1."""
-    from monitor import app as app_module
+def _demo_daemon(events: int) -> Any:
     from monitor.app import Daemon, make_results
     from monitor.config import Settings
     from monitor.pipeline import Pipeline
     from monitor.sources.demo_source import DemoSource
 
-    exits: list[int] = []
-    monkeypatch.setattr(app_module, "os", type("FakeOs", (), {"_exit": staticmethod(exits.append)}))
     settings = Settings(reference={"warmup_events": 100})  # type: ignore[arg-type]
-    daemon = Daemon(
+    return Daemon(
         settings,
-        DemoSource(100, total_events=100),
+        DemoSource(100, total_events=events),
         Pipeline(settings, None, make_results(settings)),
         serve_metrics=False,
     )
+
+
+def test_second_signal_forces_exit_without_saving() -> None:
+    """A second signal sets force_exit: run returns 1 and nothing more is committed."""
+    daemon = _demo_daemon(100)
     daemon.handle_exit(signal.SIGTERM, None)
-    assert daemon.should_exit.is_set() and exits == []
+    assert daemon.should_exit.is_set() and not daemon.force_exit
+    daemon.handle_exit(signal.SIGINT, None)
+    assert daemon.force_exit
+    assert daemon.run() == 1
+    assert daemon.stats.batches == 0 and daemon.stats.commits == 0
+
+
+def test_run_captures_the_signal_handlers_and_restores_them() -> None:
+    """While run() runs, SIGTERM and SIGINT go to the daemon; afterwards the old ones are back."""
+    seen: list[Any] = []
+
+    def previous(sig: int, frame: object) -> None:  # pragma: no cover - never called
+        raise AssertionError("the previous handler ran")
+
+    old_term = signal.signal(signal.SIGTERM, previous)
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        daemon = _demo_daemon(300)
+        daemon.on_batch = lambda _outcome: seen.append(signal.getsignal(signal.SIGTERM))
+        assert daemon.run() == 0
+        assert seen and all(h == daemon.handle_exit for h in seen)
+        assert signal.getsignal(signal.SIGTERM) is previous
+        assert signal.getsignal(signal.SIGINT) is old_int
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def test_readiness_is_off_only_while_starting_and_stopping() -> None:
+    """Not ready before startup, ready while running, not ready once a stop is asked."""
+    daemon = _demo_daemon(100)
+    assert daemon.readiness() == (False, "starting")
+    daemon.started = True
+    assert daemon.readiness() == (True, "ok")
     daemon.handle_exit(signal.SIGTERM, None)
-    assert exits == [1] and daemon.force_exit
+    assert daemon.readiness() == (False, "shutting down")

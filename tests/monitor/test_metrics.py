@@ -27,9 +27,9 @@ from monitor.metrics import (
     DriftCollector,
     Heartbeat,
     MetricsServer,
-    ReadinessGate,
 )
 from monitor.results import LatestResults, WindowResults
+from monitor.segments import SegmentCounts
 
 NAN = float("nan")
 
@@ -100,13 +100,12 @@ def test_daemon_counters_and_histogram(registry: CollectorRegistry) -> None:
     m.rejected("invalid_json")
     m.rejected("invalid_json", 2)
     m.dead_lettered("invalid_json", 3)
-    m.overflowed(7)
+    m.record_segments(SegmentCounts(0, 0, 0, 0), SegmentCounts(7, 0, 0, 0), tracked=3)
     m.commit("ok")
     m.commit("error")
     m.commit("ok")
     m.record_windows(results([0.1, 0.1], [0.1, NAN], [0.5, NAN]))
-    with m.time_batch():
-        pass
+    m.batch_processing.observe(0.0005)
     get = registry.get_sample_value
     assert get("driftd_events_consumed_total", {"model": "fraud"}) == 5_000
     assert get("driftd_events_rejected_total", {"model": "fraud", "reason": "invalid_json"}) == 3
@@ -273,17 +272,6 @@ def test_collector_and_daemon_metrics_share_a_registry_without_clashes(
         registry.register(DriftCollector(latest, decisions))
 
 
-def test_readiness_gate_is_ready_only_between_start_and_stop() -> None:
-    """Not ready while starting, ready once started, not ready again once stopping."""
-    gate = ReadinessGate()
-    assert gate() == (False, "starting")
-    gate.started()
-    assert gate() == (True, "ready")
-    gate.stopping()
-    gate.started()
-    assert gate() == (False, "shutting down")
-
-
 def test_heartbeat_goes_stale_after_max_age() -> None:
     """Alive before the first beat and within max_age of the last; dead after."""
     now = [0.0]
@@ -313,17 +301,17 @@ def get(server: MetricsServer, path: str, headers: dict[str, str] | None = None)
 @pytest.fixture
 def served(
     registry: CollectorRegistry,
-) -> Iterator[tuple[MetricsServer, list[bool], ReadinessGate]]:
-    """A running server on a free port with switchable liveness and the readiness gate."""
+) -> Iterator[tuple[MetricsServer, list[bool], list[tuple[bool, str]]]]:
+    """A running server on a free port with switchable liveness and readiness."""
     live = [True]
-    gate = ReadinessGate()
+    ready: list[tuple[bool, str]] = [(False, "starting")]
     latest, decisions = drift_setup(registry)
     DaemonMetrics(registry, "fraud", version="1.2.3")
     feed(latest, decisions, results([0.4, 0.0], [0.2, NAN], [1e-4, NAN]))
-    server = MetricsServer(registry, "127.0.0.1", 0, lambda: live[0], gate)
+    server = MetricsServer(registry, "127.0.0.1", 0, lambda: live[0], lambda: ready[0])
     server.start()
     try:
-        yield server, live, gate
+        yield server, live, ready
     finally:
         server.stop()
 
@@ -366,13 +354,13 @@ def test_healthz_follows_liveness(served) -> None:
     assert get(server, "/healthz")[0] == 503
 
 
-def test_readyz_follows_the_lenient_gate(served) -> None:
-    """/readyz is 503 while starting, 200 once started, 503 with the reason when stopping."""
-    server, _, gate = served
+def test_readyz_answers_what_readiness_says(served) -> None:
+    """/readyz is 503 with the reason while not ready, 200 with it once ready."""
+    server, _, ready = served
     assert get(server, "/readyz")[::2] == (503, b"starting\n")
-    gate.started()
-    assert get(server, "/readyz")[::2] == (200, b"ready\n")
-    gate.stopping()
+    ready[0] = (True, "ok")
+    assert get(server, "/readyz")[::2] == (200, b"ok\n")
+    ready[0] = (False, "shutting down")
     assert get(server, "/readyz")[::2] == (503, b"shutting down\n")
 
 

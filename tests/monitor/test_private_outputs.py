@@ -84,6 +84,7 @@ def _lines(journal: Path) -> int:
     return journal.read_bytes().count(b"\n") if journal.exists() else 0
 
 
+@pytest.mark.slow
 def test_journal_is_private_and_a_rerun_after_sigkill_repeats_no_line(
     tmp_path: Path, demo_files: tuple[Path, Path]
 ) -> None:

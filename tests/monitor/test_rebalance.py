@@ -25,7 +25,8 @@ from monitor.app import Daemon, make_results
 from monitor.checkpointing import StateCheckpointer
 from monitor.config import Settings
 from monitor.demo_stream import SEGMENTS, DemoStream
-from monitor.pipeline import BatchOutcome, Pipeline
+from monitor.outcome import BatchOutcome
+from monitor.pipeline import Pipeline
 from monitor.sources.kafka_source import KafkaSource
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.scenarios import write_reference

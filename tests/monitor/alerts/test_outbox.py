@@ -212,6 +212,26 @@ def test_close_gives_up_at_the_deadline_and_counts_what_is_left(
     assert event["triggers"] == 3
 
 
+def test_close_stops_flushing_when_told_to_give_up(registry: CollectorRegistry) -> None:
+    """close(give_up=...) stops waiting for a sink that never recovers once give_up is true."""
+    sink = RecordingSink(failures=[retriable() for _ in range(10_000)])
+    outbox = AlertOutbox([sink], registry, backoff=FAST)
+    outbox.start()
+    outbox.enqueue(action("a"))
+    asked: list[float] = []
+
+    def give_up() -> bool:
+        asked.append(time.monotonic())
+        return len(asked) > 3
+
+    t0 = time.monotonic()
+    assert not outbox.close(60.0, give_up=give_up)
+    assert len(asked) == 4  # checked while waiting, and the wait ended at the first yes
+    assert time.monotonic() - t0 < 30.0  # far from the 60 s it would otherwise wait
+    labels = {"sink": "rec", "action": "trigger", "outcome": "abandoned"}
+    assert sample(registry, "driftd_alerts_total", **labels) == 1
+
+
 def _closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
