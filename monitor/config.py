@@ -12,12 +12,14 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -46,15 +48,28 @@ class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic_name(value: str) -> str:
+    """A name Kafka accepts for a topic (else the key is refused at load, not at start)."""
+    if not _TOPIC_CHARS.fullmatch(value) or value in {".", ".."}:
+        raise ValueError(f"{value!r} is not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)")
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+
 class KafkaConfig(Section):
     """Where events come from, and how the consumer behaves."""
 
     bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
-    topics: list[str] = Field(default_factory=lambda: ["inference"], min_length=1)
-    labels_topic: str | None = None
+    topics: list[TopicName] = Field(default_factory=lambda: ["inference"], min_length=1)
+    labels_topic: TopicName | None = None
     group_id: str = "driftd"
     client_id: str = "driftd"
-    dead_letter_topic: str | None = "driftd-dead-letter"
+    dead_letter_topic: TopicName | None = "driftd-dead-letter"
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(default=5_000, gt=0)
     poll_timeout_ms: int = Field(default=500, gt=0)
@@ -874,7 +889,11 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        errors += [ConfigError(_dotted(err["loc"]), err["msg"]) for err in exc.errors()]
+        # Our own validators' messages are whole sentences: pydantic's prefix adds nothing.
+        errors += [
+            ConfigError(_dotted(err["loc"]), err["msg"].removeprefix("Value error, "))
+            for err in exc.errors()
+        ]
     except InvalidConfigError as exc:  # an environment override that does not parse
         errors += exc.errors
     except SettingsError as exc:  # anything else pydantic-settings could not read

@@ -63,7 +63,6 @@ logged and never part of an exception message raised here.
 from __future__ import annotations
 
 import math
-import re
 import socket
 import threading
 import time
@@ -214,23 +213,6 @@ def _check_files(kafka: KafkaConfig) -> None:
             raise ConfigError(f"kafka.{key}", f"file not found: {path}")
 
 
-_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-
-def _check_topics(kafka: KafkaConfig) -> None:
-    """Fail fast, naming the key, on a topic name Kafka would refuse."""
-    named = [(f"kafka.topics.{i}", topic) for i, topic in enumerate(kafka.topics)]
-    if kafka.dead_letter_topic is not None:
-        named.append(("kafka.dead_letter_topic", kafka.dead_letter_topic))
-    if kafka.labels_topic is not None:
-        named.append(("kafka.labels_topic", kafka.labels_topic))
-    for key, topic in named:
-        if not _TOPIC_NAME.fullmatch(topic) or topic in {".", ".."}:
-            raise ConfigError(
-                key, f"{topic!r} is not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)"
-            )
-
-
 def _subscribed(kafka: KafkaConfig) -> list[str]:
     """The inference topics, then the label topic (one consumer reads both, so their
     offsets are committed together with the state that holds their events)."""
@@ -337,7 +319,6 @@ class KafkaSource:
         max_poll_interval_s: float | None = None,
     ) -> None:
         _check_files(kafka)
-        _check_topics(kafka)
         self._cfg = kafka
         self._on_assign = on_assign
         self._on_revoke = on_revoke

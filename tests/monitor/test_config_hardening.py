@@ -34,6 +34,19 @@ def test_nan_threshold_is_refused(tmp_path: Path) -> None:
     assert "detectors.psi.threshold" in errors
 
 
+def test_topic_names_kafka_would_refuse_are_config_errors(tmp_path: Path) -> None:
+    """A topic name Kafka refuses is caught when the config loads (check-config), by key."""
+    errors = _errors(
+        tmp_path,
+        "kafka:\n  topics: [inference, 'bad topic']\n  dead_letter_topic: '..'\n"
+        f"  labels_topic: {'x' * 250}\n",
+    )
+    assert set(errors) == {"kafka.topics.1", "kafka.dead_letter_topic", "kafka.labels_topic"}
+    assert errors["kafka.topics.1"] == (
+        "'bad topic' is not a valid topic name (1-249 of A-Z a-z 0-9 . _ -)"
+    )
+
+
 def test_secret_file_must_be_a_regular_file(tmp_path: Path) -> None:
     """A secret 'file' that is a device or FIFO is refused instead of blocking the start."""
     config = (
