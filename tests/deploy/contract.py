@@ -30,6 +30,7 @@ EXPORTED = frozenset(
         "driftd_segments_overflow_total",
         "driftd_feature_unmonitored",
         "driftd_feature_names_refused_total",
+        "driftd_events_late_total",
         "driftd_batch_processing_seconds",
         "driftd_commit_total",
         "driftd_drift_transitions_total",
