@@ -18,6 +18,7 @@ import pytest
 from monitor.cli import main
 from monitor.errors import SourceError
 from monitor.sources.file_source import FileSource
+from tests.monitor.cli_helpers import driftd_lines, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -78,14 +79,7 @@ def _file_config(tmp_path: Path, events: Path, **sections: Any) -> Path:
         "logging": {"level": "error", "format": "json"},
     }
     config.update(sections)
-    path = tmp_path / "driftd.yaml"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
-
-
-def _error_lines(stderr: str) -> list[str]:
-    """The driftd lines of stderr (not the JSON log lines)."""
-    return [line for line in stderr.splitlines() if line.startswith("driftd")]
+    return write_config(tmp_path, config)
 
 
 def test_bad_config_exits_2_naming_the_key(
@@ -193,7 +187,7 @@ def test_busy_metrics_port_exits_2_naming_the_key_and_address(tmp_path: Path) ->
         proc = _driftd("run", "-c", str(config))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    (line,) = _error_lines(proc.stderr)
+    (line,) = driftd_lines(proc.stderr)
     assert line.startswith(f"driftd: config error: metrics.port: cannot listen on 127.0.0.1:{port}")
 
 
@@ -283,7 +277,7 @@ def test_file_run_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture
     """A file run ends with events read, accepted, rejected by reason, windows and alerts."""
     events = _events(tmp_path / "events.jsonl", 1_200, garbage=2)
     assert main(["run", "-c", str(_file_config(tmp_path, events))]) == 0
-    lines = _error_lines(capsys.readouterr().err)
+    lines = driftd_lines(capsys.readouterr().err)
     assert lines[0] == (
         "driftd: file:events.jsonl: 1,202 events read, 1,200 accepted, 2 rejected "
         "(invalid_json: 2); 4 windows closed; 0 alert transitions (0 firing, 0 resolved)"
@@ -326,7 +320,7 @@ def test_stdin_run_configured_by_environment_prints_its_summary() -> None:
     proc = _driftd("run", env=env, stdin="not json\n[1]\n")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert _error_lines(proc.stderr) == [
+    assert driftd_lines(proc.stderr) == [
         "driftd: stdin: 2 events read, 0 accepted, 2 rejected (invalid_json: 1, "
         "not_an_object: 1); 0 windows closed; 0 alert transitions (0 firing, 0 resolved)",
         "driftd: no event was accepted, so nothing was monitored (exit 1)",

@@ -7,7 +7,6 @@ mount in a private mount namespace (``unshare --mount``).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from monitor.checkpoint.kafka_store import KafkaCheckpointStore
+from tests.monitor.cli_helpers import driftd_lines, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SH_READ_ONLY_BIND = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
@@ -78,14 +78,7 @@ def _config(tmp_path: Path, **sections: Any) -> Path:
         "logging": {"level": "error", "format": "json"},
     }
     config.update(sections)
-    path = tmp_path / "driftd.yaml"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
-
-
-def _lines(stderr: str) -> list[str]:
-    """The driftd lines of stderr (not the JSON log lines)."""
-    return [line for line in stderr.splitlines() if line.startswith("driftd")]
+    return write_config(tmp_path, config)
 
 
 def test_read_only_checkpoint_directory_refuses_the_start(tmp_path: Path) -> None:
@@ -95,7 +88,7 @@ def test_read_only_checkpoint_directory_refuses_the_start(tmp_path: Path) -> Non
     proc = _driftd("run", "-c", str(_config(tmp_path)), prefix=prefix)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    (line,) = _lines(proc.stderr)
+    (line,) = driftd_lines(proc.stderr)
     assert line.startswith(f"driftd: refusing to start: checkpoint.directory: {state}: ")
     assert "cannot create files in" in line
     assert not list(state.iterdir())  # the probe file did not stay behind
@@ -107,7 +100,7 @@ def test_checkpoint_directory_through_a_file_refuses_naming_the_key(tmp_path: Pa
     state = tmp_path / "file" / "state"
     proc = _driftd("run", "-c", str(_config(tmp_path, checkpoint={"directory": str(state)})))
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert _lines(proc.stderr) == [
+    assert driftd_lines(proc.stderr) == [
         f"driftd: refusing to start: checkpoint.directory: {state}: "
         "cannot create the directory: Not a directory"
     ]
@@ -137,7 +130,7 @@ def test_unwritable_journal_refuses_the_start(tmp_path: Path, where: str) -> Non
     proc = _driftd("run", "-c", str(config), prefix=prefix)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    (line,) = _lines(proc.stderr)
+    (line,) = driftd_lines(proc.stderr)
     assert line.startswith(f"driftd: refusing to start: journal.path: {journal}: ")
     assert "events read" not in proc.stderr  # nothing was consumed
 
@@ -153,7 +146,7 @@ def test_check_config_tests_the_paths_and_exits_like_run(tmp_path: Path) -> None
     proc = _driftd("check-config", "-c", str(_config(tmp_path, **sections)))
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == ""
-    assert _lines(proc.stderr) == [
+    assert driftd_lines(proc.stderr) == [
         f"driftd: storage error: checkpoint.directory: {blocked / 'state'}: "
         f"{blocked} is not a directory",
         f"driftd: storage error: journal.path: {blocked / 'journal.jsonl'}: "
@@ -163,9 +156,9 @@ def test_check_config_tests_the_paths_and_exits_like_run(tmp_path: Path) -> None
     proc = _driftd("check-config", "-c", str(_config(tmp_path, **sections)))
     assert proc.returncode == 2, proc.stderr
     assert f"driftd: config error: reference.path: {tmp_path / 'reference.json'}: no such file" in (
-        _lines(proc.stderr)
+        driftd_lines(proc.stderr)
     )
-    assert len(_lines(proc.stderr)) == 3
+    assert len(driftd_lines(proc.stderr)) == 3
 
 
 def test_check_config_creates_nothing(tmp_path: Path) -> None:
@@ -184,7 +177,7 @@ def test_check_config_finds_a_read_only_checkpoint_directory(tmp_path: Path) -> 
     state = tmp_path / "state"
     proc = _driftd("check-config", "-c", str(_config(tmp_path)), prefix=_read_only(state))
     assert proc.returncode == 3, proc.stderr
-    (line,) = _lines(proc.stderr)
+    (line,) = driftd_lines(proc.stderr)
     assert line.startswith(f"driftd: storage error: checkpoint.directory: {state}: ")
 
 
@@ -203,5 +196,5 @@ def test_checkpoint_topic_kafka_cannot_name_is_a_config_error(tmp_path: Path, to
     config = _config(tmp_path, checkpoint={"store": "kafka", "topic": topic})
     proc = _driftd("check-config", "-c", str(config))
     assert proc.returncode == 2, proc.stderr
-    (line,) = _lines(proc.stderr)
+    (line,) = driftd_lines(proc.stderr)
     assert line.startswith("driftd: config error: checkpoint") and "topic" in line
