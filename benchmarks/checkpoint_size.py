@@ -26,7 +26,7 @@ import numpy as np
 import structlog
 
 from benchmarks._report import Measurement, best_of, parse_args, report
-from monitor.checkpoint import FileCheckpointStore, decode, encode
+from monitor.state import FileCheckpointStore, decode, encode
 
 BENCH = "checkpoint_size"
 N_FEATURES = 50

@@ -28,10 +28,10 @@ import structlog
 
 from benchmarks._report import Measurement, parse_args, report
 from monitor.config import Settings
-from monitor.decision import DecisionBook, Transition
-from monitor.decode import Rejection
-from monitor.labels.events import LabelBatch
-from monitor.labels.monitor import ERROR_COLUMN, LabelMonitor, LabelOutcome
+from monitor.engine.decision import DecisionBook, Transition
+from monitor.engine.labels.events import LabelBatch
+from monitor.engine.labels.monitor import ERROR_COLUMN, LabelMonitor, LabelOutcome
+from monitor.ingest.decode import Rejection
 
 BENCH = "concept_pairs"
 SEGMENTS = ("s",)

@@ -30,8 +30,8 @@ import orjson
 
 from benchmarks._report import Measurement, best_of, parse_args, report
 from monitor.config import SchemaConfig
-from monitor.decode import Decoder
-from monitor.demo_stream import CATEGORICAL_FEATURES, NUMERIC_FEATURES, DemoStream
+from monitor.ingest.decode import Decoder
+from monitor.ingest.demo_stream import CATEGORICAL_FEATURES, NUMERIC_FEATURES, DemoStream
 from tests.monitor.decode_oracle import OracleDecoder
 
 BENCH = "decode_speed"

@@ -1,9 +1,9 @@
 """Detection quality at the default settings: false alarms when nothing changes, and
 how fast each kind of drift pages.
 
-Everything runs through the daemon's own engine: ``monitor.windows.Windows`` (count
-windows of 5,000 events per segment), ``monitor.evaluate.Evaluator`` (the drift
-engine of ``detectors``) and ``monitor.decision.DecisionBook`` (consecutive windows,
+Everything runs through the daemon's own engine: ``monitor.engine.windows.Windows`` (count
+windows of 5,000 events per segment), ``monitor.engine.evaluate.Evaluator`` (the drift
+engine of ``detectors``) and ``monitor.engine.decision.DecisionBook`` (consecutive windows,
 hysteresis), with ``Settings()`` defaults. Only JSON decoding is skipped: events are
 generated as columns.
 
@@ -48,10 +48,10 @@ from detectors.binning import Binner
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.rules import BREACH, SKIP
 from monitor.config import Settings
-from monitor.decision import DecisionBook, Transition
-from monitor.evaluate import Evaluator, segment_references
-from monitor.results import WindowResults
-from monitor.windows import Windows
+from monitor.engine.decision import DecisionBook, Transition
+from monitor.engine.evaluate import Evaluator, segment_references
+from monitor.engine.results import WindowResults
+from monitor.engine.windows import Windows
 
 BENCH = "detection_quality"
 WINDOW = 5_000

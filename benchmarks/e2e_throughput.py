@@ -36,12 +36,12 @@ from prometheus_client import CollectorRegistry
 from benchmarks._report import Measurement, parse_args, report
 from detectors.profile import ReferenceProfile, build_profile
 from monitor.app import Daemon, make_results
-from monitor.checkpointing import StateCheckpointer
 from monitor.config import Settings
-from monitor.decode import Decoder
-from monitor.pipeline import Pipeline
-from monitor.sources.base import Record
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.decode import Decoder
+from monitor.ingest.kafka.source import KafkaSource
+from monitor.ingest.source import Record
+from monitor.state.checkpointer import StateCheckpointer
 from tests.kafka_broker import create_topic, kafka_broker, unique_topic
 
 NUMERIC = [f"f{i:02d}" for i in range(20)]

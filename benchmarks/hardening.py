@@ -44,10 +44,10 @@ import orjson
 from benchmarks._report import Measurement, best_of, parse_args, report
 from monitor.app import make_results
 from monitor.config import Settings
-from monitor.demo_stream import DemoStream
-from monitor.pipeline import Pipeline
-from monitor.segments import SegmentTable
-from monitor.sources.base import Record
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.segments import SegmentTable
+from monitor.ingest.source import Record
 
 BENCH = "hardening"
 START = 1_795_000_000.0

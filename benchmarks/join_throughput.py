@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._report import Measurement, parse_args, report
-from monitor.labels.join import JoinStore
+from monitor.engine.labels.join import JoinStore
 
 BENCH = "join_throughput"
 BATCH = 5_000

@@ -27,23 +27,23 @@ from typing import Any, Protocol
 import structlog
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.service import AlertService
-from monitor.checkpointing import PartitionCheckpointer, StateCheckpointer
 from monitor.config import Settings
-from monitor.errors import DeadLetterError, DriftdError, ReferenceLostError
-from monitor.labels.metrics import LabelCollector, LabelDelay
-from monitor.metrics import (
+from monitor.emit.alerts.service import AlertService
+from monitor.emit.label_metrics import LabelCollector, LabelDelay
+from monitor.emit.metrics import (
     DaemonMetrics,
     DriftCollector,
     Heartbeat,
     MetricsServer,
     data_quality_families,
 )
-from monitor.outcome import BatchOutcome
-from monitor.pipeline import Pipeline
-from monitor.reference_store import ReferenceStore
-from monitor.results import LatestResults
-from monitor.sources.base import Record, Source, TopicPartition
+from monitor.engine.outcome import BatchOutcome
+from monitor.engine.pipeline import Pipeline
+from monitor.engine.results import LatestResults
+from monitor.errors import DeadLetterError, DriftdError, ReferenceLostError
+from monitor.ingest.source import Record, Source, TopicPartition
+from monitor.state.checkpointer import PartitionCheckpointer, StateCheckpointer
+from monitor.state.reference_store import ReferenceStore
 
 log = structlog.get_logger()
 EXIT_FORCED = 1

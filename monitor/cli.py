@@ -21,7 +21,6 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, make_results
-from monitor.checkpointing import StateCheckpointer
 from monitor.config import (
     Settings,
     env_settings_given,
@@ -29,6 +28,10 @@ from monitor.config import (
     redacted,
     unknown_env_settings,
 )
+from monitor.emit.journal import Journal
+from monitor.emit.terminal import TerminalView
+from monitor.engine.pipeline import Pipeline
+from monitor.engine.reference_build import add_reference_parser, load_reference
 from monitor.errors import (
     CheckpointError,
     ConfigError,
@@ -38,18 +41,15 @@ from monitor.errors import (
     SourceError,
     StorageUnusableError,
 )
-from monitor.journal import Journal
+from monitor.ingest.demo_source import DEMO_LABELS_TOPIC, DemoSource
+from monitor.ingest.file_source import FileSource, dead_letter_path
+from monitor.ingest.kafka.metrics import kafka_collectors
+from monitor.ingest.kafka.source import KafkaSource
+from monitor.ingest.source import Source
 from monitor.logsetup import configure_logging
-from monitor.pipeline import Pipeline
-from monitor.reference_build import add_reference_parser, load_reference
-from monitor.reference_store import ReferenceStore
-from monitor.sources.base import Source
-from monitor.sources.demo_source import DEMO_LABELS_TOPIC, DemoSource
-from monitor.sources.file_source import FileSource, dead_letter_path
-from monitor.sources.kafka_metrics import kafka_collectors
-from monitor.sources.kafka_source import KafkaSource
-from monitor.storage_checks import local_storage_errors
-from monitor.terminal import TerminalView
+from monitor.state.checkpointer import StateCheckpointer
+from monitor.state.reference_store import ReferenceStore
+from monitor.state.storage_checks import local_storage_errors
 
 EXIT_OK = 0
 EXIT_NOTHING_ACCEPTED = 1

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.kafka_api import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from monitor.kafka.api import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 __all__ = [
     "BOOTSTRAP_ENV",

@@ -14,12 +14,13 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from monitor import config, config_docs, decode
+from monitor import config, config_docs
 from monitor.config import LabelsConfig, SchemaConfig, Settings, load_settings
-from monitor.decode import Decoder
-from monitor.labels import events as label_events
-from monitor.labels.events import LabelDecoder
-from monitor.sources.file_source import FileSource
+from monitor.engine.labels import events as label_events
+from monitor.engine.labels.events import LabelDecoder
+from monitor.ingest import decode
+from monitor.ingest.decode import Decoder
+from monitor.ingest.file_source import FileSource
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -416,7 +417,7 @@ def test_every_metric_is_documented() -> None:
     """Every metric family monitor/ creates (metrics.py, labels/metrics.py ...) is documented."""
     defined = {name for _, name in _metric_calls()}
     documented = {_family(name, defined) for name in _documented_metrics()}
-    for required in ("monitor/metrics.py", "monitor/labels/metrics.py"):
+    for required in ("monitor/emit/metrics.py", "monitor/emit/label_metrics.py"):
         assert any(path == ROOT / required for path, _ in _metric_calls()), required
     undocumented = sorted(defined - documented)
     assert not undocumented, f"metrics missing from docs/metrics.md: {undocumented}"

@@ -8,7 +8,7 @@ kafka-python installed)::
 It creates the topics if they are missing, then sends inference events to ``--topic``
 at ``--rate`` events per second (event time = wall time) and each event's ground-truth
 label to ``--labels-topic`` ``--label-delay`` seconds later. The stream is the
-simulated credit-risk model of ``monitor.demo_stream``: 'west' drifts at
+simulated credit-risk model of ``monitor.ingest.demo_stream``: 'west' drifts at
 ``--feature-shift-at`` events, its predictions at ``--prediction-shift-at``, and the
 labels of 'south' follow a new concept from ``--concept-shift-at``. It runs until
 ``--events`` are sent (0: forever) or SIGTERM / SIGINT, then flushes and exits 0.
@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from monitor.demo_stream import DemoStream
+from monitor.ingest.demo_stream import DemoStream
 
 with warnings.catch_warnings():  # kafka-python 3.0 reads its resources with a deprecated API
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,6 +1,6 @@
 """driftd's metric contract: the names dashboards and rules may use.
 
-EXPORTED are exported today (monitor/metrics.py, monitor/alerts/outbox.py); COMING are
+EXPORTED are exported today (monitor/emit/metrics.py, monitor/emit/alerts/outbox.py); COMING are
 promised (labels, concept drift, checkpoints) and listed in the live dashboard test's
 NOT_YET_EXPORTED until they land. A dashboard or rule using any other ``driftd_`` name
 is a typo. Histograms are listed by base name (``_bucket``, ``_sum`` and ``_count``

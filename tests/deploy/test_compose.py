@@ -259,8 +259,8 @@ def test_compose_configs_work_together_on_real_services(kafka_bootstrap: str) ->
 
     from monitor.app import Daemon, make_results
     from monitor.config import Settings
-    from monitor.pipeline import Pipeline
-    from monitor.sources.kafka_source import KafkaSource
+    from monitor.engine.pipeline import Pipeline
+    from monitor.ingest.kafka.source import KafkaSource
 
     topic, labels, dlq = (unique_topic(f"driftd-compose-{n}") for n in ("in", "labels", "dlq"))
     producer = _load_producer()

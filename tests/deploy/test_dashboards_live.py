@@ -22,11 +22,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, make_results
-from monitor.checkpointing import StateCheckpointer
 from monitor.config import Settings
-from monitor.demo_stream import DemoStream
-from monitor.pipeline import Pipeline
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.kafka.source import KafkaSource
+from monitor.state.checkpointer import StateCheckpointer
 from tests.alertmanager_server import wait_for
 from tests.deploy.dashboards import ROOT, Query, VariableQuery, all_queries, all_variable_queries
 from tests.kafka_broker import (

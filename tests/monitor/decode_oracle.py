@@ -1,7 +1,7 @@
 """The per-event decoder driftd started with, kept as the oracle for the columnar one.
 
 Row by row and obviously correct: every event is validated in one function, in the
-documented check order. The fast decoder in ``monitor.decode`` must accept the same
+documented check order. The fast decoder in ``monitor.ingest.decode`` must accept the same
 rows, refuse the same messages for the same reasons and count the same bad values.
 Changes from the original: an ISO time without an offset is UTC (the original read
 it as local time); the NaN/Infinity literals, tolerant values, optional ids, the
@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from monitor.config import SchemaConfig
-from monitor.decode import (
+from monitor.ingest.decode import (
     MAX_ID_LENGTH,
     MAX_TEXT_DEPTH,
     MISSING_SEGMENT,

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from detectors.profile import build_profile
-from monitor.demo_stream import NUMERIC_FEATURES, DemoStream
+from monitor.ingest.demo_stream import NUMERIC_FEATURES, DemoStream
 
 
 def write_reference(path: Path) -> None:

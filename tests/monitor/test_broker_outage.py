@@ -24,11 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.demo_stream import DemoStream
-from monitor.kafka_api import KafkaConsumer, TopicPartition
-from monitor.pipeline import Pipeline
-from monitor.sources.kafka_metrics import kafka_collectors
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.kafka.metrics import kafka_collectors
+from monitor.ingest.kafka.source import KafkaSource
+from monitor.kafka.api import KafkaConsumer, TopicPartition
 from tests.kafka_broker import (
     PrivateBroker,
     create_topic,

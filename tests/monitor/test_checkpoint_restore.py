@@ -11,15 +11,15 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.app import make_results
-from monitor.checkpoint import FileCheckpointStore, encode
-from monitor.checkpointing import StateCheckpointer, state_fingerprint
 from monitor.config import Settings
-from monitor.demo_stream import DemoStream
+from monitor.engine.outcome import BatchOutcome
+from monitor.engine.pipeline import Pipeline
 from monitor.errors import CheckpointError
-from monitor.outcome import BatchOutcome
-from monitor.pipeline import Pipeline
-from monitor.sources.base import Record
-from monitor.state import STATE_VERSION, pipeline_state
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.source import Record
+from monitor.state import FileCheckpointStore, encode
+from monitor.state.checkpointer import StateCheckpointer, state_fingerprint
+from monitor.state.restore import STATE_VERSION, pipeline_state
 
 TOPIC = "events"
 

@@ -17,7 +17,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.errors import SourceError
-from monitor.sources.file_source import FileSource
+from monitor.ingest.file_source import FileSource
 from tests.monitor.cli_helpers import driftd_lines, write_config
 
 

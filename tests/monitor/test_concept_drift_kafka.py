@@ -25,9 +25,9 @@ from river.datasets import synth
 
 from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.outcome import BatchOutcome
-from monitor.pipeline import Pipeline
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.outcome import BatchOutcome
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.kafka.source import KafkaSource
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_settings, unknown_env_settings
+from monitor.engine.reference_build import load_reference
 from monitor.errors import InvalidConfigError, ReferenceProfileError
-from monitor.reference_build import load_reference
 
 
 def _errors(tmp_path: Path, text: str) -> dict[str, str]:

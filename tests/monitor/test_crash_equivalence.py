@@ -32,8 +32,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from monitor.checkpoint import FileCheckpointStore, decode
-from monitor.demo_stream import SEGMENTS, DemoStream
+from monitor.ingest.demo_stream import SEGMENTS, DemoStream
+from monitor.state import FileCheckpointStore, decode
 from tests.alertmanager_server import Receiver, http_receiver
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.scenarios import write_reference

@@ -23,10 +23,10 @@ from structlog.testing import capture_logs
 
 from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.decision import dedup_key
-from monitor.demo_stream import DemoStream
-from monitor.pipeline import Pipeline
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.decision import dedup_key
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.kafka.source import KafkaSource
 from tests import alertmanager_server as am_server
 from tests.alertmanager_server import Alertmanager, alertmanager_server, http_receiver
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401

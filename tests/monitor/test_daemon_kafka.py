@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.demo_stream import DemoStream
-from monitor.pipeline import Pipeline
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.kafka.source import KafkaSource
 from tests.kafka_broker import (
     consume_all,
     create_topic,

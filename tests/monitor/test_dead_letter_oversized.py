@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from monitor.sources.dead_letter import PREFIX_BYTES, SHRINK_STEPS, shrink
+from monitor.ingest.kafka.dead_letter import PREFIX_BYTES, SHRINK_STEPS, shrink
 
 
 def test_shrink_steps_keep_all_then_a_prefix_then_nothing() -> None:

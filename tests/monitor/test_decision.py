@@ -18,14 +18,14 @@ from structlog.testing import capture_logs
 
 from detectors.rules import BAND, BREACH, CLEAR, SEVERE, SKIP, benjamini_hochberg
 from monitor.config import DetectorsConfig, MethodConfig
-from monitor.decision import (
+from monitor.engine.decision import (
     DecisionBook,
     DecisionState,
     Transition,
     dedup_key,
 )
+from monitor.engine.results import WindowResults
 from monitor.errors import CheckpointError
-from monitor.results import WindowResults
 
 NAN = float("nan")
 MIN = 100

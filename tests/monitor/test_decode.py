@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from monitor.config import LabelsConfig, SchemaConfig
-from monitor.decode import (
+from monitor.engine.labels.events import LabelDecoder
+from monitor.ingest.decode import (
     INVALID_REASONS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
@@ -26,8 +27,7 @@ from monitor.decode import (
     DecodedBatch,
     Decoder,
 )
-from monitor.demo_stream import CATEGORICAL_FEATURES, NUMERIC_FEATURES, DemoStream
-from monitor.labels.events import LabelDecoder
+from monitor.ingest.demo_stream import CATEGORICAL_FEATURES, NUMERIC_FEATURES, DemoStream
 from tests.monitor.decode_oracle import OracleDecoder
 
 NOW = 1_795_000_000.0

@@ -11,10 +11,10 @@ from pydantic import ValidationError
 
 from detectors.feature_profiles import CategoricalProfile, NumericProfile
 from monitor.config import SchemaConfig, Settings
-from monitor.discovery import CANDIDATES_PER_FEATURE, FeatureDiscovery
-from monitor.pipeline import Pipeline
-from monitor.results import LatestResults
-from monitor.sources.base import Record
+from monitor.engine.pipeline import Pipeline
+from monitor.engine.results import LatestResults
+from monitor.ingest.discovery import CANDIDATES_PER_FEATURE, FeatureDiscovery
+from monitor.ingest.source import Record
 
 HISTORY = 1_600_000_000.0
 

@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry
 from detectors.profile import build_profile
 from monitor.app import make_results
 from monitor.config import Settings
-from monitor.metrics import DaemonMetrics
-from monitor.pipeline import Pipeline
-from monitor.sources.base import Record
+from monitor.emit.metrics import DaemonMetrics
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.source import Record
 
 START = 1_600_000_000.0
 

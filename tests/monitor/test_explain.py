@@ -9,9 +9,9 @@ from detectors.binning import Binner
 from detectors.explain import bin_labels, top_bins
 from detectors.profile import build_profile
 from detectors.stats import psi
-from monitor.decision import Transition, dedup_key
-from monitor.explain import DriftExplainer
-from monitor.windows import ClosedWindows
+from monitor.engine.decision import Transition, dedup_key
+from monitor.engine.explain import DriftExplainer
+from monitor.engine.windows import ClosedWindows
 
 
 def _transition(column: str, current: str = "firing", ts: float = 100.0) -> Transition:

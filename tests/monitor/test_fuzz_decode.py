@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import SchemaConfig
-from monitor.decode import (
+from monitor.ingest.decode import (
     INVALID_REASONS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
@@ -39,7 +39,7 @@ from monitor.decode import (
     DecodedBatch,
     Decoder,
 )
-from monitor.discovery import CANDIDATES_PER_FEATURE, FeatureDiscovery
+from monitor.ingest.discovery import CANDIDATES_PER_FEATURE, FeatureDiscovery
 
 NOW = 1_795_000_000.0
 SCHEMA = SchemaConfig(segment_by=["model_version", "features.region"])

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.decode import MISSING_SEGMENT
-from monitor.segments import OTHER, SegmentTable, segment_name
+from monitor.ingest.decode import MISSING_SEGMENT
+from monitor.ingest.segments import OTHER, SegmentTable, segment_name
 
 
 @given(st.text(), st.text())

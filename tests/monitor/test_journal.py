@@ -11,11 +11,11 @@ import numpy as np
 import orjson
 import pytest
 
-from monitor import journal as journal_module
-from monitor.decision import Transition
-from monitor.journal import Journal, line_id
-from monitor.outcome import BatchOutcome
-from monitor.results import WindowResults
+from monitor.emit import journal as journal_module
+from monitor.emit.journal import Journal, line_id
+from monitor.engine.decision import Transition
+from monitor.engine.outcome import BatchOutcome
+from monitor.engine.results import WindowResults
 
 
 def _transition(ts: float) -> Transition:

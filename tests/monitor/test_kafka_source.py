@@ -16,14 +16,14 @@ from monitor.errors import (
     PartitionNotAssignedError,
     RebalanceCallbackError,
 )
-from monitor.kafka_api import KafkaConsumer
-from monitor.sources.base import Record, Source, TopicPartition
-from monitor.sources.kafka_source import (
+from monitor.ingest.kafka.source import (
     DETAIL_MAX_BYTES,
     KafkaSource,
     build_client,
     consumer_settings,
 )
+from monitor.ingest.source import Record, Source, TopicPartition
+from monitor.kafka.api import KafkaConsumer
 from tests.kafka_broker import (
     consume_all,
     create_topic,

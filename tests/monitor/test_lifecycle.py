@@ -67,8 +67,8 @@ def test_sigterm_finishes_the_batch_and_exits_zero(tmp_path: Path) -> None:
 def _demo_daemon(events: int) -> Any:
     from monitor.app import Daemon, make_results
     from monitor.config import Settings
-    from monitor.pipeline import Pipeline
-    from monitor.sources.demo_source import DemoSource
+    from monitor.engine.pipeline import Pipeline
+    from monitor.ingest.demo_source import DemoSource
 
     settings = Settings(reference={"warmup_events": 100})  # type: ignore[arg-type]
     return Daemon(

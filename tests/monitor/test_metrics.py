@@ -20,16 +20,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.config import DetectorsConfig, MethodConfig
-from monitor.decision import DecisionBook, Transition
-from monitor.errors import ConfigError
-from monitor.metrics import (
+from monitor.emit.metrics import (
     DaemonMetrics,
     DriftCollector,
     Heartbeat,
     MetricsServer,
 )
-from monitor.results import LatestResults, WindowResults
-from monitor.segments import SegmentCounts
+from monitor.engine.decision import DecisionBook, Transition
+from monitor.engine.results import LatestResults, WindowResults
+from monitor.errors import ConfigError
+from monitor.ingest.segments import SegmentCounts
 
 NAN = float("nan")
 

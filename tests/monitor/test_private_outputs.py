@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.checkpoint import FileCheckpointStore, decode
-from monitor.demo_stream import DemoStream
+from monitor.ingest.demo_stream import DemoStream
+from monitor.state import FileCheckpointStore, decode
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.alerts.receivers import receiver
 from tests.monitor.scenarios import write_reference

@@ -22,12 +22,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, make_results
-from monitor.checkpointing import StateCheckpointer
 from monitor.config import Settings
-from monitor.demo_stream import SEGMENTS, DemoStream
-from monitor.outcome import BatchOutcome
-from monitor.pipeline import Pipeline
-from monitor.sources.kafka_source import KafkaSource
+from monitor.engine.outcome import BatchOutcome
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.demo_stream import SEGMENTS, DemoStream
+from monitor.ingest.kafka.source import KafkaSource
+from monitor.state.checkpointer import StateCheckpointer
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.scenarios import write_reference
 
@@ -77,7 +77,7 @@ class Replica:
     """A daemon on its own thread, recording every window it closes."""
 
     def __init__(self, settings: Settings, reference: Path) -> None:
-        from monitor.reference_build import load_reference
+        from monitor.engine.reference_build import load_reference
 
         self.windows: list[Window] = []
         registry = CollectorRegistry()

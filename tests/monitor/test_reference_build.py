@@ -20,14 +20,14 @@ from hypothesis import strategies as st
 from detectors.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from monitor.cli import main
 from monitor.config import SchemaConfig
-from monitor.decode import Decoder
-from monitor.errors import ReferenceProfileError
-from monitor.reference_build import (
+from monitor.engine.reference_build import (
     add_reference_parser,
     build_reference,
     load_reference,
     suspect_column,
 )
+from monitor.errors import ReferenceProfileError
+from monitor.ingest.decode import Decoder
 
 SCHEMA = SchemaConfig(segment_by=["model_version", "features.region"])
 N = 400

@@ -11,12 +11,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from detectors.profile import build_profile
 from monitor.app import make_results
 from monitor.config import Settings
-from monitor.decode import Rejection
-from monitor.labels.events import LabelBatch
-from monitor.labels.monitor import LabelMonitor
-from monitor.metrics import DaemonMetrics, DriftCollector
-from monitor.pipeline import Pipeline
-from monitor.sources.base import Record
+from monitor.emit.metrics import DaemonMetrics, DriftCollector
+from monitor.engine.labels.events import LabelBatch
+from monitor.engine.labels.monitor import LabelMonitor
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.decode import Rejection
+from monitor.ingest.source import Record
 
 START = 1_600_000_000.0
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from monitor.decode import MISSING_SEGMENT
-from monitor.segments import FREE, MAX_LABEL_LENGTH, OTHER, SegmentTable, segment_name
+from monitor.ingest.decode import MISSING_SEGMENT
+from monitor.ingest.segments import FREE, MAX_LABEL_LENGTH, OTHER, SegmentTable, segment_name
 
 
 def _assign(table: SegmentTable, keys: list[str], ts: float = 1_000.0) -> list[int]:

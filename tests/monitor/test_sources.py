@@ -19,10 +19,10 @@ from pydantic import ValidationError
 
 from monitor.config import KafkaConfig
 from monitor.errors import ConfigError, DeadLetterError, OffsetCommitError
-from monitor.sources.base import Record, Source
-from monitor.sources.demo_source import DemoSource
-from monitor.sources.file_source import FileSource, dead_letter_path
-from monitor.sources.kafka_source import KafkaSource, _client_settings
+from monitor.ingest.demo_source import DemoSource
+from monitor.ingest.file_source import FileSource, dead_letter_path
+from monitor.ingest.kafka.source import KafkaSource, _client_settings
+from monitor.ingest.source import Record, Source
 
 
 def free_port() -> int:
@@ -349,7 +349,7 @@ def test_sasl_password_reaches_the_client_but_never_the_log() -> None:
 
 def test_security_settings_carry_tls_and_sasl_but_not_the_servers() -> None:
     """The checkpoint store's clients get the source's TLS and SASL settings, nothing else."""
-    from monitor.sources.kafka_source import security_settings
+    from monitor.ingest.kafka.source import security_settings
 
     kafka = KafkaConfig(
         security_protocol="SASL_SSL",

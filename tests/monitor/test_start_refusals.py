@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from monitor.checkpoint.kafka_store import KafkaCheckpointStore
+from monitor.state.kafka_store import KafkaCheckpointStore
 from tests.monitor.cli_helpers import driftd_lines, write_config
 
 ROOT = Path(__file__).resolve().parents[2]

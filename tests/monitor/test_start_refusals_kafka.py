@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.demo_stream import DemoStream
-from monitor.sources.dead_letter import PREFIX_BYTES
+from monitor.ingest.demo_stream import DemoStream
+from monitor.ingest.kafka.dead_letter import PREFIX_BYTES
 from tests.kafka_broker import (
     consume_all,
     create_topic,

@@ -9,12 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.app import make_results
-from monitor.checkpoint import FileCheckpointStore
-from monitor.checkpointing import StateCheckpointer, state_fingerprint
 from monitor.config import Settings
+from monitor.engine.pipeline import Pipeline
 from monitor.errors import CheckpointIncompatibleError
-from monitor.pipeline import Pipeline
-from monitor.reference_store import ReferenceStore
+from monitor.state import FileCheckpointStore
+from monitor.state.checkpointer import StateCheckpointer, state_fingerprint
+from monitor.state.reference_store import ReferenceStore
 from tests.monitor.fixtures.previous_release import make
 
 PREVIOUS = Path(make.__file__).resolve().parent

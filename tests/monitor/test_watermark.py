@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.watermark import EventClock
+from monitor.ingest.watermark import EventClock
 
 
 def _reference(

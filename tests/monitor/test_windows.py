@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from detectors.binning import Binner
 from detectors.profile import build_profile
 from monitor.config import WindowsConfig
-from monitor.windows import ClosedWindows, Windows
+from monitor.engine.windows import ClosedWindows, Windows
 
 RNG = np.random.default_rng(3)
 PROFILE = build_profile({"x": RNG.normal(size=2000), "y": RNG.exponential(size=2000)})

@@ -9,9 +9,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.model import AlertAction
-from monitor.alerts.outbox import Backoff
-from monitor.decision import Transition, dedup_key
+from monitor.emit.alerts.model import AlertAction
+from monitor.emit.alerts.outbox import Backoff
+from monitor.engine.decision import Transition, dedup_key
 from monitor.errors import AlertDeliveryError
 
 ROUTING_KEY = "R0UT1NGKEYsecret0123456789abcdef"

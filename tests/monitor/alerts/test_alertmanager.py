@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from monitor.alerts.alertmanager import (
+from monitor.emit.alerts.alertmanager import (
     AlertmanagerSink,
     AlertmanagerUnavailableError,
     alertname_for,
 )
-from monitor.decision import Transition, dedup_key
+from monitor.engine.decision import Transition, dedup_key
 from tests import alertmanager_server as am_server
 from tests.alertmanager_server import (
     Alertmanager,

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from monitor.alerts.outbox import AlertOutbox, Backoff
-from monitor.alerts.pagerduty import PagerDutySink, TokenBucket
+from monitor.emit.alerts.outbox import AlertOutbox, Backoff
+from monitor.emit.alerts.pagerduty import PagerDutySink, TokenBucket
 from monitor.errors import AlertDeliveryError
 from tests.monitor.alerts.helpers import (
     FAST,

@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from monitor.alerts.model import AlertAction
-from monitor.alerts.outbox import AlertOutbox
-from monitor.alerts.pagerduty import (
+from monitor.emit.alerts.model import AlertAction
+from monitor.emit.alerts.outbox import AlertOutbox
+from monitor.emit.alerts.pagerduty import (
     DEDUP_KEY_LIMIT,
     SUMMARY_LIMIT,
     PagerDutySink,

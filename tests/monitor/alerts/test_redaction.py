@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from structlog.testing import capture_logs
 
-from monitor.alerts.model import Sink
-from monitor.alerts.outbox import AlertOutbox
-from monitor.alerts.pagerduty import PagerDutySink, TokenBucket
-from monitor.alerts.service import AlertService, build_sink
-from monitor.alerts.webhook import SlackSink, WebhookSink
 from monitor.config import AlertsConfig, Settings, redacted
+from monitor.emit.alerts.model import Sink
+from monitor.emit.alerts.outbox import AlertOutbox
+from monitor.emit.alerts.pagerduty import PagerDutySink, TokenBucket
+from monitor.emit.alerts.service import AlertService, build_sink
+from monitor.emit.alerts.webhook import SlackSink, WebhookSink
 from monitor.errors import AlertDeliveryError
 from tests.monitor.alerts.helpers import FAST, ROUTING_KEY, action, transition
 from tests.monitor.alerts.receivers import Receiver, receiver

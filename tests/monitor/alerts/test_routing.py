@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from monitor.alerts.pagerduty import PagerDutySink, TokenBucket
-from monitor.alerts.routing import Router, matches
-from monitor.alerts.service import AlertService
 from monitor.config import AlertsConfig, RouteConfig, SeverityRule
+from monitor.emit.alerts.pagerduty import PagerDutySink, TokenBucket
+from monitor.emit.alerts.routing import Router, matches
+from monitor.emit.alerts.service import AlertService
 from tests.monitor.alerts.helpers import ROUTING_KEY, RecordingSink, transition
 from tests.monitor.alerts.receivers import Receiver, receiver
 

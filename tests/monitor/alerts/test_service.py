@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from monitor.alerts.model import AlertAction
-from monitor.alerts.service import AlertService, TransitionSinkAdapter
 from monitor.config import AlertsConfig, DetectorsConfig, RouteConfig
-from monitor.decision import DecisionBook, Transition
+from monitor.emit.alerts.model import AlertAction
+from monitor.emit.alerts.service import AlertService, TransitionSinkAdapter
+from monitor.engine.decision import DecisionBook, Transition
+from monitor.engine.results import WindowResults
 from monitor.errors import AlertDeliveryError, InvalidConfigError
-from monitor.results import WindowResults
 from tests.monitor.alerts.helpers import ROUTING_KEY, sample, transition
 from tests.monitor.alerts.receivers import Receiver, receiver
 

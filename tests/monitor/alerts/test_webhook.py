@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.alerts.routing import Router
-from monitor.alerts.webhook import (
+from monitor.config import RouteConfig
+from monitor.emit.alerts.routing import Router
+from monitor.emit.alerts.webhook import (
     SIGNATURE_HEADER,
     SlackSink,
     WebhookSink,
     sign,
     verify_signature,
 )
-from monitor.config import RouteConfig
 from monitor.errors import AlertDeliveryError
 from tests.monitor.alerts.helpers import action, transition
 from tests.monitor.alerts.receivers import Receiver, receiver, reference_verify

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.checkpoint import MAGIC
+from monitor.state import MAGIC
 
 
 def assert_same(left: Any, right: Any, path: str = "state") -> None:

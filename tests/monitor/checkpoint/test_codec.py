@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor.checkpoint import FORMAT_VERSION, MAGIC, codec, decode, encode, peek
 from monitor.errors import (
     CheckpointCorruptError,
     CheckpointEncodeError,
     CheckpointError,
     CheckpointIncompatibleError,
 )
+from monitor.state import FORMAT_VERSION, MAGIC, codec, decode, encode, peek
 from tests.monitor.checkpoint.helpers import assert_same, body, frame, header
 
 OFFSETS = {("inference", 0): 1200, ("inference", 11): 0, ("labels", 3): 2**40}

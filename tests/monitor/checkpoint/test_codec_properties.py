@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from monitor.checkpoint import codec, decode, encode
 from monitor.errors import CheckpointError
+from monitor.state import codec, decode, encode
 from tests.monitor.checkpoint.helpers import assert_same
 
 DTYPES = st.sampled_from(

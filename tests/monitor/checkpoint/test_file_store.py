@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from monitor.checkpoint import FileCheckpointStore, decode, encode
 from monitor.errors import CheckpointCorruptError, CheckpointStorageError
+from monitor.state import FileCheckpointStore, decode, encode
 
 
 def blob(value: int) -> bytes:

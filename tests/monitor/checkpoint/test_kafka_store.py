@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from monitor.checkpoint import decode, encode
-from monitor.checkpoint.kafka_store import KafkaCheckpointStore
 from monitor.errors import CheckpointCorruptError, CheckpointStorageError
+from monitor.state import decode, encode
+from monitor.state.kafka_store import KafkaCheckpointStore
 from tests.kafka_broker import (
     Record,
     consume_all,

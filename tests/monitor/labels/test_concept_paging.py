@@ -23,8 +23,8 @@ from benchmarks.concept_pairs import (
     settings,
     stepped_stream,
 )
-from monitor.decision import DecisionBook
-from monitor.labels.monitor import ERROR_COLUMN, LabelMonitor
+from monitor.engine.decision import DecisionBook
+from monitor.engine.labels.monitor import ERROR_COLUMN, LabelMonitor
 
 WINDOW = 2_000  # labels.window_pairs, the default
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from monitor.labels.fairness import FAIRNESS_GAPS, fairness_gaps
+from monitor.engine.labels.fairness import FAIRNESS_GAPS, fairness_gaps
 
 
 def _direct(counts: np.ndarray, min_group_size: int) -> dict[str, list[float]]:

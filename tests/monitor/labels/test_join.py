@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.labels.join import COUNTERS, JoinedPairs, JoinStore
+from monitor.engine.labels.join import COUNTERS, JoinedPairs, JoinStore
 
 Pair = tuple[int, float, float, float, float, int]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from monitor.config import Settings
-from monitor.decode import Rejection
-from monitor.labels.events import LabelBatch
-from monitor.labels.monitor import LabelMonitor
+from monitor.engine.labels.events import LabelBatch
+from monitor.engine.labels.monitor import LabelMonitor
+from monitor.ingest.decode import Rejection
 
 NAMES = ("__other__", "a")
 N = 2_000

@@ -10,8 +10,8 @@ import structlog
 from benchmarks.concept_pairs import LABEL_DELAY, START_TS, Stream, feed, settings
 from detectors.profile import build_profile
 from detectors.rules import BREACH
-from monitor.labels.monitor import LABEL_COLUMN, LabelMonitor
-from monitor.results import WindowResults
+from monitor.engine.labels.monitor import LABEL_COLUMN, LabelMonitor
+from monitor.engine.results import WindowResults
 
 
 def _stream(seed: int, positive: list[tuple[int, float]]) -> Stream:

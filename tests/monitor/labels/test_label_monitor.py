@@ -8,10 +8,10 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.config import Settings
-from monitor.decode import Rejection
-from monitor.labels.events import LabelBatch
-from monitor.labels.metrics import LabelCollector
-from monitor.labels.monitor import LabelMonitor
+from monitor.emit.label_metrics import LabelCollector
+from monitor.engine.labels.events import LabelBatch
+from monitor.engine.labels.monitor import LabelMonitor
+from monitor.ingest.decode import Rejection
 
 NAMES = ("__other__", "eu", "us")
 WINDOW = 200
@@ -119,7 +119,7 @@ def test_label_delay_histogram_matches_prometheus_client() -> None:
     """The batch-counted delay histogram equals the client's own Histogram sample by sample."""
     from prometheus_client import Histogram
 
-    from monitor.labels.metrics import DELAY_BUCKETS, LabelDelay
+    from monitor.emit.label_metrics import DELAY_BUCKETS, LabelDelay
 
     rng = np.random.default_rng(5)
     delays = np.concatenate([rng.exponential(3_600, 5_000), [0.0, 1.0, 60.0, -2.0, 1e9]])

@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, make_results
 from monitor.config import LabelsConfig, SchemaConfig, Settings
-from monitor.labels.events import LABEL_REASONS, LabelDecoder
-from monitor.pipeline import Pipeline
-from monitor.sources.base import Record, TopicPartition
+from monitor.engine.labels.events import LABEL_REASONS, LabelDecoder
+from monitor.engine.pipeline import Pipeline
+from monitor.ingest.source import Record, TopicPartition
 
 NOW = 1_790_000_000.0
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.labels.join import JoinedPairs
-from monitor.labels.performance import (
+from monitor.engine.labels.join import JoinedPairs
+from monitor.engine.labels.performance import (
     BINARY_METRICS,
     REGRESSION_METRICS,
     ClosedPerformance,

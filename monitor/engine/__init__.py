@@ -1,0 +1,7 @@
+"""Engine: from decoded rows to verdicts.
+
+``pipeline`` drives one batch through the windows (``windows``), the detectors
+(``evaluate``, on the public ``detectors`` engine), the paging decisions
+(``decision``) and their explanations (``explain``). ``labels/`` is the ground
+truth side. What a batch did leaves the engine as one ``outcome.BatchOutcome``.
+"""

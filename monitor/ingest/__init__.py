@@ -1,0 +1,6 @@
+"""Ingest: where events come from and how they become rows.
+
+Sources (``source`` defines the contract; ``demo_source``, ``file_source`` and
+``kafka/``), the decoder (``decode``) with schema discovery (``discovery``,
+``warmup``), segment admission (``segments``) and the event clock (``watermark``).
+"""

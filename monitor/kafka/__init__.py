@@ -1,0 +1,1 @@
+"""The Kafka client library every stage shares (imported once, quietly)."""

@@ -1,1 +1,0 @@
-"""Event sources: Kafka, a JSONL file or stdin, and the built-in demo stream."""

@@ -1,0 +1,140 @@
+"""Per-partition state, so a consumer-group rebalance can hand a partition over.
+
+DESIGN.md: state is kept per Kafka partition, and evaluation merges the sketches of
+all owned partitions (counts add). A segment's state belongs to its *home*
+partition: the one its first event came from. Producers that key by segment (the
+recommended setup) put every event of a segment in one partition, so a segment's
+whole state moves with its partition and a rebalance changes nothing in the results.
+A segment whose events arrive on several partitions is counted by whichever replica
+owns each partition; its state travels with its home partition, and a receiving
+replica that already counts the segment adds the two (counts add).
+
+A slice holds, for the segments of one partition: their names, open window panes
+and closing state, decision state machines and own warm-up references, plus the
+shared reference the counts were binned against. The label join store is not
+sliced: labels are joined where they are read (co-partition the label topic with
+the inference topic to join across replicas).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from detectors.engine import Reference
+from detectors.profile import ReferenceProfile
+from monitor.engine.pipeline import Pipeline
+from monitor.errors import CheckpointError
+from monitor.ingest.source import TopicPartition
+
+_PER_SEGMENT_AXIS1 = ("panes", "pane_rows")
+_PER_SEGMENT_AXIS0 = ("head", "completed", "pane_id", "last_ts")
+
+
+def segments_of(pipeline: Pipeline, partition: TopicPartition) -> list[int]:
+    """Ids of the segments whose home is ``partition``."""
+    return sorted(s for s, home in pipeline.segment_home.items() if home == partition)
+
+
+def partition_slice(pipeline: Pipeline, partition: TopicPartition) -> dict[str, Any] | None:
+    """The state of ``partition``'s segments, or None before the reference exists."""
+    if not pipeline.ready or pipeline.decoder is None:
+        return None
+    assert pipeline.reference is not None and pipeline.windows is not None
+    assert pipeline.evaluator is not None
+    ids = segments_of(pipeline, partition)
+    names = [pipeline.segments.names[s] for s in ids]
+    windows = pipeline.windows.state_dict()
+    rows = np.asarray(ids, dtype=np.int64)
+    wanted = set(names)
+    decisions = pipeline.decisions.state_dict()
+    return {
+        "model": pipeline.model,
+        "reference": pipeline.reference.to_dict(),
+        "numeric": list(pipeline.decoder.numeric_features),
+        "categorical": list(pipeline.decoder.categorical_features),
+        "segments": names,
+        "windows": {
+            "fingerprint": windows["fingerprint"],
+            **{k: np.asarray(windows[k])[:, rows] for k in _PER_SEGMENT_AXIS1},
+            **{k: np.asarray(windows[k])[rows] for k in _PER_SEGMENT_AXIS0},
+        },
+        "own_references": {
+            name: pipeline.evaluator.own[s].state_dict()
+            for s, name in zip(ids, names, strict=True)
+            if s in pipeline.evaluator.own
+        },
+        "decisions": [e for e in decisions["entries"] if e["segment"] in wanted],
+    }
+
+
+def merge_slice(
+    pipeline: Pipeline, partition: TopicPartition, state: Mapping[str, Any], location: str
+) -> list[str]:
+    """Add ``partition``'s slice to ``pipeline`` (counts add); the segment names merged."""
+    if state.get("model") != pipeline.model:
+        raise CheckpointError(location, f"slice of model {state.get('model')!r}")
+    reference = ReferenceProfile.from_dict(state["reference"])
+    if pipeline.reference is None or not pipeline.ready:
+        pipeline.adopt_reference(reference, state["numeric"], state["categorical"])
+    elif pipeline.reference.version != reference.version:
+        raise CheckpointError(
+            location,
+            f"slice binned against reference {reference.version}, this replica uses "
+            f"{pipeline.reference.version}: configure the same reference.path everywhere",
+        )
+    assert pipeline.windows is not None and pipeline.evaluator is not None
+    names = [str(n) for n in state["segments"]]
+    ids = pipeline.segments.ids(np.array(names, dtype=object)) if names else np.zeros(0, int)
+    pipeline.windows.ensure_segments(len(pipeline.segments))
+    current = pipeline.windows.state_dict()
+    slice_windows = state["windows"]
+    if slice_windows["fingerprint"] != current["fingerprint"]:
+        raise CheckpointError(location, "slice windows were binned against another profile")
+    fresh = (current["pane_rows"][:, ids].sum(axis=0) == 0) & (current["completed"][ids] == 0)
+    for k in _PER_SEGMENT_AXIS1:
+        current[k][:, ids] += np.asarray(slice_windows[k])  # names are distinct: ids too
+    for k in _PER_SEGMENT_AXIS0:
+        # Closing state is the segment's own; take the slice's where we had nothing.
+        values = np.asarray(slice_windows[k])
+        current[k][ids] = np.where(fresh, values, np.maximum(current[k][ids], values))
+    pipeline.windows.load_state_dict(current)
+    for name, own in state["own_references"].items():
+        segment = int(pipeline.segments.ids([name])[0])
+        pipeline.evaluator.set_segment_reference(segment, Reference.from_state(own))
+    book = pipeline.decisions.state_dict()
+    known = {(e["segment"], e["column"], e["method"]) for e in book["entries"]}
+    book["entries"] += [
+        e for e in state["decisions"] if (e["segment"], e["column"], e["method"]) not in known
+    ]
+    pipeline.decisions.load_state_dict(book)
+    for s in ids.tolist():
+        pipeline.segment_home.setdefault(int(s), partition)
+    return names
+
+
+def drop_partition(pipeline: Pipeline, partition: TopicPartition) -> list[str]:
+    """Forget ``partition``'s segments after handing them over (their next owner counts)."""
+    if pipeline.windows is None:
+        return []
+    ids = segments_of(pipeline, partition)
+    if not ids:
+        return []
+    state = pipeline.windows.state_dict()
+    rows = np.asarray(ids, dtype=np.int64)
+    for k in _PER_SEGMENT_AXIS1:
+        state[k][:, rows] = 0
+    state["head"][rows] = 0
+    state["completed"][rows] = 0
+    state["pane_id"][rows] = -1
+    state["last_ts"][rows] = -np.inf
+    pipeline.windows.load_state_dict(state)
+    names = {pipeline.segments.names[s] for s in ids}
+    book = pipeline.decisions.state_dict()
+    book["entries"] = [e for e in book["entries"] if e["segment"] not in names]
+    pipeline.decisions.load_state_dict(book)
+    for s in ids:
+        pipeline.segment_home.pop(s, None)
+    return sorted(names)
