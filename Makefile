@@ -6,7 +6,13 @@ BIN    := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck unit bench clean
+.PHONY: demo test test-services test-fast lint typecheck unit bench clean
+
+# The programs the integration tests start (Java and Maven for the local Kafka,
+# Prometheus and promtool, Alertmanager and amtool, tini): as root it apt-get installs
+# what is missing; any other user gets one line naming the packages, and make stops.
+# Only `make test` runs it; `make demo` needs none of them.
+TEST_SERVICES ?= scripts/install-test-services
 
 # What running needs, and nothing else: the demo installs only this.
 $(RUNTIME): pyproject.toml
@@ -30,10 +36,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The whole suite on both cores: a module stays on one worker (its services start
+# once), each worker has its own Kafka broker, and modules go out in the order
+# tests/conftest.py gives them (slow ones first), not xdist's biggest-first.
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
-test: lint typecheck unit
+test-services:
+	VENV=$(VENV) PYTHON=$(PYTHON) $(TEST_SERVICES)
+
+# The installer runs first; under `make test` a missing service fails its tests
+# instead of skipping them (tests/required_tools.py).
+test: export DRIFTDTEST_REQUIRE_SERVICES := 1
+test: test-services lint typecheck unit
 
 # Unit, property and oracle tests: no broker, Prometheus or subprocess soak; both cores.
 test-fast: $(STAMP)

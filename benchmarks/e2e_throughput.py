@@ -31,17 +31,15 @@ from pathlib import Path
 import numpy as np
 import orjson
 from kafka import KafkaProducer
-from prometheus_client import CollectorRegistry
 
 from benchmarks._report import Measurement, parse_args, report
-from detectors.profile import ReferenceProfile, build_profile
-from monitor.app import Daemon, make_results
+from detectors.profile import build_profile
+from monitor.app import Daemon
 from monitor.config import Settings
-from monitor.engine.pipeline import Pipeline
 from monitor.ingest.decode import Decoder
 from monitor.ingest.kafka.source import KafkaSource
-from monitor.ingest.source import Record
-from monitor.state.checkpointer import StateCheckpointer
+from monitor.ingest.source import Record, Source
+from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, kafka_broker, unique_topic
 
 NUMERIC = [f"f{i:02d}" for i in range(20)]
@@ -110,6 +108,7 @@ def _rss_mib() -> float:
 def _settings(
     bootstrap: str,
     topic: str,
+    reference: Path,
     label_topic: str | None = None,
     state: Path | None = None,
     interval_s: float = CHECKPOINT_INTERVAL_S,
@@ -132,12 +131,12 @@ def _settings(
             "interval_s": interval_s,
         },
         schema={"segment_by": ["segment"], "categorical": CATEGORICAL},  # type: ignore[arg-type]
-        reference={"warmup_events": 1_000},  # type: ignore[arg-type]
+        reference={"path": reference},  # type: ignore[arg-type]
         windows={"size_events": 10_000, "min_samples": 500},  # type: ignore[arg-type]
     )
 
 
-def _drain(source: KafkaSource, total: int, handle: Callable[[list[Record]], object]) -> float:
+def _drain(source: Source, total: int, handle: Callable[[list[Record]], object]) -> float:
     seen = 0
     start = time.perf_counter()
     idle_since = time.monotonic()
@@ -153,23 +152,14 @@ def _drain(source: KafkaSource, total: int, handle: Callable[[list[Record]], obj
     return time.perf_counter() - start
 
 
-def _daemon_run(settings: Settings, profile: ReferenceProfile, total: int) -> tuple[float, Daemon]:
+def _daemon_run(settings: Settings, total: int) -> tuple[float, Daemon]:
     """Seconds for a daemon (checkpointing as configured) to process ``total`` records."""
-    pipeline = Pipeline(settings, profile, make_results(settings))
-    source = KafkaSource(settings.kafka)
-    registry = CollectorRegistry()
-    daemon = Daemon(
-        settings,
-        source,
-        pipeline,
-        registry=registry,
-        checkpointer=StateCheckpointer.from_settings(settings, registry),
-        serve_metrics=False,
-    )
+    daemon = build_daemon(settings, serve_metrics=False)
     try:
-        return _drain(source, total, daemon.handle), daemon
+        return _drain(daemon.source, total, daemon.handle), daemon
     finally:
-        source.close()
+        daemon.source.close()
+        daemon.checkpointer.close()
 
 
 def main() -> None:
@@ -184,22 +174,24 @@ def main() -> None:
         columns = _reference(_produce(bootstrap, topic, label_topic, n))
         produce_s = time.perf_counter() - started
 
-        settings = _settings(bootstrap, topic)
+        profile = build_profile(columns, categorical=CATEGORICAL, prediction="prediction")
+        reference = Path(tmp) / "reference.json"
+        reference.write_bytes(orjson.dumps(profile.to_dict()))
+        settings = _settings(bootstrap, topic, reference)
         decoder = Decoder(settings.schema_, NUMERIC, CATEGORICAL)
         with KafkaSource(settings.kafka) as source:
             ceiling_s = _drain(source, n, lambda r: decoder.decode([x.value for x in r]))
 
-        profile = build_profile(columns, categorical=CATEGORICAL, prediction="prediction")
         rss_before = _rss_mib()
-        daemon_s, daemon = _daemon_run(_settings(bootstrap, topic), profile, n)
+        daemon_s, daemon = _daemon_run(settings, n)
         rss_mib = _rss_mib()
         state = Path(tmp) / "state"
         interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
         checkpoint_s, checkpointed = _daemon_run(
-            _settings(bootstrap, topic, state=state, interval_s=interval), profile, n
+            _settings(bootstrap, topic, reference, state=state, interval_s=interval), n
         )
         saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
-        labels_s, labelled = _daemon_run(_settings(bootstrap, topic, label_topic), profile, 2 * n)
+        labels_s, labelled = _daemon_run(_settings(bootstrap, topic, reference, label_topic), 2 * n)
 
     print(
         f"{n} events (+{n} labels) produced in {produce_s:.1f}s; windows closed: "

@@ -43,8 +43,9 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
 
+# scipy is imported inside the functions that use it: loading it takes about 0.9 s,
+# which every start of the command line (check-config, --help) would otherwise pay.
 from detectors.base import FloatArray
 from detectors.stats import DEFAULT_SMOOTHING, chi_square, jensen_shannon, ks_from_counts, psi
 
@@ -124,10 +125,14 @@ class ChiNull:
 
     def critical(self, alpha: float) -> FloatArray:
         """The ``1 - alpha`` quantile of ``T``."""
+        from scipy import stats  # noqa: PLC0415
+
         return np.asarray(self.scale * stats.chi2.isf(alpha, self.dof), dtype=np.float64)
 
     def sf(self, t: npt.ArrayLike) -> FloatArray:
         """``P(T >= t)``."""
+        from scipy import stats  # noqa: PLC0415
+
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.asarray(stats.chi2.sf(np.asarray(t) / self.scale, self.dof), np.float64)
 
@@ -212,6 +217,8 @@ def simulate_chi_null(
 
 def ks_critical(alpha: float, n_eff: npt.ArrayLike) -> FloatArray:
     """KS D exceeded with probability ``alpha`` (the Kolmogorov limit)."""
+    from scipy import special  # noqa: PLC0415
+
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.asarray(special.kolmogi(alpha) / np.sqrt(n_effective_or(n_eff)), np.float64)
 
@@ -234,6 +241,8 @@ def beta_binomial_sf(
     k: npt.ArrayLike, n: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike
 ) -> FloatArray:
     """``P(K >= k)`` for ``K ~ BetaBinomial(n, a, b)``."""
+    from scipy import stats  # noqa: PLC0415
+
     kk = np.asarray(k, dtype=np.float64)
     out = np.asarray(stats.betabinom.sf(kk - 1, n, a, b), dtype=np.float64)
     return np.asarray(np.where(kk <= 0, 1.0, np.clip(out, 0.0, 1.0)), dtype=np.float64)
@@ -247,6 +256,8 @@ def beta_binomial_critical(
     Exact on a grid of counts where the expected count is small (the usual case: a few
     values out of range), the normal approximation where it is large.
     """
+    from scipy import special, stats  # noqa: PLC0415
+
     n_, a_, b_ = np.broadcast_arrays(
         np.asarray(n, dtype=np.float64), np.asarray(a, np.float64), np.asarray(b, np.float64)
     )
@@ -300,6 +311,8 @@ def chunk_spread(
     i.i.d. null at the chunk sizes; else 0. ``null`` is the method's i.i.d. fit for the
     chi-square family (:func:`simulate_chi_null` on the whole reference).
     """
+    from scipy import stats  # noqa: PLC0415
+
     chunks = np.asarray(chunk_ref, dtype=np.float64)
     if chunks.ndim != 3:
         raise ValueError(f"chunk counts must be (chunks, features, bins), got {chunks.shape}")

@@ -43,8 +43,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
+# scipy is imported inside the functions that use it: loading it takes about 0.9 s,
+# which every start of the command line (check-config, --help) would otherwise pay.
 from detectors.base import BoolArray, FloatArray, IntArray, State
 from detectors.binning import Binner
 from detectors.calibration import (
@@ -283,6 +284,8 @@ class DriftEngine:
         self, counts: npt.ArrayLike, references: Sequence[Reference], which: npt.ArrayLike = 0
     ) -> WindowScores:
         """Score windows ``(k, F, stride)``; window ``i`` against ``references[which[i]]``."""
+        from scipy import stats  # noqa: PLC0415
+
         cur = np.asarray(counts, dtype=np.int64)
         if cur.ndim != 3 or cur.shape[1:] != (self.binner.n_features, self.binner.stride):
             raise ValueError(

@@ -14,8 +14,9 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special, stats
 
+# scipy is imported inside the functions that use it: loading it takes about 0.9 s,
+# which every start of the command line (check-config, --help) would otherwise pay.
 from detectors.base import FloatArray, IntArray
 
 # Additive smoothing of 0.5 per bin is the Jeffreys / Krichevsky-Trofimov estimator.
@@ -84,6 +85,8 @@ def jensen_shannon(
     Lies in [0, 1] for ``base=2``; equals ``scipy.spatial.distance.jensenshannon``. Empty
     bins on both sides (padding) contribute nothing.
     """
+    from scipy import special  # noqa: PLC0415
+
     if not (base > 0 and base != 1):
         raise ValueError(f"base must be > 0 and != 1, got {base}")
     ref, cur = _pair(ref_counts, cur_counts)
@@ -127,6 +130,8 @@ def ks_p_value(
     is within 1.5% of it for n >= 10,000 at p >= 1e-4, far inside the uncertainty of a
     statistic bracketed to within one fine bin.
     """
+    from scipy import special, stats  # noqa: PLC0415
+
     d = np.asarray(statistic, dtype=np.float64)
     n = np.asarray(n_eff, dtype=np.float64)
     d, n = np.broadcast_arrays(d, n)
@@ -221,6 +226,8 @@ def chi_square(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> ChiSquar
     ``sqrt(sum_k (p_k - q_k)^2 / m_k)`` with ``m_k`` the pooled proportion: an effect size
     that does not grow with the sample sizes (0.1 small, 0.3 medium, 0.5 large).
     """
+    from scipy import stats  # noqa: PLC0415
+
     ref, cur = _pair(ref_counts, cur_counts)
     n_ref, n_cur = ref.sum(axis=-1), cur.sum(axis=-1)
     total = n_ref + n_cur

@@ -9,9 +9,9 @@ The dashboards are built with grafana-foundation-sdk (pinned exactly in pyprojec
 import placeholders, so they load as provisioned files. ``tests/deploy/`` lints them
 and runs every query against a real Prometheus scraping a real daemon.
 
-Metric names and labels are driftd's metric contract (monitor/emit/metrics.py and the
-README); ``model_segment*:...`` series come from the recording rules in
-deploy/prometheus/rules/driftd.rules.yml.
+Metric names and labels are driftd's metric contract (monitor/emit/metrics.py,
+monitor/emit/drift_collector.py and the README); ``model_segment*:...`` series come from
+the recording rules in deploy/prometheus/rules/driftd.rules.yml.
 """
 
 from __future__ import annotations

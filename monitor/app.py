@@ -9,7 +9,10 @@ handlers are installed for ``run`` only and the previous ones restored after it.
 
 Per batch the order is fixed (DESIGN.md, reliability contract): update state,
 dead-letter the refused messages, checkpoint state with the next offsets, and only
-then commit those offsets. A failed checkpoint means no commit.
+then commit those offsets. A failed checkpoint means no commit. Which offsets a
+checkpoint covers is the ledger's business (``monitor.state.ledger``); when a save is
+due and what goes in, the checkpointer's (``monitor.state.checkpointer``). The daemon
+is assembled by ``monitor.wiring.build_daemon``.
 """
 
 from __future__ import annotations
@@ -22,43 +25,41 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.config import Settings
 from monitor.emit.alerts.service import AlertService
+from monitor.emit.drift_collector import DriftCollector, data_quality_families
+from monitor.emit.http import Heartbeat, LoopHealth, MetricsServer
 from monitor.emit.label_metrics import LabelCollector, LabelDelay
-from monitor.emit.metrics import (
-    DaemonMetrics,
-    DriftCollector,
-    Heartbeat,
-    MetricsServer,
-    data_quality_families,
-)
+from monitor.emit.metrics import DaemonMetrics
 from monitor.engine.outcome import BatchOutcome
 from monitor.engine.pipeline import Pipeline
 from monitor.engine.results import LatestResults
 from monitor.errors import DeadLetterError, DriftdError, ReferenceLostError
 from monitor.ingest.source import Record, Source, TopicPartition
-from monitor.state.checkpointer import PartitionCheckpointer, StateCheckpointer
+from monitor.state.checkpointer import NoCheckpoint
+from monitor.state.ledger import OffsetLedger
 from monitor.state.reference_store import ReferenceStore
 
 log = structlog.get_logger()
 EXIT_FORCED = 1
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_NOT_REPORTED = object()
 
 
 class Checkpointer(Protocol):
-    """Saves the pipeline state with the next offsets, atomically (``StateCheckpointer``)."""
+    """Saves the pipeline state (and the alert state) with the next offsets, atomically:
+    ``NoCheckpoint``, ``StateCheckpointer`` (one file) or ``PartitionCheckpointer`` (one
+    slice per partition on a topic, for hand-over between replicas)."""
 
-    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
-        """Load the last checkpoint into ``pipeline``; its offsets and extra state."""
+    def restore(self, pipeline: Pipeline) -> dict[TopicPartition, int]:
+        """Load the last checkpoint into ``pipeline``; the offsets it covers."""
         ...
 
-    def due(self, batches: int) -> bool:
+    def due(self, batches: int = 1) -> bool:
         """Whether a save is due, ``batches`` more batches having been processed."""
         ...
 
@@ -66,28 +67,19 @@ class Checkpointer(Protocol):
         """True when state and offsets are durably stored together."""
         ...
 
+    def assign(
+        self, pipeline: Pipeline, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Take in the saved state of newly owned partitions; the offsets to resume at."""
+        ...
+
+    def release(self, pipeline: Pipeline, partitions: list[TopicPartition]) -> None:
+        """Forget the state of revoked partitions (saved already: the next owner has it)."""
+        ...
+
     def close(self) -> None:
         """Release the store."""
         ...
-
-
-class NoCheckpoint:
-    """No checkpoints (demo, file sources): every processed batch may be committed."""
-
-    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
-        """Nothing to restore."""
-        return {}, {}
-
-    def due(self, batches: int) -> bool:
-        """Always: the commit cadence alone paces commits."""
-        return True
-
-    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
-        """Nothing to store; the commit may proceed."""
-        return True
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 @dataclass
@@ -116,7 +108,8 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         checkpointer: Checkpointer | None = None,
         on_batch: Callable[[BatchOutcome], None] | None = None,
-        serve_metrics: bool = True,
+        server: MetricsServer | None = None,
+        health: LoopHealth | None = None,
         alerts: AlertService | None = None,
         reference_store: ReferenceStore | None = None,
         relearn_reference: bool = False,
@@ -125,17 +118,13 @@ class Daemon:
         self.source = source
         self.pipeline = pipeline
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.checkpointer = checkpointer or NoCheckpoint()
+        self.checkpointer: Checkpointer = checkpointer or NoCheckpoint()
         self.on_batch = on_batch
         self.reference_store = reference_store
         self.relearn_reference = relearn_reference
         self.metrics = DaemonMetrics(self.registry, settings.model)
         self.alerts = alerts if alerts is not None else AlertService(settings.alerts, self.registry)
-        if isinstance(self.checkpointer, StateCheckpointer):
-            self.checkpointer.extra_state = lambda: {"alerts": self.alerts.state_dict()}
-        # A loop stuck inside one batch for minutes is dead to the orchestrator; a broker
-        # outage is not (poll keeps returning), so this only watches the loop itself.
-        self.heartbeat = Heartbeat(max_age=max(300.0, 20 * settings.kafka.poll_timeout_ms / 1000))
+        self.health = health if health is not None else loop_health(settings)
         self.collector = DriftCollector(
             pipeline.results,
             pipeline.decisions,
@@ -159,48 +148,37 @@ class Daemon:
                 LabelCollector(pipeline.labels, lambda: tuple(pipeline.segments.names))
             )
             self.label_delay = LabelDelay(self.registry, settings.model)
-        self.server = (
-            MetricsServer(
-                self.registry,
-                settings.metrics.host,
-                settings.metrics.port,
-                liveness=self.heartbeat.alive,
-                readiness=self.readiness,
-            )
-            if serve_metrics
-            else None
-        )
-        self.should_exit = threading.Event()
+        self.server = server
+        self.should_exit = self.health.stop_requested
         self.force_exit = False
-        self.started = False
         self.stats = LoopStats()
-        self._created_at = self._last_poll = time.monotonic()
+        self._created_at = time.monotonic()
         self._reference_version = ""
         self._publish_reference()
-        self._pending: dict[TopicPartition, int] = {}
-        self._processed: dict[TopicPartition, int] = {}
-        self._restored: dict[TopicPartition, int] = {}
-        self._saved: dict[TopicPartition, int] = {}
+        self.ledger = OffsetLedger()
         self._committed_at = -math.inf
 
     # ------------------------------------------------------------ health
 
     def seconds_since_poll(self) -> float:
-        """Seconds since the last successful poll. A failed poll returns too, so a source
-        that tells failures apart (Kafka's ``last_successful_poll``) is believed, counting
-        from the daemon's start until its first success: a broker down from the start shows."""
-        last = getattr(self.source, "last_successful_poll", _NOT_REPORTED)
-        if last is _NOT_REPORTED:
-            return time.monotonic() - self._last_poll
-        return time.monotonic() - (last if isinstance(last, float) else self._created_at)
+        """Seconds since the last successful poll (a failed poll returns too, so the
+        source tells), counting from the daemon's start until the first success: a
+        broker down from the start shows."""
+        last = self.source.last_successful_poll
+        return time.monotonic() - (self._created_at if last is None else last)
+
+    @property
+    def started(self) -> bool:
+        """Whether startup finished (restore, alert workers, metrics server)."""
+        return self.health.started
+
+    @started.setter
+    def started(self, value: bool) -> None:
+        self.health.started = value
 
     def readiness(self) -> tuple[bool, str]:
-        """Lenient on purpose: a sidecar's readiness gates its model server's pod."""
-        if not self.started:
-            return False, "starting"
-        if self.should_exit.is_set():
-            return False, "shutting down"
-        return True, "ok"
+        """What ``/readyz`` says (see :class:`LoopHealth`)."""
+        return self.health.readiness()
 
     # ---------------------------------------------------------- lifecycle
 
@@ -217,11 +195,7 @@ class Daemon:
 
     def startup(self) -> None:
         """Restore the checkpoint, start the alert workers, serve metrics, announce."""
-        self._restored, extra = self.checkpointer.restore(self.pipeline)
-        self._processed = dict(self._restored)
-        self._saved = dict(self._restored)
-        if "alerts" in extra:
-            self.alerts.load_state_dict(extra["alerts"])
+        self.ledger.restored(self.checkpointer.restore(self.pipeline))
         self._restore_reference()
         self._publish_reference()
         self.alerts.start()
@@ -246,8 +220,7 @@ class Daemon:
             return
         if store.load_into(self.pipeline):
             return
-        committed = getattr(self.source, "committed_before", None)
-        consumed_before = committed() if callable(committed) else None
+        consumed_before = self.source.committed_before()
         if consumed_before and not self.relearn_reference:
             raise ReferenceLostError(
                 store.location,
@@ -269,8 +242,7 @@ class Daemon:
         timeout = self.settings.kafka.poll_timeout_ms / 1000.0
         while not self.should_exit.is_set():
             records = self.source.poll(timeout)
-            self._last_poll = time.monotonic()
-            self.heartbeat.beat()
+            self.health.heartbeat.beat()
             if not records:
                 if self.source.exhausted:
                     break
@@ -284,7 +256,7 @@ class Daemon:
         Without this the tail of a stream that went quiet would stay uncommitted (and
         be re-read after a restart) until the next event arrives.
         """
-        if self._processed.items() <= self._saved.items():
+        if not self.ledger.unsaved():
             return
         if self.checkpointer.due(batches=0):
             self.checkpoint()
@@ -332,11 +304,10 @@ class Daemon:
         if reference is not None and reference.version != self._reference_version:
             self._reference_version = reference.version
             self.metrics.set_reference(reference.version)
-            if self.settings.alerts.reference_version is None:
-                self.alerts.router.reference_version = reference.version
+            self.alerts.reference_in_use(reference.version)
 
     def _checkpoint_and_commit(self, outcome: BatchOutcome) -> None:
-        self._processed.update(outcome.next_offsets)
+        self.ledger.processed(outcome.next_offsets)
         if self.checkpointer.due(batches=1):
             self.checkpoint()
         interval = self.settings.kafka.commit_interval_ms / 1000.0
@@ -345,13 +316,12 @@ class Daemon:
 
     def checkpoint(self) -> bool:
         """Save the state with every processed offset; only then may those be committed."""
-        offsets = dict(self._processed)
+        offsets = self.ledger.to_save()
         if not self.checkpointer.save(self.pipeline, offsets):
             if offsets:
                 self.metrics.commit("skipped")
             return False
-        self._pending.update(offsets)
-        self._saved = offsets
+        self.ledger.saved(offsets)
         return True
 
     def commit_pending(self, partitions: Sequence[TopicPartition] | None = None) -> None:
@@ -360,11 +330,7 @@ class Daemon:
         Commits are batched by ``kafka.commit_interval_ms``: the state is updated first
         either way, so a later commit only widens what a crash would re-read.
         """
-        chosen = (
-            dict(self._pending)
-            if partitions is None
-            else {tp: o for tp, o in self._pending.items() if tp in set(partitions)}
-        )
+        chosen = self.ledger.committable(partitions)
         if not chosen:
             return
         try:
@@ -373,8 +339,7 @@ class Daemon:
             self.metrics.commit("failed")
             log.warning("commit_failed", error=str(exc))
             return
-        for tp in chosen:
-            self._pending.pop(tp, None)
+        self.ledger.committed(chosen)
         self._committed_at = time.monotonic()
         self.metrics.commit("ok")
         self.stats.commits += 1
@@ -383,23 +348,17 @@ class Daemon:
         """Before a rebalance takes partitions away: checkpoint, then commit them."""
         self.checkpoint()
         self.commit_pending(partitions)
-        for tp in partitions:
-            # Their next owner decides from here on; a stale offset must not come back.
-            self._processed.pop(tp, None)
-            self._restored.pop(tp, None)
-        if isinstance(self.checkpointer, PartitionCheckpointer):
-            self.checkpointer.release(self.pipeline, partitions)
+        # Their next owner decides from here on; a stale offset must not come back.
+        self.ledger.revoked(partitions)
+        self.checkpointer.release(self.pipeline, partitions)
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         """Newly owned partitions start at the checkpoint's offsets, not the group's."""
-        if isinstance(self.checkpointer, PartitionCheckpointer):
-            self._restored.update(self.checkpointer.assign(self.pipeline, partitions))
-            self._publish_reference()
-        wanted = {tp: self._restored[tp] for tp in partitions if tp in self._restored}
-        self._processed.update(wanted)
-        seek = getattr(self.source, "seek", None)
-        if wanted and seek is not None:
-            seek(wanted)
+        restored = self.checkpointer.assign(self.pipeline, partitions)
+        self._publish_reference()
+        resume = self.ledger.assigned(partitions, restored)
+        if resume:
+            self.source.seek(resume)
 
     def _count(self, outcome: BatchOutcome) -> None:
         s = self.stats
@@ -466,6 +425,13 @@ class Daemon:
             return
         log.info("shutdown_requested", signal=signal.Signals(sig).name)
         self.should_exit.set()
+
+
+def loop_health(settings: Settings) -> LoopHealth:
+    """The health a daemon reports: a loop stuck inside one batch for minutes is dead to
+    the orchestrator; a broker outage is not (poll keeps returning), so the heartbeat
+    watches only the loop itself."""
+    return LoopHealth(Heartbeat(max_age=max(300.0, 20 * settings.kafka.poll_timeout_ms / 1000)))
 
 
 def make_results(settings: Settings) -> LatestResults:

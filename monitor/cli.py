@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
-from prometheus_client import CollectorRegistry
 
-from monitor.app import Daemon, make_results
+from monitor.app import Daemon
+from monitor.cli_reference import add_reference_parser
 from monitor.config import (
     Settings,
     env_settings_given,
+    file_errors,
     load_settings,
     redacted,
     unknown_env_settings,
 )
-from monitor.emit.journal import Journal
 from monitor.emit.terminal import TerminalView
-from monitor.engine.pipeline import Pipeline
-from monitor.engine.reference_build import add_reference_parser, load_reference
+from monitor.engine.reference.profile_file import load_reference
 from monitor.errors import (
     CheckpointError,
     ConfigError,
@@ -41,15 +39,10 @@ from monitor.errors import (
     SourceError,
     StorageUnusableError,
 )
-from monitor.ingest.demo_source import DEMO_LABELS_TOPIC, DemoSource
-from monitor.ingest.file_source import FileSource, dead_letter_path
-from monitor.ingest.kafka.metrics import kafka_collectors
-from monitor.ingest.kafka.source import KafkaSource
-from monitor.ingest.source import Source
+from monitor.ingest.demo_source import DEMO_LABELS_TOPIC
 from monitor.logsetup import configure_logging
-from monitor.state.checkpointer import StateCheckpointer
-from monitor.state.reference_store import ReferenceStore
 from monitor.state.storage_checks import local_storage_errors
+from monitor.wiring import build_daemon
 
 EXIT_OK = 0
 EXIT_NOTHING_ACCEPTED = 1
@@ -87,47 +80,18 @@ def _settings(path: Path | None) -> Settings:
     return load_settings(path)
 
 
-def _readable(key: str, path: Path) -> list[ConfigError]:
-    """``[]`` if ``path`` can be read, else the error naming ``key`` and the file."""
-    try:
-        if not path.exists():
-            return [ConfigError(key, f"{path}: no such file")]
-        if path.is_dir():
-            return [ConfigError(key, f"{path}: is a directory, not a file")]
-        if path.is_file():  # a FIFO would block an open until a writer comes
-            with path.open("rb"):
-                pass
-        elif not os.access(path, os.R_OK):
-            return [ConfigError(key, f"{path}: cannot read: permission denied")]
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        return [ConfigError(key, f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}")]
-    return []
-
-
 def _file_errors(settings: Settings, *, tls: bool, load_profile: bool) -> list[ConfigError]:
     """The files the config names that are missing or unusable, each by its key.
 
     ``load_profile`` also loads ``reference.path`` as a profile (check-config; ``run``
-    loads it anyway). ``tls`` checks the Kafka TLS files. Secret files were read by
-    ``load_settings`` already.
+    loads it anyway); the readability checks are the config's own (:func:`file_errors`).
     """
-    errors: list[ConfigError] = []
-    reference = settings.reference.path
-    if reference is not None:
-        if load_profile:
-            try:
-                load_reference(reference)
-            except ReferenceProfileError as exc:
-                errors.append(ConfigError("reference.path", str(exc)))
-        else:
-            errors += _readable("reference.path", reference)
-    if settings.source.type == "file" and settings.source.path is not None:
-        errors += _readable("source.path", settings.source.path)
-    if tls:
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(settings.kafka, name)
-            if path is not None:
-                errors += _readable(f"kafka.{name}", path)
+    errors = file_errors(settings, tls=tls, reference=not load_profile)
+    if load_profile and settings.reference.path is not None:
+        try:
+            load_reference(settings.reference.path)
+        except ReferenceProfileError as exc:
+            errors.insert(0, ConfigError("reference.path", str(exc)))
     return errors
 
 
@@ -149,91 +113,6 @@ def _check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _build_daemon(
-    settings: Settings,
-    source_override: str | None = None,
-    start_fresh: bool = False,
-    relearn_reference: bool = False,
-    **demo: int,
-) -> Daemon:
-    reference = None
-    if settings.reference.path is not None:
-        reference = load_reference(settings.reference.path)
-    pipeline = Pipeline(settings, reference, make_results(settings))
-    kind = source_override or settings.source.type
-    source: Source
-    if kind == "demo":
-        source = DemoSource(
-            settings.source.batch_size,
-            total_events=demo.get("events"),
-            rate=demo.get("rate") or None,
-            labels=settings.labels.enabled,
-        )
-    elif kind in ("file", "stdin"):
-        source = FileSource(
-            settings.source.path if kind == "file" else None, settings.source.batch_size
-        )
-    else:
-        daemon_ref: list[Daemon] = []
-        kafka = KafkaSource(
-            settings.kafka,
-            # Late-bound: the daemon that owns this source is built right after it.
-            on_revoke=lambda parts: daemon_ref[0].on_partitions_revoked(parts),  # noqa: PLW0108
-            on_assign=lambda parts: daemon_ref[0].on_partitions_assigned(parts),  # noqa: PLW0108
-        )
-        source = kafka
-        registry = CollectorRegistry()
-        for collector in kafka_collectors(kafka, settings.model):
-            registry.register(collector)
-        checkpointer = StateCheckpointer.from_settings(settings, registry)
-        if checkpointer is not None:
-            _probe_checkpoint_store(settings, checkpointer)
-        if checkpointer is not None and start_fresh:
-            checkpointer.start_fresh()
-        daemon_ref.append(
-            Daemon(
-                settings,
-                source,
-                pipeline,
-                registry=registry,
-                checkpointer=checkpointer,
-                reference_store=ReferenceStore.from_settings(settings),
-                relearn_reference=relearn_reference,
-            )
-        )
-        return _with_journal(settings, daemon_ref[0])
-    # File and demo sources cannot seek, so a restored state would count events twice.
-    return _with_journal(settings, Daemon(settings, source, pipeline))
-
-
-def _probe_checkpoint_store(settings: Settings, checkpointer: StateCheckpointer) -> None:
-    """Refuse a checkpoint topic the broker will not create or let us read, before start."""
-    try:
-        checkpointer.probe()
-    except CheckpointError as exc:
-        checkpointer.close()
-        if settings.checkpoint.store != "kafka":
-            raise
-        raise StorageUnusableError(
-            "checkpoint.topic", settings.checkpoint.topic, exc.message
-        ) from exc
-
-
-def _with_journal(settings: Settings, daemon: Daemon) -> Daemon:
-    path = settings.journal.path
-    if path is not None:
-        try:
-            daemon.on_batch = Journal(path, settings.model)
-        except OSError as exc:  # checked at start already; this is a race with the disk
-            daemon.checkpointer.close()
-            if daemon.reference_store is not None:
-                daemon.reference_store.close()
-            raise StorageUnusableError(
-                "journal.path", str(path), f"cannot open: {exc.strerror or exc}"
-            ) from exc
-    return daemon
-
-
 def _run(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args.config)
@@ -251,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CHECKPOINT
     configure_logging(settings.logging.level, settings.logging.format)
     try:
-        daemon = _build_daemon(
+        daemon = build_daemon(
             settings, start_fresh=args.start_fresh, relearn_reference=args.relearn_reference
         )
     except StorageUnusableError as exc:
@@ -309,9 +188,9 @@ def _replay_summary(daemon: Daemon, code: int) -> int:
         f"{stats.accepted:,} accepted, {rejected}; {stats.windows:,} windows closed; "
         f"{len(stats.transitions):,} alert transitions ({firing:,} firing, {resolved:,} resolved)"
     ]
-    source = daemon.source
-    if isinstance(source, FileSource) and source.dead_letter_written and source.path is not None:
-        lines.append(f"driftd: rejected lines written to {dead_letter_path(source.path)}")
+    written_to = daemon.source.dead_letters_written_to()
+    if written_to is not None:
+        lines.append(f"driftd: rejected lines written to {written_to}")
     if reasons and {reason for reason, _ in reasons} == {"timestamp_out_of_range"}:
         schema = daemon.settings.schema_
 
@@ -371,11 +250,16 @@ def _demo(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        daemon = _build_daemon(settings, "demo", events=args.events, rate=args.rate)
+        daemon = build_daemon(
+            settings,
+            source_kind="demo",
+            on_batch=TerminalView(),
+            demo_events=args.events,
+            demo_rate=args.rate,
+        )
     except StorageUnusableError as exc:  # a journal.path from DRIFTD_JOURNAL__PATH
         print(f"driftd: refusing to start: {exc}", file=sys.stderr)
         return EXIT_CHECKPOINT
-    daemon.on_batch = TerminalView()
     code: int = daemon.run()
     print(
         f"driftd demo: {daemon.stats.accepted} events, {daemon.stats.windows} windows, "

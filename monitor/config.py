@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import re
+import ssl
 import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +27,8 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -65,26 +68,67 @@ class KafkaConfig(Section):
     """Where events come from, and how the consumer behaves."""
 
     bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
+    """Brokers to connect to first, as `host:port`."""
     topics: list[TopicName] = Field(default_factory=lambda: ["inference"], min_length=1)
+    """Topics of inference events. One consumer in group `group_id` reads them all."""
     labels_topic: TopicName | None = None
+    """Topic of label events (`{"id", "ts", "label"}`). The same consumer reads it, so its offsets
+    are committed together with the state holding its labels. Needs `labels.enabled: true`;
+    otherwise its messages are read as inference events and refused. null: no labels.
+    """
     group_id: str = "driftd"
+    """Consumer group. Replicas in one group share the partitions (see `checkpoint.store: kafka`);
+    the group also prefixes the Kafka checkpoint keys.
+    """
     client_id: str = "driftd"
+    """Client id the consumer and the dead-letter producer report."""
     dead_letter_topic: TopicName | None = "driftd-dead-letter"
+    """Where refused messages are written, unchanged, with their reason and origin in headers. null:
+    refused messages are only counted and logged.
+    """
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    """Where a partition starts when neither a checkpoint nor the group has an offset for it."""
     max_poll_records: int = Field(default=5_000, gt=0)
+    """Most records one poll returns: the largest batch."""
     poll_timeout_ms: int = Field(default=500, gt=0)
+    """How long one poll waits for records. `/healthz` fails once the loop has not come back from a
+    poll for max(300 s, 20 times this).
+    """
     commit_interval_ms: int = Field(default=1_000, ge=0)
+    """Least time between two offset commits. Only offsets whose events are already in a checkpoint
+    are committed, so `checkpoint.interval_s` paces commits too.
+    """
     fetch_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Most bytes in one fetch response (`fetch.max.bytes`)."""
     max_partition_fetch_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    """Most bytes per partition in one fetch (`max.partition.fetch.bytes`)."""
     receive_message_max_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
+    """Largest response the client accepts; raised on its own to at least `fetch_max_bytes +
+    max_partition_fetch_bytes`.
+    """
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
+    """How to reach the brokers; a SASL protocol needs `sasl_mechanism`."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism; required with `SASL_PLAINTEXT` and `SASL_SSL`. (OAUTHBEARER is not
+    offered: it needs a token provider, which driftd has no way to configure.)"""
+    sasl_plain_username: str | None = Field(default=None, validate_default=True)
+    """SASL user name; required when a SASL protocol uses `PLAIN` or `SCRAM-*`."""
+    sasl_plain_password: SecretStr | None = Field(default=None, validate_default=True)
+    """SASL password; required when a SASL protocol uses `PLAIN` or `SCRAM-*`. Masked in
+    `check-config`, never logged. Give it inline or as `DRIFTD_KAFKA__SASL_PLAIN_PASSWORD`."""
     ssl_cafile: Path | None = None
+    """CA bundle (PEM) that verifies the brokers. `check-config` (and `run` with the Kafka
+    source) refuses a file that is missing, unreadable or holds no PEM certificate."""
     ssl_certfile: Path | None = None
+    """Client certificate (PEM) for mutual TLS, with its key unless `ssl_keyfile` gives it.
+    `check-config` (and `run` with the Kafka source) refuses a file that is missing,
+    unreadable or does not load with its key."""
     ssl_keyfile: Path | None = None
+    """Client key (PEM, not encrypted) for mutual TLS; needs `ssl_certfile`. `check-config`
+    (and `run` with the Kafka source) refuses a file that is missing, unreadable or does not
+    match the certificate."""
     ssl_check_hostname: bool = True
+    """Check that a broker's certificate names its host."""
     session_timeout_ms: int = Field(default=10_000, ge=1_000, le=300_000)
     """How long the group waits for a silent member before handing its partitions to the
     others (`session.timeout.ms`). It bounds how long a replica restarted after a crash
@@ -108,6 +152,26 @@ class KafkaConfig(Section):
             raise ValueError("sasl_mechanism is required when security_protocol uses SASL")
         return self
 
+    @field_validator("sasl_plain_username", "sasl_plain_password")
+    @classmethod
+    def _credential_given(cls, value: Any, info: ValidationInfo) -> Any:
+        # kafka-python takes a missing one without a word and fails every login later.
+        protocol = str(info.data.get("security_protocol", ""))
+        mechanism = info.data.get("sasl_mechanism")
+        if protocol.startswith("SASL") and mechanism is not None:
+            raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+            if not raw:
+                raise ValueError(f"must be set (not empty) with sasl_mechanism {mechanism}")
+        return value
+
+    @field_validator("ssl_keyfile")
+    @classmethod
+    def _key_needs_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # kafka-python ignores a key without a certificate: no client authentication at all.
+        if value is not None and info.data.get("ssl_certfile") is None:
+            raise ValueError("needs ssl_certfile (the certificate this key belongs to)")
+        return value
+
     @model_validator(mode="after")
     def _group_timeouts_fit(self) -> KafkaConfig:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
@@ -127,8 +191,16 @@ class SourceConfig(Section):
     """Which source feeds the pipeline."""
 
     type: Literal["kafka", "file", "stdin", "demo"] = "kafka"
+    """`kafka`: the consumer described under `kafka`. `file`: JSON Lines read from `path`. `stdin`:
+    JSON Lines from standard input. `demo`: the built-in simulated stream. Only `kafka` checkpoints
+    and commits; the others start from their first line each time.
+    """
     path: Path | None = None
+    """The JSON Lines file of `type: file` (required there)."""
     batch_size: int = Field(default=5_000, gt=0)
+    """Records per batch of the file, stdin and demo sources (Kafka batches are
+    `kafka.max_poll_records`).
+    """
 
     @model_validator(mode="after")
     def _file_needs_path(self) -> SourceConfig:
@@ -141,12 +213,27 @@ class SchemaConfig(Section):
     """Dotted paths into each event (every one configurable)."""
 
     id: str = "id"
+    """Path of the event id: a string (an integer is taken as text), at most 256 characters. Labels
+    join their prediction by it.
+    """
     timestamp: str = "ts"
+    """Path of the event time. Accepted forms: [events.md](events.md#timestamps)."""
     model: str = "model"
+    """Path of the model name in the event (see [events.md](events.md#an-inference-event))."""
     features: str = "features"
+    """Path of the object holding the features; an event without it is refused (`missing_features`).
+    `""`: the features sit at the top level of the event.
+    """
     prediction: str = "prediction"
+    """Path of the model's output, a number; null or absent counts as missing."""
     label: str = "label"
+    """Path of a label inside inference events: decoded but not monitored; ground truth comes from
+    `kafka.labels_topic`.
+    """
     segment_by: list[str] = Field(default_factory=lambda: ["model_version"])
+    """Paths whose values, joined with `,`, name the event's segment (for example
+    `features.country`; see [events.md](events.md#segments)). `[]`: one segment.
+    """
     numeric: list[str] = Field(default_factory=list)
     """Event feature names monitored as numbers when the reference is learned from warm-up
     traffic, however few warm-up events carry them (a built reference names its own)."""
@@ -209,7 +296,14 @@ class ReferenceConfig(Section):
     """The reference the windows are compared against: a built profile or a warm-up."""
 
     path: Path | None = None
+    """A reference profile written by `driftd reference build` (JSON). Set exactly one of `path` and
+    `warmup_events`.
+    """
     warmup_events: int | None = Field(default=None, gt=0)
+    """Build the reference from the first this many accepted events instead; each segment with at
+    least `windows.min_samples` of them also gets its own. Nothing is evaluated, checkpointed or
+    committed before the warm-up completes.
+    """
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReferenceConfig:
@@ -222,10 +316,24 @@ class WindowsConfig(Section):
     """When a segment's window closes, and whether windows slide."""
 
     size_events: int | None = Field(default=5_000, gt=0)
+    """A segment's window closes at this many events (sliding: its panes at `size_events / panes`,
+    rounded up). null: by time only.
+    """
     duration_seconds: float | None = Field(default=None, gt=0)
+    """A segment's window closes at epoch-aligned event-time boundaries this far apart (sliding:
+    panes of `duration_seconds / panes`). null: by count only. With both set, whichever comes
+    first closes the window.
+    """
     mode: Literal["tumbling", "sliding"] = "tumbling"
+    """`tumbling`: windows follow each other without overlap. `sliding`: a window is the last
+    `panes` panes, evaluated at every pane close once the ring is full.
+    """
     panes: int = Field(default=4, ge=2)
+    """Panes per sliding window (unused when tumbling)."""
     min_samples: int = Field(default=500, gt=0)
+    """Fewest events a window needs to be tested: a smaller window reports `__window__`/`samples`,
+    and a column with fewer values than this skips its distribution tests and reports `samples`.
+    """
     allowed_lateness_seconds: float = Field(default=60.0, ge=0)
     """How far behind the stream's event time an event may be and still count in its
     time window. The watermark is the stream's event time minus this; an event whose
@@ -255,8 +363,16 @@ class MethodConfig(Section):
     """
 
     enabled: bool = True
+    """Whether this method's verdicts drive alerts; a disabled method is ignored by the decisions.
+    """
     threshold: float = Field(gt=0)
+    """Fixed mode, and methods the engine does not calibrate: a window breaches at or above this
+    score.
+    """
     clear: float = Field(gt=0)
+    """Fixed mode, and methods the engine does not calibrate: a firing alert resolves below this
+    score. Never above `threshold`.
+    """
     min_effect: float = Field(default=0.0, ge=0)
     """Calibrated mode: the smallest score that may breach, however large the window."""
     thresholds: Literal["calibrated", "fixed"] | None = None
@@ -306,9 +422,13 @@ class DetectorsConfig(Section):
     severe_ratio: float = Field(default=3.0, ge=1)
     """A breach this many times its threshold fires at once, without ``consecutive``."""
     psi: MethodConfig = _method(0.25, 0.1, min_effect=0.01)
+    """Population stability index on the coarse bins; every column."""
     ks: MethodConfig = _method(0.15, 0.08, min_effect=0.02)
+    """Kolmogorov-Smirnov D (its lower bound from the fine grid); numeric columns."""
     chi2: MethodConfig = _method(0.2, 0.1, min_effect=0.03)
+    """Cohen's w of the chi-square test on the category table; categorical columns."""
     js: MethodConfig = _method(0.2, 0.1, min_effect=0.02)
+    """Jensen-Shannon distance (base 2); categorical columns."""
     missing: MethodConfig = _method(0.1, 0.05, min_effect=0.01)
     """Data quality: the missing share against the reference's (two-proportion test)."""
     range: MethodConfig = _method(0.01, 0.005, min_effect=0.005)
@@ -336,10 +456,15 @@ class DetectorsConfig(Section):
     ks_alpha: float = Field(default=0.01, gt=0, lt=1)
     """Fixed mode: KS and chi-square breaches also need ``p < ks_alpha``."""
     psi_smoothing: float = Field(default=0.5, gt=0)
+    """Additive smoothing per bin in PSI (and in the top drifting bins of alert details)."""
     consecutive: int = Field(default=2, ge=1)
+    """Breaching windows needed, with no clear window between them, before an alert fires; a
+    method's own `consecutive` wins.
+    """
     fdr: bool = False
     """Benjamini-Hochberg over all of a segment window's tests (columns x methods)."""
     fdr_q: float = Field(default=0.05, gt=0, lt=1)
+    """The false-discovery rate Benjamini-Hochberg keeps with `fdr`."""
     overrides: dict[str, dict[str, MethodConfig]] = Field(default_factory=dict)
     """Per column and method, the keys that differ from the method's own settings."""
 
@@ -411,13 +536,26 @@ class LabelsConfig(Section):
     """
 
     enabled: bool = False
+    """Read label events, join them to predictions, and compute performance, fairness, label drift
+    and concept drift.
+    """
     id: str = "id"
+    """Path of the id in a label event (the prediction's `schema.id`)."""
     timestamp: str = "ts"
+    """Path of the label event's time (same forms as `schema.timestamp`)."""
     label: str = "label"
+    """Path of the label: for `binary` 0 or 1 (`true`/`false`, and numeric spellings such as `1.0`
+    or `"1"`, read as 0/1); for `regression` a finite number. Any other value is refused
+    (`invalid_label`); null or absent is refused (`missing_label`).
+    """
     task: Literal["binary", "regression"] = "binary"
+    """`binary`: 0/1 labels, the prediction a score compared with `decision_threshold`.
+    `regression`: numeric labels and predictions.
+    """
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
     """A binary prediction at or above this score is the positive class."""
     regression_error: Literal["absolute", "squared"] = "absolute"
+    """The error of a regression pair: `absolute` or `squared`."""
     ttl_seconds: float = Field(default=7 * 86_400.0, gt=0)
     """How long (event time) a prediction waits for its label, and a label for its prediction."""
     max_pending: int = Field(default=1_000_000, gt=0)
@@ -427,16 +565,22 @@ class LabelsConfig(Section):
     group_by: str | None = None
     """Dotted path of the fairness group (e.g. ``features.age_band``); None: no fairness."""
     max_groups: int = Field(default=20, ge=2)
+    """Fairness groups kept at most; further values share the last one."""
     min_group_size: int = Field(default=30, ge=1)
+    """Joined pairs a group needs in a performance window to count in the fairness gaps."""
     adwin_delta: float = Field(default=0.01, gt=0, lt=1)
     """ADWIN's confidence: smaller detects later with fewer false pages. At 0.01 a 10% ->
     16% error change pages about 550 joined pairs after it, with about 0.5 false pages
     per million stationary pairs (river's default 0.002: about 750, and none seen in
     6 million; ``python -m benchmarks.concept_pairs``)."""
     adwin_clock: int = Field(default=32, ge=1)
+    """ADWIN looks for a change every this many values."""
     adwin_grace_period: int = Field(default=10, ge=1)
+    """Values ADWIN takes before it first looks for a change."""
     adwin_min_window_length: int = Field(default=5, ge=1)
+    """Fewest values in either part ADWIN compares."""
     adwin_max_buckets: int = Field(default=5, ge=2)
+    """Buckets per level of ADWIN's exponential histogram (memory against precision)."""
     adwin_hold_windows: int = Field(default=5, ge=1)
     """The quiet period of a concept-drift alert, in performance windows. The alert
     fires in the batch of an ADWIN detection; it stays open while a detection lies in
@@ -490,7 +634,9 @@ class MetricsConfig(Section):
     """Where /metrics, /healthz and /readyz are served."""
 
     host: str = "127.0.0.1"
+    """Address the HTTP server binds (`0.0.0.0`: every interface)."""
     port: int = Field(default=9108, ge=0, le=65535)
+    """Port of `/metrics`, `/healthz` and `/readyz`; 0: any free port."""
 
 
 class SegmentsConfig(Section):
@@ -531,7 +677,11 @@ class LoggingConfig(Section):
     """Log level, and JSON or console output (``auto`` picks by terminal)."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """The least severe level written."""
     format: Literal["auto", "json", "console"] = "auto"
+    """`json`: one JSON object per line. `console`: for people. `auto`: console when standard error
+    is a terminal, else JSON.
+    """
 
 
 Severity = Literal["critical", "error", "warning", "info"]
@@ -552,8 +702,11 @@ class SecretRef(Section):
     """
 
     value: SecretStr | None = None
+    """The secret itself (what a plain string in YAML means)."""
     file: Path | None = None
+    """A file holding the secret (surrounding whitespace is stripped)."""
     env: str | None = None
+    """An environment variable holding the secret."""
 
     @model_validator(mode="after")
     def _exactly_one_and_readable(self) -> SecretRef:
@@ -611,24 +764,38 @@ class SinkBase(Section):
     """What every sink has: a unique name that routes refer to."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """The sink's unique name: routes refer to it, and it is the `sink` label of the alert metrics.
+    """
 
 
 class LogSinkConfig(SinkBase):
     """Alerts written as structlog events (always available, never fails)."""
 
     type: Literal["log"] = "log"
+    """Each alert becomes one structured log line: `alert_trigger` (warning) or `alert_resolve`
+    (info).
+    """
 
 
 class PagerDutySinkConfig(SinkBase):
     """PagerDuty Events API v2."""
 
     type: Literal["pagerduty"] = "pagerduty"
+    """PagerDuty Events API v2."""
     routing_key: Secret
+    """The integration's routing key."""
     url: str = PAGERDUTY_EVENTS_URL
+    """The Events API endpoint (change it for a proxy or a test)."""
     timeout_s: float = Field(default=5.0, gt=0)
+    """HTTP timeout of one request."""
     rate_per_minute: float = Field(default=100.0, gt=0, lt=120)
+    """Events per minute for this routing key: a token bucket shared by every sink with the same
+    key, kept under PagerDuty's limit of 120.
+    """
     burst: int = Field(default=10, ge=1)
+    """Events the token bucket lets through at once after a lull."""
     source: str = Field(default="driftd", min_length=1)
+    """The `payload.source` of every event."""
     grafana_url: str | None = None
     """Templated link, e.g. ``https://grafana/d/x?var-model={model}&from={from_ms}``."""
 
@@ -642,9 +809,13 @@ class SlackSinkConfig(SinkBase):
     """A Slack incoming webhook; its URL is a secret."""
 
     type: Literal["slack"] = "slack"
+    """A Slack incoming webhook."""
     url: Secret
+    """The incoming-webhook URL (the URL is the credential)."""
     timeout_s: float = Field(default=5.0, gt=0)
+    """HTTP timeout of one request."""
     grafana_url: str | None = None
+    """Templated link added to each message."""
 
     @model_validator(mode="after")
     def _template(self) -> SlackSinkConfig:
@@ -656,24 +827,36 @@ class WebhookSinkConfig(SinkBase):
     """A generic JSON webhook, optionally signed (``X-Driftd-Signature: t=<unix>,v1=<hex>``)."""
 
     type: Literal["webhook"] = "webhook"
+    """A JSON document POSTed to any URL."""
     url: Secret
+    """Where to POST (a secret: such URLs often carry a token)."""
     hmac_secret: Secret | None = None
     """Key that signs each request: ``X-Driftd-Signature: t=<unix>,v1=<hex>``, the
     HMAC-SHA256 of ``"<t>."`` plus the raw body, so receivers can refuse old (replayed)
     requests (see [alerts.md](alerts.md#webhook)). null: unsigned."""
     timeout_s: float = Field(default=5.0, gt=0)
+    """HTTP timeout of one request."""
 
 
 class AlertmanagerSinkConfig(SinkBase):
     """Alertmanager API v2; the URL may carry basic-auth credentials, so it is a secret."""
 
     type: Literal["alertmanager"] = "alertmanager"
+    """Alertmanager API v2 (`POST <url>/api/v2/alerts`)."""
     url: Secret
+    """Alertmanager's base URL; it may carry basic-auth credentials (`https://user:pass@host`)."""
     resend_interval_s: float = Field(default=60.0, gt=0)
+    """Firing alerts are posted again this often, so Alertmanager keeps them open."""
     expire_after_s: float | None = Field(default=None, gt=0)
+    """`endsAt` of a firing alert, from the moment it is posted; null: four resend intervals. Must
+    exceed `resend_interval_s`.
+    """
     timeout_s: float = Field(default=5.0, gt=0)
+    """HTTP timeout of one request."""
     runbook_url: str | None = None
+    """Sent as the `runbook_url` annotation."""
     generator_url: str | None = None
+    """Sent as each alert's `generatorURL`."""
 
 
 SinkConfig = Annotated[
@@ -694,10 +877,15 @@ class SeverityRule(Section):
     """Severity of the alerts matching every pattern (glob or exact); first match wins."""
 
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's model must match."""
     segments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's segment must match."""
     features: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's feature (column) must match."""
     methods: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's method must match."""
     severity: Severity
+    """The severity of the alerts this rule matches."""
 
 
 class RouteConfig(Section):
@@ -709,20 +897,32 @@ class RouteConfig(Section):
     """
 
     models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's model must match."""
     segments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's segment must match."""
     methods: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's method must match."""
     severities: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    """Patterns the alert's severity must match."""
     sinks: list[str] = Field(min_length=1)
+    """Names of the sinks the matching alerts go to."""
     group_by_segment: bool = False
+    """One page per (model, segment) for the features firing in a window, instead of one per feature
+    and method. Alertmanager sinks still get one alert per feature.
+    """
     stop: bool = False
+    """When this route matches, the routes after it are not considered."""
 
 
 class RetryConfig(Section):
     """Exponential backoff with jitter between attempts on retriable failures."""
 
     initial_s: float = Field(default=1.0, gt=0)
+    """Delay before the first retry."""
     max_s: float = Field(default=60.0, gt=0)
+    """Longest delay between two attempts."""
     multiplier: float = Field(default=2.0, ge=1)
+    """Each delay is this many times the one before."""
     jitter: float = Field(default=0.5, ge=0, le=1)
     """Each delay is scaled by a uniform factor in ``[1 - jitter, 1]``."""
     max_retry_after_s: float = Field(default=300.0, gt=0)
@@ -733,11 +933,19 @@ class AlertsConfig(Section):
     """Where decision transitions are delivered. The default only logs them."""
 
     sinks: list[SinkConfig] = Field(default_factory=_default_sinks)
+    """Where alerts can be delivered."""
     routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig(sinks=["log"])])
+    """Which alerts go to which sinks; every matching route applies until one with `stop`."""
     severity: Severity = "warning"
+    """Severity of the alerts no `severity_rules` entry matches."""
     severity_rules: list[SeverityRule] = Field(default_factory=list)
+    """Severity by pattern; the first matching rule wins."""
     outbox_capacity: int = Field(default=1_000, ge=1)
+    """Actions waiting per sink at most. Beyond it the oldest waiting resolve (else trigger) is
+    dropped, logged and counted in `driftd_alerts_dropped_total`.
+    """
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    """Backoff between delivery attempts."""
     reference_version: str | None = None
     """Reported in alert details; by default the version of the reference in use."""
     shutdown_flush_s: float = Field(default=10.0, ge=0)
@@ -768,6 +976,9 @@ class Settings(BaseSettings):
     )
 
     model: str = "default"
+    """Name of the monitored model: the `model` label of every metric, part of every alert's dedup
+    key and of the checkpoint's identity. One daemon monitors one model.
+    """
     kafka: KafkaConfig = Field(default_factory=KafkaConfig)
     source: SourceConfig = Field(default_factory=SourceConfig)
     schema_: SchemaConfig = Field(default_factory=SchemaConfig, alias="schema")
@@ -865,6 +1076,103 @@ def _read_yaml(path: Path) -> dict[Any, Any]:
     if not isinstance(loaded, dict):
         raise InvalidConfigError([ConfigError("<root>", f"{path} must hold a mapping of sections")])
     return loaded
+
+
+def unreadable_file(path: Path, *, pipes_allowed: bool = False) -> str | None:
+    """Why ``path`` cannot be read as a file, or None when it can.
+
+    ``pipes_allowed`` accepts a readable FIFO or device (a replay may read a named
+    pipe); it is checked for permission only, since opening it would block until a
+    writer comes.
+    """
+    try:
+        if not path.exists():
+            return f"{path}: no such file"
+        if path.is_dir():
+            return f"{path}: is a directory, not a file"
+        if path.is_file():
+            with path.open("rb"):
+                pass
+        elif not pipes_allowed:
+            return f"{path}: not a regular file"
+        elif not os.access(path, os.R_OK):
+            return f"{path}: cannot read: permission denied"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        return f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
+def file_errors(settings: Settings, *, tls: bool, reference: bool = True) -> list[ConfigError]:
+    """The files ``settings`` name that cannot be read, each by its key.
+
+    ``reference`` checks ``reference.path`` for reading (``check-config`` loads it as a
+    profile instead); ``tls`` checks the Kafka TLS files (:func:`kafka_tls_errors`).
+    Secret files were read by :func:`load_settings` already.
+    """
+    named: list[tuple[str, Path | None, bool]] = [
+        ("reference.path", settings.reference.path if reference else None, False),
+        (
+            "source.path",
+            settings.source.path if settings.source.type == "file" else None,
+            True,
+        ),
+    ]
+    errors = [
+        ConfigError(key, problem)
+        for key, path, pipes in named
+        if path is not None and (problem := unreadable_file(path, pipes_allowed=pipes))
+    ]
+    return errors + (kafka_tls_errors(settings.kafka) if tls else [])
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    """`` (OpenSSL's reason in words)``, or nothing when it gave none."""
+    reason = getattr(exc, "reason", None)
+    return f" ({reason.replace('_', ' ').lower()})" if isinstance(reason, str) else ""
+
+
+def kafka_tls_errors(kafka: KafkaConfig) -> list[ConfigError]:
+    """The Kafka TLS files that kafka-python could not use, each by its key.
+
+    Each configured file must be readable; ``ssl_cafile`` must hold PEM certificates,
+    and ``ssl_certfile`` (with ``ssl_keyfile`` when given) must load as a certificate
+    and its unencrypted key. kafka-python reads them only when it connects, where a bad
+    file fails every attempt: ``check-config`` and ``run`` call this before anything starts.
+    """
+    errors: list[ConfigError] = []
+    unreadable = {
+        key: problem
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+        if (path := getattr(kafka, key)) is not None and (problem := unreadable_file(path))
+    }
+    errors += [ConfigError(f"kafka.{key}", problem) for key, problem in unreadable.items()]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cafile, certfile, keyfile = kafka.ssl_cafile, kafka.ssl_certfile, kafka.ssl_keyfile
+    if cafile is not None and "ssl_cafile" not in unreadable:
+        try:
+            context.load_verify_locations(cafile=str(cafile))
+        except ssl.SSLError as exc:
+            detail = f"{cafile}: no PEM certificate in it{_ssl_reason(exc)}"
+            errors.append(ConfigError("kafka.ssl_cafile", detail))
+    if certfile is None or unreadable.keys() & {"ssl_certfile", "ssl_keyfile"}:
+        return errors
+    try:
+        # A certificate file holds the certificate; loading it as CAs checks just that.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(certfile))
+    except ssl.SSLError as exc:
+        detail = f"{certfile}: no PEM certificate in it{_ssl_reason(exc)}"
+        return [*errors, ConfigError("kafka.ssl_certfile", detail)]
+    try:
+        # An empty password: an encrypted key fails here instead of prompting on a terminal.
+        context.load_cert_chain(
+            str(certfile), str(keyfile) if keyfile is not None else None, password=b""
+        )
+    except ssl.SSLError as exc:
+        key = "kafka.ssl_keyfile" if keyfile is not None else "kafka.ssl_certfile"
+        where = keyfile if keyfile is not None else certfile
+        detail = f"{where}: no unencrypted PEM private key for {certfile}{_ssl_reason(exc)}"
+        errors.append(ConfigError(key, detail))
+    return errors
 
 
 def load_settings(path: Path | None = None) -> Settings:

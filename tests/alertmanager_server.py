@@ -6,8 +6,9 @@ disabled and its storage in a temporary directory; it waits for ``/-/ready``, yi
 an :class:`Alertmanager` handle and stops the process on exit.
 
 The binary is ``$DRIFTDTEST_ALERTMANAGER_BIN``, else ``prometheus-alertmanager`` (Debian's
-package, installed by ``.ci/run``) or ``alertmanager`` on PATH. When there is none the
-tests are skipped, except in CI (``$CI`` set), where a missing binary fails them.
+package, installed by ``scripts/install-test-services``) or ``alertmanager`` on PATH.
+When there is none the tests are skipped, except under ``make test`` or CI, where a
+missing binary fails them (see ``tests/required_tools.py``).
 
 ``http_receiver()`` yields a :class:`Receiver`: a ``ThreadingHTTPServer`` on
 127.0.0.1 that records every request and answers ``receiver.status`` (200 unless a
@@ -36,6 +37,7 @@ from typing import Any
 import pytest
 
 from tests.loopback import loopback_process
+from tests.required_tools import CI_ENV, REQUIRE_ENV, missing_tool
 
 __all__ = [
     "BIN_ENV",
@@ -43,6 +45,7 @@ __all__ = [
     "CI_ENV",
     "CONFIG_TEMPLATE",
     "DEBIAN_BIN",
+    "REQUIRE_ENV",
     "Alertmanager",
     "Receiver",
     "Request",
@@ -62,13 +65,11 @@ CANDIDATES = ("prometheus-alertmanager", "alertmanager")
 """Binary names looked up on PATH, in order."""
 DEBIAN_BIN = "/usr/bin/prometheus-alertmanager"
 """Where Debian's prometheus-alertmanager package installs the binary."""
-CI_ENV = "CI"
-"""Set (non-empty) in CI, where a missing Alertmanager fails the tests instead of skipping."""
 _READY_TIMEOUT_S = 20.0
 
 
 def find_alertmanager() -> str:
-    """The Alertmanager binary's path; skips the test if absent (fails instead under CI)."""
+    """The Alertmanager binary's path; skips the test if absent (fails under make test or CI)."""
     explicit = os.environ.get(BIN_ENV)
     if explicit:
         if os.access(explicit, os.X_OK):
@@ -80,13 +81,10 @@ def find_alertmanager() -> str:
             return found
     if os.access(DEBIAN_BIN, os.X_OK):
         return DEBIAN_BIN
-    message = (
+    missing_tool(
         "Alertmanager binary not found (install Debian's prometheus-alertmanager, "
         f"or set ${BIN_ENV})"
     )
-    if os.environ.get(CI_ENV):
-        pytest.fail(message + "; CI must run the real-Alertmanager tests")
-    pytest.skip(message)
 
 
 def wait_for(

@@ -1,9 +1,18 @@
-"""Suite-wide rules: every test states the behaviour it checks in a one-line docstring."""
+"""Suite-wide rules: every test states the behaviour it checks in a one-line docstring.
+
+Also how the suite runs on several workers (``pytest -n 2 --dist loadfile
+--no-loadscope-reorder``, as ``make test`` does): each module stays on one worker, so
+its module-scoped services start once; each worker starts its own Kafka broker
+(session scope, free ports); and the modules with slow tests are handed out first, so
+that none of them starts last and runs alone at the end (xdist's own reorder, biggest
+module first, would hand out a one-test 60 s module last).
+"""
 
 from __future__ import annotations
 
 import gc
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -27,8 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Fail collection when a test function has no one-line docstring."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fail collection when a test function has no one-line docstring; on an xdist
+    worker, put the modules with slow, then integration, tests first."""
     missing = []
     for item in items:
         func = getattr(item, "function", None)
@@ -40,6 +50,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "every test needs a one-line docstring stating the behaviour it checks: "
             + ", ".join(sorted(set(missing)))
         )
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the hand-out order
+        _heaviest_modules_first(items)
+
+
+def _heaviest_modules_first(items: list[pytest.Item]) -> None:
+    """Sort whole modules, keeping their order otherwise: slow ones, integration, others.
+
+    Every worker collects the same items and sorts them the same way, as xdist requires.
+    """
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        weight = 2
+        if item.get_closest_marker("slow"):
+            weight = 0
+        elif item.get_closest_marker("integration"):
+            weight = 1
+        rank[module] = min(rank.get(module, weight), weight)
+    items.sort(key=lambda item: rank[item.nodeid.partition("::")[0]])
+
+
+class _ConnectWatch:
+    """Notes whether any socket tried to connect since the last look (an audit hook:
+    cheap on every event, and it sees kafka-python's non-blocking ``connect_ex`` too)."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        sys.addaudithook(self._audit)
+
+    def _audit(self, event: str, args: tuple[object, ...]) -> None:
+        if event == "socket.connect":
+            self.connected = True
+
+    def take(self) -> bool:
+        """Whether a connect was attempted since the last call."""
+        connected, self.connected = self.connected, False
+        return connected
+
+
+_CONNECTS = _ConnectWatch()
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +107,12 @@ def _close_refused_connects() -> Iterator[None]:
     of the error it stores (see tests/monitor/test_broker_outage.py); the garbage
     collector then finalises it, as an unclosed-socket warning, in whatever test runs
     at that moment. Only stream sockets that were never connected and do not listen are
-    closed: live connections and the servers of session fixtures are left alone.
+    closed: live connections and the servers of session fixtures are left alone. A module
+    that attempted no connection skips the walk over every object (most modules).
     """
     yield
+    if not _CONNECTS.take():
+        return
     for obj in gc.get_objects():
         if not isinstance(obj, socket.socket) or obj.fileno() == -1:
             continue

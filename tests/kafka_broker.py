@@ -9,7 +9,9 @@
   temporary directory, and stops it (and removes that directory) on exit. Set
   ``DRIFTDTEST_KAFKA_KEEP_DATA=1`` to keep the directory and its ``kafka.log``.
 
-The ``kafka_bootstrap`` fixture wraps it at session scope. A conftest opts in with::
+The ``kafka_bootstrap`` fixture wraps it at session scope. Without Java or Maven (which
+``kafka.sh`` needs) it skips the tests that use it, except under ``make test`` or CI, where
+they fail (``require_local_broker_tools``). A conftest opts in with::
 
     from tests.kafka_broker import kafka_bootstrap  # noqa: F401
 
@@ -38,6 +40,7 @@ from pathlib import Path
 import pytest
 
 from monitor.kafka.api import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from tests.required_tools import missing_tool
 
 __all__ = [
     "BOOTSTRAP_ENV",
@@ -49,6 +52,7 @@ __all__ = [
     "kafka_bootstrap",
     "kafka_broker",
     "produce",
+    "require_local_broker_tools",
     "unique_topic",
 ]
 
@@ -145,6 +149,22 @@ def _check_reachable(bootstrap: str, timeout: float) -> None:
         ) from exc
 
 
+def require_local_broker_tools() -> None:
+    """Skip the test when ``kafka.sh`` lacks Java or Maven (fail under make test or CI)."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    missing = []
+    if java is None or not os.access(java, os.X_OK):
+        missing.append(f"java ({java_home}/bin/java from JAVA_HOME)" if java_home else "java")
+    if shutil.which("mvn") is None:
+        missing.append("mvn")
+    if missing:
+        missing_tool(
+            f"{' and '.join(missing)} not found: deploy/kafka/kafka.sh needs Java 17+ and "
+            "Maven to run the local Kafka broker (or set $" + BOOTSTRAP_ENV + ")"
+        )
+
+
 def _start_local_broker(stack: ExitStack, start_timeout: float) -> str:
     """Fetch and start a local broker with ``kafka.sh``; register its cleanup on ``stack``."""
     return _start_local_broker_env(stack, start_timeout)[0]
@@ -231,6 +251,7 @@ class PrivateBroker:
 @contextmanager
 def private_broker(*, start_timeout: float = 90.0) -> Iterator[PrivateBroker]:
     """A local broker for one test (never the shared or an external one)."""
+    require_local_broker_tools()
     with ExitStack() as stack:
         bootstrap, env = _start_local_broker_env(stack, start_timeout)
         yield PrivateBroker(bootstrap, env)
@@ -239,6 +260,8 @@ def private_broker(*, start_timeout: float = 90.0) -> Iterator[PrivateBroker]:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap address of the session's Kafka broker (see ``kafka_broker``)."""
+    if not os.environ.get(BOOTSTRAP_ENV, "").strip():
+        require_local_broker_tools()
     with kafka_broker() as bootstrap:
         yield bootstrap
 

@@ -10,8 +10,9 @@ prometheus.yml, e.g. the compose stack's retargeted to loopback). It waits for
 
 The binaries are ``$DRIFTDTEST_PROMETHEUS_BIN`` / ``$DRIFTDTEST_PROMTOOL_BIN``, else
 ``prometheus`` / ``promtool`` on PATH (Debian's ``prometheus`` package, installed by
-``.ci/run``). When one is missing the tests are skipped, except in CI (``$CI`` set),
-where a missing binary fails them.
+``scripts/install-test-services``). When one is missing the tests are skipped, except
+under ``make test`` or CI, where a missing binary fails them (see
+``tests/required_tools.py``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ import pytest
 import yaml
 
 from tests.loopback import loopback_process
+from tests.required_tools import CI_ENV, REQUIRE_ENV, missing_tool
 
 __all__ = [
     "CI_ENV",
     "PROMETHEUS_BIN_ENV",
     "PROMTOOL_BIN_ENV",
+    "REQUIRE_ENV",
     "Prometheus",
     "find_prometheus",
     "find_promtool",
@@ -48,8 +51,6 @@ PROMETHEUS_BIN_ENV = "DRIFTDTEST_PROMETHEUS_BIN"
 """Environment variable naming the Prometheus server binary to use."""
 PROMTOOL_BIN_ENV = "DRIFTDTEST_PROMTOOL_BIN"
 """Environment variable naming the promtool binary to use."""
-CI_ENV = "CI"
-"""Set (non-empty) in CI, where a missing binary fails the tests instead of skipping."""
 JOB = "driftd"
 """The scrape job name; driftd's alert rules expect it."""
 _READY_TIMEOUT_S = 30.0
@@ -66,19 +67,16 @@ def _find(env: str, name: str) -> str:
     )
     if found:
         return found
-    message = f"{name} binary not found (install Debian's prometheus package, or set ${env})"
-    if os.environ.get(CI_ENV):
-        pytest.fail(message + "; CI must run the real-Prometheus tests")
-    pytest.skip(message)
+    missing_tool(f"{name} binary not found (install Debian's prometheus package, or set ${env})")
 
 
 def find_prometheus() -> str:
-    """The Prometheus server binary; skips the test if absent (fails instead under CI)."""
+    """The Prometheus server binary; skips the test if absent (fails under make test or CI)."""
     return _find(PROMETHEUS_BIN_ENV, "prometheus")
 
 
 def find_promtool() -> str:
-    """The promtool binary; skips the test if absent (fails instead under CI)."""
+    """The promtool binary; skips the test if absent (fails under make test or CI)."""
     return _find(PROMTOOL_BIN_ENV, "promtool")
 
 

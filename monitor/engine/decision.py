@@ -479,6 +479,29 @@ class DecisionBook:
             self._transitions = transitions
             self._skipped = skipped
 
+    # -- hand-over: one partition's segments move to another replica ---------------
+
+    def slice(self, segments: Collection[str]) -> list[dict[str, Any]]:
+        """The state machines of ``segments`` alone (``state_dict`` entries)."""
+        wanted = set(segments)
+        return [e for e in self.state_dict()["entries"] if e["segment"] in wanted]
+
+    def merge(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Add a :meth:`slice` made elsewhere; a state machine known here wins."""
+        book = self.state_dict()
+        known = {(e["segment"], e["column"], e["method"]) for e in book["entries"]}
+        book["entries"] += [
+            dict(e) for e in entries if (e["segment"], e["column"], e["method"]) not in known
+        ]
+        self.load_state_dict(book)
+
+    def drop(self, segments: Collection[str]) -> None:
+        """Forget the state machines of ``segments`` (handed over to their next owner)."""
+        unwanted = set(segments)
+        book = self.state_dict()
+        book["entries"] = [e for e in book["entries"] if e["segment"] not in unwanted]
+        self.load_state_dict(book)
+
 
 def _seq(x: Any) -> Sequence[Any]:
     if not isinstance(x, list | tuple):

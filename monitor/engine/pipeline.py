@@ -397,6 +397,20 @@ class Pipeline:
                 record = events[int(source_index[row])]
                 self.segment_home[s] = (record.topic, record.partition)
 
+    def segments_homed_at(self, partition: TopicPartition) -> list[int]:
+        """Ids of the segments whose home is ``partition`` (their state moves with it)."""
+        return sorted(s for s, home in self.segment_home.items() if home == partition)
+
+    def claim_segments(self, segments: Sequence[int], partition: TopicPartition) -> None:
+        """Make ``partition`` the home of those of ``segments`` that have none yet."""
+        for s in segments:
+            self.segment_home.setdefault(int(s), partition)
+
+    def release_segments(self, segments: Sequence[int]) -> None:
+        """Forget the homes of ``segments`` (handed over to another replica)."""
+        for s in segments:
+            self.segment_home.pop(int(s), None)
+
     def _process_labels(
         self,
         decoded: DecodedBatch,

@@ -36,6 +36,7 @@ depends on the batches, never what it holds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -336,6 +337,51 @@ class Windows:
             # counts as one time seen, so it cannot move the clock alone.
             self.clock.load([float(state["watermark"])])
         self.n_segments = int(self._head.size)
+
+    # -- hand-over: one partition's segments move to another replica ---------------
+
+    def slice(self, segments: Sequence[int]) -> State:
+        """The open panes and closing state of ``segments`` alone (rows in that order)."""
+        rows = np.asarray(segments, dtype=np.int64)
+        return {
+            "fingerprint": self.binner.fingerprint,
+            "panes": self._panes[:, rows].copy(),
+            "pane_rows": self._pane_rows[:, rows].copy(),
+            "head": self._head[rows].copy(),
+            "completed": self._completed[rows].copy(),
+            "pane_id": self._pane_id[rows].copy(),
+            "last_ts": self._last_ts[rows].copy(),
+        }
+
+    def merge(self, part: State, segments: Sequence[int]) -> None:
+        """Add a :meth:`slice` (made elsewhere) into ``segments`` (distinct ids): counts
+        add; a segment that had nothing here takes the slice's closing state, else the
+        later of the two (closing state is the segment's own)."""
+        if part["fingerprint"] != self.binner.fingerprint:
+            raise ValueError("slice windows were binned against another profile")
+        rows = np.asarray(segments, dtype=np.int64)
+        self.ensure_segments(int(rows.max()) + 1 if rows.size else 0)
+        fresh = (self._pane_rows[:, rows].sum(axis=0) == 0) & (self._completed[rows] == 0)
+        self._panes[:, rows] += np.asarray(part["panes"], np.int64)
+        self._pane_rows[:, rows] += np.asarray(part["pane_rows"], np.int64)
+        for mine, key in (
+            (self._head, "head"),
+            (self._completed, "completed"),
+            (self._pane_id, "pane_id"),
+            (self._last_ts, "last_ts"),
+        ):
+            theirs = np.asarray(part[key], mine.dtype)
+            mine[rows] = np.where(fresh, theirs, np.maximum(mine[rows], theirs))
+
+    def drop(self, segments: Sequence[int]) -> None:
+        """Empty the panes of ``segments`` (handed over: their next owner counts them)."""
+        rows = np.asarray(segments, dtype=np.int64)
+        self._panes[:, rows] = 0
+        self._pane_rows[:, rows] = 0
+        self._head[rows] = 0
+        self._completed[rows] = 0
+        self._pane_id[rows] = -1
+        self._last_ts[rows] = -math.inf
 
 
 def _firsts(lengths: IntArray) -> IntArray:

@@ -35,7 +35,7 @@ import orjson
 import structlog
 
 from monitor.ingest.demo_stream import DemoBatch, DemoStream
-from monitor.ingest.source import Record, TopicPartition
+from monitor.ingest.source import Record, TopicPartition, UngroupedSource
 
 __all__ = ["DEMO_LABELS_TOPIC", "DEMO_TOPIC", "DemoSource"]
 
@@ -46,7 +46,7 @@ DEMO_LABELS_TOPIC = "demo-labels"
 _CHUNK_SECONDS = 0.1
 
 
-class DemoSource:
+class DemoSource(UngroupedSource):
     """``DemoStream`` events as records, optionally paced and bounded (see module doc)."""
 
     name = "demo"
@@ -105,6 +105,11 @@ class DemoSource:
 
     def poll(self, timeout_s: float) -> list[Record]:
         """The next batch of events; with ``rate``, only those due by now."""
+        records = self._next_batch(timeout_s)
+        self.last_successful_poll = time.monotonic()
+        return records
+
+    def _next_batch(self, timeout_s: float) -> list[Record]:
         n = self.batch_size
         if self.total_events is not None:
             n = min(n, self.total_events - self.emitted)

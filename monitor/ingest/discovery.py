@@ -18,20 +18,26 @@ single early event decides anything:
 
 The candidate names are counted in a table of bounded size (the Misra-Gries
 "frequent items" summary, with its decrements batched): a flood of distinct junk
-names evicts junk, and the table never holds more than ``2 * CANDIDATES_PER_FEATURE *
-schema.max_features`` names. A count can be short by at most the total decrement,
-``slack``, which is at most the name occurrences seen divided by the table size; a
-name carried by ``min_feature_share`` of the events plus that much is always kept.
+names evicts junk. A count can be short by at most the total decrement, ``slack``,
+which is at most the name occurrences seen divided by ``capacity + 1``. So that a
+flood cannot push a real feature out, ``capacity`` is at least ``2 / min_feature_share``
+times the most names one event carried (itself capped by
+``schema.max_features_per_event``), and at least ``CANDIDATES_PER_FEATURE *
+schema.max_features``; the table never holds more than ``2 * capacity`` names. Then
+``slack`` stays under half the threshold, and a name is taken when its count plus
+``slack`` reaches the threshold: every name carried by ``min_feature_share`` of the
+events is monitored, and a name carried by less than half that share never is.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.config import SchemaConfig
-from monitor.ingest.decode import is_number_text
+from monitor.ingest.values import is_number_text
 
 CANDIDATES_PER_FEATURE = 8
 """Candidate names the counting table keeps for each feature ``schema.max_features`` allows."""
@@ -80,6 +86,8 @@ class FeatureDiscovery:
         self.categorical = [n for n in dict.fromkeys(categorical) if n not in self.numeric]
         self._fixed = frozenset((*self.numeric, *self.categorical, *ignored))
         self.capacity = CANDIDATES_PER_FEATURE * schema.max_features
+        self.widest = 0
+        """The most names one counted event carried."""
         self.events = 0
         self.long_names = 0
         self.slack = 0
@@ -95,10 +103,12 @@ class FeatureDiscovery:
         table = self._table
         fixed = self._fixed
         longest = self.max_name_length
-        limit = 2 * self.capacity
         long_names = 0
         for obj in objects:
             self.events += 1
+            if len(obj) > self.widest:
+                self._widen(len(obj))
+            limit = 2 * self.capacity
             for name, value in obj.items():
                 if value is None or name in fixed:
                     continue
@@ -121,6 +131,11 @@ class FeatureDiscovery:
         self.long_names += long_names
         return long_names
 
+    def _widen(self, names: int) -> None:
+        """An event with more names than any before: keep slack under half the threshold."""
+        self.widest = names
+        self.capacity = max(self.capacity, math.ceil(2 * names / self.min_share))
+
     def _prune(self) -> None:
         """Take the (capacity+1)-th largest count off every name and drop those left at zero.
 
@@ -142,7 +157,7 @@ class FeatureDiscovery:
             (
                 (entry[_EVENTS], name)
                 for name, entry in self._table.items()
-                if entry[_EVENTS] >= threshold and entry[_EVENTS] > 0
+                if entry[_EVENTS] + self.slack >= threshold and entry[_EVENTS] > 0
             ),
             key=lambda item: (-item[0], item[1]),
         )
@@ -163,7 +178,9 @@ class FeatureDiscovery:
                     numeric.append(name)
                 else:
                     categorical.append(name)
-        rare = [name for name, entry in self._table.items() if entry[_EVENTS] < threshold]
+        rare = [
+            name for name, entry in self._table.items() if entry[_EVENTS] + self.slack < threshold
+        ]
         for name in sorted(rare)[:EXAMPLES]:
             self._note(left_out, name, "rare")
         refused = {"name_too_long": self.long_names, "over_max_features": over}

@@ -28,6 +28,7 @@ import base64
 import os
 import select
 import sys
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,7 +38,7 @@ import orjson
 import structlog
 
 from monitor.errors import SourceError
-from monitor.ingest.source import Record, TopicPartition
+from monitor.ingest.source import Record, TopicPartition, UngroupedSource
 
 __all__ = ["DEAD_LETTER_SUFFIX", "FileSource", "dead_letter_path"]
 
@@ -52,7 +53,7 @@ def dead_letter_path(path: Path) -> Path:
     return path.with_name(path.name + DEAD_LETTER_SUFFIX)
 
 
-class FileSource:
+class FileSource(UngroupedSource):
     """JSON Lines from ``path``, or from stdin when ``path`` is None (see module doc).
 
     ``SourceError`` if ``path`` cannot be opened (missing, a directory, unreadable).
@@ -94,6 +95,11 @@ class FileSource:
 
     def poll(self, timeout_s: float) -> list[Record]:
         """Up to ``batch_size`` records; [] once exhausted, or if stdin had nothing in time."""
+        records = self._next_batch(timeout_s)
+        self.last_successful_poll = time.monotonic()
+        return records
+
+    def _next_batch(self, timeout_s: float) -> list[Record]:
         records: list[Record] = []
         if self._closed:
             return records
@@ -153,6 +159,12 @@ class FileSource:
     def lag(self) -> dict[TopicPartition, int]:
         """No lag is known for a file or a pipe."""
         return {}
+
+    def dead_letters_written_to(self) -> str | None:
+        """The file beside the input that the refused lines went to, once one was."""
+        if self.dead_letter_written and self.path is not None:
+            return str(dead_letter_path(self.path))
+        return None
 
     # ----------------------------------------------------------- dead letter
 

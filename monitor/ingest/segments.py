@@ -8,7 +8,7 @@ Metric labels only ever carry names from this table, never raw user input:
   backslash, so it has a segment of its own. Backslashes are doubled, so two
   different keys never share a name. ``__missing__`` is the decoder's own marker of
   a null or absent value and is kept as it is (the decoder has already given a user
-  value ``__missing__`` a leading backslash, see ``monitor.ingest.decode``);
+  value ``__missing__`` a leading backslash, see ``monitor.ingest.segment_keys``);
 - a new name is admitted only after ``admit_after`` events; until then its events
   count in ``__other__``. The counts of waiting names are bounded (Misra-Gries), so a
   flood of distinct junk values takes no segment and no unbounded memory;
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitor.ingest.decode import MISSING_SEGMENT
+from monitor.ingest.segment_keys import MISSING_SEGMENT
 
 OTHER = "__other__"
 """Id 0: the events of every key that has no segment of its own."""

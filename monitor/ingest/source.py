@@ -20,10 +20,44 @@ class Record:
     timestamp_ms: int | None = None
 
 
+class RebalanceListener(Protocol):
+    """Told when a consumer group moves partitions (the daemon, via ``Source.listen``)."""
+
+    def on_partitions_revoked(self, partitions: list[TopicPartition]) -> None:
+        """Before ``partitions`` are given up: save and commit what they hold."""
+        ...
+
+    def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
+        """Before anything is read from ``partitions``: restore them, seek if need be."""
+        ...
+
+
 class Source(Protocol):
-    """A pull source. Offsets given to ``commit`` are the *next* offsets to read."""
+    """A pull source. Offsets given to ``commit`` are the *next* offsets to read.
+
+    Sources without partitions or a group (demo, file) implement the trivial version
+    of the group methods: ``listen`` keeps nothing, ``seek`` accepts nothing,
+    ``committed_before`` says False.
+    """
 
     name: str
+
+    @property
+    def last_successful_poll(self) -> float | None:
+        """``time.monotonic()`` of the last poll that reached the data (None before one)."""
+        ...
+
+    def listen(self, listener: RebalanceListener) -> None:
+        """Tell ``listener`` of every partition revoked or assigned from now on."""
+        ...
+
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Resume owned partitions at these next offsets (from a rebalance callback)."""
+        ...
+
+    def committed_before(self) -> bool | None:
+        """Whether the consumer group committed offsets before (None: cannot tell)."""
+        ...
 
     def poll(self, timeout_s: float) -> list[Record]:
         """Up to one batch of records; an empty list when nothing arrived in time."""
@@ -41,6 +75,11 @@ class Source(Protocol):
         """Latest known lag per owned partition (computed on the polling thread)."""
         ...
 
+    def dead_letters_written_to(self) -> str | None:
+        """Where this run's refused records were written, if to a local file a person
+        should be told of (None: nothing written, or to a topic)."""
+        ...
+
     @property
     def exhausted(self) -> bool:
         """True when a finite source (file, bounded demo) has nothing more to give."""
@@ -52,3 +91,25 @@ class Source(Protocol):
 
 
 PartitionsCallback = Callable[[list[TopicPartition]], None]
+
+
+class UngroupedSource:
+    """The group methods of a source that has no consumer group (demo, file, stdin):
+    no partition ever moves, nothing is seeked, nothing was committed before."""
+
+    last_successful_poll: float | None = None
+    """``time.monotonic()`` at the end of the last poll (set by the subclass's ``poll``)."""
+
+    def listen(self, listener: RebalanceListener) -> None:
+        """No partition is ever revoked or assigned: nothing to tell."""
+
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """One pass over its input: nothing to seek (never asked, having no partitions)."""
+
+    def committed_before(self) -> bool | None:
+        """No consumer group: nothing was ever committed."""
+        return False
+
+    def dead_letters_written_to(self) -> str | None:
+        """No local dead-letter file unless the subclass writes one."""
+        return None

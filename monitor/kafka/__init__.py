@@ -1,1 +1,1 @@
-"""The Kafka client library every stage shares (imported once, quietly)."""
+"""The Kafka layer every stage shares: kafka-python imported once, clients built from settings."""

@@ -1,8 +1,12 @@
 """State: checkpoints, restore and hand-over; the state tree and its offsets, saved together.
 
-``checkpointer`` decides when to save and which offsets go with the state;
-``restore`` and ``handover`` put a saved tree back. ``reference_store`` keeps the
-built reference, ``storage_checks`` refuses unusable stores at start-up.
+``policy`` decides when to save (and counts the saves); ``ledger`` keeps which
+offsets go with the saved state (never backwards); ``checkpointer`` (whole state in
+one file) and ``partitioned`` (one slice per source partition on a topic) save and
+restore; ``restore`` and ``handover`` build and put back the state tree and the
+per-partition slices from the components' own ``state_dict`` / ``slice`` / ``merge``.
+``reference_store`` keeps the built reference, ``storage_checks`` refuses unusable
+stores at start-up.
 
 ``codec`` turns a state tree into one checksummed, versioned blob and back (no
 pickle: a checkpoint never executes code). ``FileCheckpointStore`` keeps one

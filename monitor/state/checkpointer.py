@@ -1,11 +1,18 @@
-"""The daemon's checkpoints: when to save, what goes in, how a restart restores.
+"""The daemon's checkpoints: what goes in, where it goes, how a restart restores.
 
-A checkpoint is the pipeline's state tree (``monitor.state.restore``) plus the alert routing
-state, encoded with the next offset of every partition whose events it includes
-(``monitor.state.codec``), and written atomically by a store. The daemon calls
-:meth:`StateCheckpointer.save` after state updates, at most every ``interval_s``
-seconds or ``interval_batches`` batches (and always on revoke and at shutdown), and
-commits offsets to Kafka only after a save succeeded.
+A checkpoint is the pipeline's state tree (``monitor.state.restore``) plus the state
+of the daemon's other stateful parts (the alert service: queued actions, open
+groups, Alertmanager's firing set), encoded with the next offset of every partition
+whose events it includes (``monitor.state.codec``), and written atomically by a
+store. The daemon asks :meth:`~SaveCadence.due` (``monitor.state.policy``) after
+each batch, saves (and always on revoke and at shutdown), and commits offsets to
+Kafka only after a save succeeded; ``monitor.state.ledger`` keeps which offsets a
+save covered.
+
+Three checkpointers share one interface: :class:`NoCheckpoint` (``checkpoint.store:
+none``), :class:`StateCheckpointer` (``store: file``: the whole state in one file) and
+``monitor.state.partitioned.PartitionCheckpointer`` (``store: kafka``: one slice per
+source partition on a compacted topic, for hand-over between replicas).
 
 The fingerprint names the configuration that shapes the state (schema, segments,
 windows, reference, labels). A checkpoint made under another fingerprint, another
@@ -18,11 +25,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Protocol
 
-import numpy as np
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from monitor.config import Settings
 from monitor.engine.pipeline import Pipeline
@@ -30,15 +36,10 @@ from monitor.errors import CheckpointError
 from monitor.ingest.source import TopicPartition
 from monitor.state import FileCheckpointStore, decode, encode
 from monitor.state.fingerprint import fingerprints
-from monitor.state.handover import drop_partition, merge_slice, partition_slice
+from monitor.state.policy import CheckpointMetrics, SaveCadence
 from monitor.state.restore import STATE_VERSION, pipeline_state, restore_pipeline
 
-if TYPE_CHECKING:
-    from monitor.state.kafka_store import KafkaCheckpointStore
-
 log = structlog.get_logger()
-
-SAVE_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def state_fingerprint(settings: Settings) -> str:
@@ -55,22 +56,32 @@ def state_fingerprints(settings: Settings) -> tuple[str, str]:
     )
 
 
-def kafka_checkpoint_store(settings: Settings) -> KafkaCheckpointStore:
-    """The compacted checkpoint topic's store, with the source's TLS and SASL settings."""
-    from monitor.ingest.kafka.source import security_settings  # noqa: PLC0415
-    from monitor.state.kafka_store import KafkaCheckpointStore  # noqa: PLC0415
+class StatefulPart(Protocol):
+    """A part of the daemon saved beside the pipeline (the alert service)."""
 
-    kafka = settings.kafka
-    return KafkaCheckpointStore(
-        list(kafka.bootstrap_servers),
-        settings.checkpoint.topic,
-        kafka.group_id,
-        client_kwargs=security_settings(kafka),
-    )
+    def state_dict(self) -> dict[str, Any]:
+        """Its state as a plain tree."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`state_dict` returned (before the part starts working)."""
+        ...
+
+
+def parts_state(parts: Mapping[str, StatefulPart]) -> dict[str, Any]:
+    """The state tree of every part, by name (a checkpoint's ``extra``)."""
+    return {name: part.state_dict() for name, part in parts.items()}
+
+
+def load_parts(parts: Mapping[str, StatefulPart], saved: Mapping[str, Any]) -> None:
+    """Restore each part that the saved ``extra`` tree has state for."""
+    for name, part in parts.items():
+        if name in saved:
+            part.load_state_dict(saved[name])
 
 
 class BlobStore(Protocol):
-    """Where checkpoint bytes live (a local file by default)."""
+    """Where whole-state checkpoint bytes live (``FileCheckpointStore``)."""
 
     def save(self, data: bytes) -> None:
         """Store ``data`` atomically; ``CheckpointError`` on failure."""
@@ -80,45 +91,56 @@ class BlobStore(Protocol):
         """The stored bytes, or None when there is no checkpoint."""
         ...
 
-    def remove(self) -> None:
-        """Drop the checkpoint (start fresh)."""
+    def set_aside(self) -> str:
+        """Move the checkpoint out of the way, keeping it; where it went."""
+        ...
+
+    def probe(self) -> None:
+        """``CheckpointError`` if the store cannot be used."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds open."""
         ...
 
 
-class CheckpointMetrics:
-    """``driftd_checkpoint_*``: outcome counts, duration, size, last success time."""
+class NoCheckpoint:
+    """No checkpoints (``checkpoint.store: none``; demo and file sources, which cannot
+    seek): every processed batch may be committed."""
 
-    def __init__(self, registry: CollectorRegistry, model: str) -> None:
-        self.total = Counter(
-            "driftd_checkpoint",
-            "Checkpoint saves by outcome (ok, failed).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "driftd_checkpoint_duration_seconds",
-            "Seconds to encode and store one checkpoint.",
-            buckets=SAVE_BUCKETS,
-            registry=registry,
-        )
-        self.size = Gauge(
-            "driftd_checkpoint_size_bytes",
-            "Size of the last checkpoint saved.",
-            ["model"],
-            registry=registry,
-        ).labels(model=model)
-        self.last_success = Gauge(
-            "driftd_checkpoint_last_success_timestamp_seconds",
-            "Unix time of the last successful checkpoint (0: none yet).",
-            ["model"],
-            registry=registry,
-        ).labels(model=model)
-        for outcome in ("ok", "failed"):
-            self.total.labels(outcome)
+    def restore(self, pipeline: Pipeline) -> dict[TopicPartition, int]:
+        """Nothing to restore."""
+        return {}
+
+    def due(self, batches: int = 1) -> bool:
+        """Always: the commit cadence alone paces commits."""
+        return True
+
+    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
+        """Nothing to store; the commit may proceed."""
+        return True
+
+    def assign(
+        self, pipeline: Pipeline, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """No saved slices: newly owned partitions start where the group left them."""
+        return {}
+
+    def release(self, pipeline: Pipeline, partitions: list[TopicPartition]) -> None:
+        """Nothing is handed over: the state stays whole."""
+
+    def probe(self) -> None:
+        """No store to check."""
+
+    def start_fresh(self) -> None:
+        """No checkpoint to set aside."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class StateCheckpointer:
-    """Saves and restores the daemon's state through a blob store, on a cadence."""
+    """Saves and restores the whole state through one blob store, on a cadence."""
 
     def __init__(
         self,
@@ -127,39 +149,30 @@ class StateCheckpointer:
         registry: CollectorRegistry,
         *,
         location: str,
-        extra_state: Callable[[], dict[str, Any]] | None = None,
+        parts: Mapping[str, StatefulPart] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.settings = settings
         self.location = location
         self.fingerprint, legacy = state_fingerprints(settings)
         self.accepted_fingerprints = (self.fingerprint, legacy)
-        self.metrics = CheckpointMetrics(registry, settings.model)
-        self.extra_state = extra_state
-        self._clock = clock
-        self._saved_at = clock()
-        self._batches = 0
+        self.parts = dict(parts or {})
+        self.cadence = SaveCadence(
+            settings.checkpoint,
+            CheckpointMetrics(registry, settings.model),
+            location=location,
+            clock=clock,
+        )
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, registry: CollectorRegistry
-    ) -> StateCheckpointer | None:
-        """The configured checkpointer, or None for ``checkpoint.store: none``."""
-        cfg = settings.checkpoint
-        if cfg.store == "none":
-            return None
-        if cfg.store == "kafka":
-            return PartitionCheckpointer(
-                kafka_checkpoint_store(settings), settings, registry, location=f"kafka:{cfg.topic}"
-            )
-        store = FileCheckpointStore(cfg.directory, cfg.name)
-        return cls(store, settings, registry, location=str(store.path))
+    @property
+    def metrics(self) -> CheckpointMetrics:
+        """``driftd_checkpoint_*`` (shared with the cadence that counts the saves)."""
+        return self.cadence.metrics
 
     # -- restore -------------------------------------------------------------------
 
-    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
-        """Load the checkpoint into ``pipeline``: its offsets and extra state ({} if none).
+    def restore(self, pipeline: Pipeline) -> dict[TopicPartition, int]:
+        """Load the checkpoint into ``pipeline`` and the parts; its offsets ({} if none).
 
         Raises ``CheckpointError`` (corrupt, incompatible, unreadable): the caller must
         refuse to start rather than silently lose or double count.
@@ -167,7 +180,7 @@ class StateCheckpointer:
         data = self.store.load()
         if data is None:
             log.info("checkpoint_absent_starting_fresh", location=self.location)
-            return {}, {}
+            return {}
         checkpoint = decode(
             data,
             location=self.location,
@@ -182,48 +195,38 @@ class StateCheckpointer:
             partitions=len(offsets),
             age_s=round(time.time() - checkpoint.created_at, 3),
         )
-        extra = checkpoint.state.get("extra") or {}
-        return offsets, dict(extra)
+        load_parts(self.parts, checkpoint.state.get("extra") or {})
+        return offsets
+
+    def assign(
+        self, pipeline: Pipeline, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The whole state was restored at start: nothing more per partition."""
+        return {}
+
+    def release(self, pipeline: Pipeline, partitions: list[TopicPartition]) -> None:
+        """The whole state stays here: nothing is handed over."""
 
     def probe(self) -> None:
-        """Check, at start, that the store can be used; ``CheckpointError`` if it cannot.
-
-        Stores without a ``probe`` (the file store: its directory is checked by
-        ``monitor.state.storage_checks``) pass.
-        """
-        probe = getattr(self.store, "probe", None)
-        if probe is not None:
-            probe()
+        """Check, at start, that the store can be used; ``CheckpointError`` if it cannot."""
+        self.store.probe()
 
     def close(self) -> None:
-        """Release the store's connections (the Kafka store's producer)."""
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
+        """Release the store."""
+        self.store.close()
 
     def start_fresh(self) -> None:
         """Set the checkpoint aside (never deleted: it may be needed for forensics)."""
-        data = self.store.load()
-        if data is None:
+        if self.store.load() is None:
             return
-        path = getattr(self.store, "path", None)
-        if path is not None:
-            aside = path.with_name(f"{path.name}.refused-{int(time.time())}")
-            path.rename(aside)
-            log.warning("checkpoint_set_aside", location=self.location, moved_to=str(aside))
-        else:
-            self.store.remove()
-            log.warning("checkpoint_removed", location=self.location)
+        moved_to = self.store.set_aside()
+        log.warning("checkpoint_set_aside", location=self.location, moved_to=moved_to)
 
     # -- save ----------------------------------------------------------------------
 
     def due(self, batches: int = 1) -> bool:
         """Whether the cadence calls for a save, ``batches`` more having been processed."""
-        self._batches += batches
-        cfg = self.settings.checkpoint
-        if cfg.interval_batches is not None and self._batches >= cfg.interval_batches:
-            return True
-        return self._clock() - self._saved_at >= cfg.interval_s
+        return self.cadence.due(batches)
 
     def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
         """Save state with ``offsets``; True when they are durably stored together."""
@@ -232,144 +235,25 @@ class StateCheckpointer:
         if state is None:
             return False  # warm-up: nothing saved, so nothing may be committed
         tree: dict[str, Any] = {"pipeline": state}
-        if self.extra_state is not None:
-            tree["extra"] = self.extra_state()
+        if self.parts:
+            tree["extra"] = parts_state(self.parts)
         try:
             data = encode(
                 tree, dict(offsets), state_version=STATE_VERSION, fingerprint=self.fingerprint
             )
             self.store.save(data)
         except CheckpointError as exc:
-            self.metrics.total.labels("failed").inc()
-            log.error("checkpoint_failed", location=self.location, error=str(exc))
+            self.cadence.failed(str(exc))
             return False
-        self._saved(len(data), time.perf_counter() - started)
-        return True
-
-    def _saved(self, size: int, elapsed: float) -> None:
-        self.metrics.total.labels("ok").inc()
-        self.metrics.duration.observe(elapsed)
-        self.metrics.size.set(size)
-        self.metrics.last_success.set(time.time())
-        self._saved_at = self._clock()
-        self._batches = 0
-        log.debug("checkpoint_saved", bytes=size, seconds=round(elapsed, 4))
-
-
-class PartitionStore(Protocol):
-    """Per-partition blobs (``KafkaCheckpointStore``)."""
-
-    def save(self, blobs: Mapping[TopicPartition, bytes]) -> None:
-        """Store one blob per partition; ``CheckpointError`` on failure."""
-        ...
-
-    def load(self, partitions: list[TopicPartition]) -> dict[TopicPartition, bytes]:
-        """The latest blob of each partition that has one."""
-        ...
-
-
-class PartitionCheckpointer(StateCheckpointer):
-    """Checkpoints per partition, so another replica can take a partition over.
-
-    Each owned partition's slice (``monitor.state.handover``) is saved with its own next
-    offset under ``<group>/<topic>/<partition>``. A replica restores a partition's
-    slice when it is assigned and seeks to its offset; before a partition is revoked
-    its slice is saved, its offset committed, and its segments forgotten locally.
-    """
-
-    def __init__(
-        self,
-        store: PartitionStore,
-        settings: Settings,
-        registry: CollectorRegistry,
-        *,
-        location: str,
-    ) -> None:
-        super().__init__(_NoBlob(), settings, registry, location=location)
-        self.partitions = store
-
-    def restore(self, pipeline: Pipeline) -> tuple[dict[TopicPartition, int], dict[str, Any]]:
-        """Nothing global: partitions are restored as they are assigned."""
-        return {}, {}
-
-    def probe(self) -> None:
-        """Check, at start, that the partition store can be used (see ``StateCheckpointer``)."""
-        probe = getattr(self.partitions, "probe", None)
-        if probe is not None:
-            probe()
-
-    def close(self) -> None:
-        """Close the partition store (its producer would otherwise outlive the daemon)."""
-        close = getattr(self.partitions, "close", None)
-        if close is not None:
-            close()
-
-    def assign(
-        self, pipeline: Pipeline, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        """Merge the slices of newly assigned partitions; the offsets to seek them to."""
-        offsets: dict[TopicPartition, int] = {}
-        for tp, blob in sorted(self.partitions.load(list(partitions)).items()):
-            where = f"{self.location}/{tp[0]}/{tp[1]}"
-            checkpoint = decode(
-                blob,
-                location=where,
-                expect_state_version=STATE_VERSION,
-                expect_fingerprint=self.accepted_fingerprints,
-            )
-            names = merge_slice(pipeline, tp, checkpoint.state["slice"], where)
-            offsets.update({(str(t), int(p)): int(o) for (t, p), o in checkpoint.offsets.items()})
-            log.info(
-                "partition_state_restored",
-                topic=tp[0],
-                partition=tp[1],
-                segments=names,
-                offsets=checkpoint.offsets,
-                open_rows=int(np.asarray(checkpoint.state["slice"]["windows"]["pane_rows"]).sum()),
-            )
-        return offsets
-
-    def release(self, pipeline: Pipeline, partitions: list[TopicPartition]) -> None:
-        """Forget revoked partitions' segments: their new owner has their slices."""
-        for tp in partitions:
-            names = drop_partition(pipeline, tp)
-            log.info("partition_state_released", topic=tp[0], partition=tp[1], segments=names)
-
-    def save(self, pipeline: Pipeline, offsets: Mapping[TopicPartition, int]) -> bool:
-        """Save every owned partition's slice with its offset; True when all are stored."""
-        started = time.perf_counter()
-        blobs: dict[TopicPartition, bytes] = {}
-        for tp, offset in offsets.items():
-            state = partition_slice(pipeline, tp)
-            if state is None:
-                return False  # warm-up: nothing saved, so nothing may be committed
-            blobs[tp] = encode(
-                {"slice": state},
-                {tp: offset},
-                state_version=STATE_VERSION,
-                fingerprint=self.fingerprint,
-            )
-        if not blobs:
-            return True
-        try:
-            self.partitions.save(blobs)
-        except CheckpointError as exc:
-            self.metrics.total.labels("failed").inc()
-            log.error("checkpoint_failed", location=self.location, error=str(exc))
-            return False
-        self._saved(sum(map(len, blobs.values())), time.perf_counter() - started)
+        self.cadence.succeeded(len(data), time.perf_counter() - started)
         return True
 
 
-class _NoBlob:
-    """The whole-state store a partition checkpointer does not use."""
-
-    def save(self, data: bytes) -> None:
-        """Unused."""
-
-    def load(self) -> bytes | None:
-        """Nothing."""
-        return None
-
-    def remove(self) -> None:
-        """Nothing to remove."""
+def file_checkpointer(
+    settings: Settings,
+    registry: CollectorRegistry,
+    parts: Mapping[str, StatefulPart] | None = None,
+) -> StateCheckpointer:
+    """The checkpointer of ``checkpoint.store: file``, in ``checkpoint.directory``."""
+    store = FileCheckpointStore(settings.checkpoint.directory, settings.checkpoint.name)
+    return StateCheckpointer(store, settings, registry, location=str(store.path), parts=parts)

@@ -29,6 +29,7 @@ import errno
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -175,6 +176,19 @@ class FileCheckpointStore:
             self._io(str(path), "remove", partial(path.unlink, missing_ok=True))
         self._io(str(self._directory), "fsync directory", self._sync_directory)
         log.info("checkpoint_removed", path=str(self._path))
+
+    def set_aside(self) -> str:
+        """Rename the checkpoint to ``<name>.ckpt.refused-<unix time>`` (never deleted: it
+        may be needed for forensics); where it went."""
+        aside = self._path.with_name(f"{self._path.name}.refused-{int(time.time())}")
+        self._io(str(self._path), "set aside", partial(self._path.rename, aside))
+        return str(aside)
+
+    def probe(self) -> None:
+        """Nothing to ask: ``monitor.state.storage_checks`` checked the directory at start."""
+
+    def close(self) -> None:
+        """Nothing held open between saves."""
 
     # --------------------------------------------------------------- helpers
 

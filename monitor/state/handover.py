@@ -29,13 +29,10 @@ from monitor.engine.pipeline import Pipeline
 from monitor.errors import CheckpointError
 from monitor.ingest.source import TopicPartition
 
-_PER_SEGMENT_AXIS1 = ("panes", "pane_rows")
-_PER_SEGMENT_AXIS0 = ("head", "completed", "pane_id", "last_ts")
-
 
 def segments_of(pipeline: Pipeline, partition: TopicPartition) -> list[int]:
     """Ids of the segments whose home is ``partition``."""
-    return sorted(s for s, home in pipeline.segment_home.items() if home == partition)
+    return pipeline.segments_homed_at(partition)
 
 
 def partition_slice(pipeline: Pipeline, partition: TopicPartition) -> dict[str, Any] | None:
@@ -44,29 +41,21 @@ def partition_slice(pipeline: Pipeline, partition: TopicPartition) -> dict[str, 
         return None
     assert pipeline.reference is not None and pipeline.windows is not None
     assert pipeline.evaluator is not None
-    ids = segments_of(pipeline, partition)
+    ids = pipeline.segments_homed_at(partition)
     names = [pipeline.segments.names[s] for s in ids]
-    windows = pipeline.windows.state_dict()
-    rows = np.asarray(ids, dtype=np.int64)
-    wanted = set(names)
-    decisions = pipeline.decisions.state_dict()
     return {
         "model": pipeline.model,
         "reference": pipeline.reference.to_dict(),
         "numeric": list(pipeline.decoder.numeric_features),
         "categorical": list(pipeline.decoder.categorical_features),
         "segments": names,
-        "windows": {
-            "fingerprint": windows["fingerprint"],
-            **{k: np.asarray(windows[k])[:, rows] for k in _PER_SEGMENT_AXIS1},
-            **{k: np.asarray(windows[k])[rows] for k in _PER_SEGMENT_AXIS0},
-        },
+        "windows": pipeline.windows.slice(ids),
         "own_references": {
             name: pipeline.evaluator.own[s].state_dict()
             for s, name in zip(ids, names, strict=True)
             if s in pipeline.evaluator.own
         },
-        "decisions": [e for e in decisions["entries"] if e["segment"] in wanted],
+        "decisions": pipeline.decisions.slice(names),
     }
 
 
@@ -89,29 +78,15 @@ def merge_slice(
     names = [str(n) for n in state["segments"]]
     ids = pipeline.segments.ids(np.array(names, dtype=object)) if names else np.zeros(0, int)
     pipeline.windows.ensure_segments(len(pipeline.segments))
-    current = pipeline.windows.state_dict()
-    slice_windows = state["windows"]
-    if slice_windows["fingerprint"] != current["fingerprint"]:
-        raise CheckpointError(location, "slice windows were binned against another profile")
-    fresh = (current["pane_rows"][:, ids].sum(axis=0) == 0) & (current["completed"][ids] == 0)
-    for k in _PER_SEGMENT_AXIS1:
-        current[k][:, ids] += np.asarray(slice_windows[k])  # names are distinct: ids too
-    for k in _PER_SEGMENT_AXIS0:
-        # Closing state is the segment's own; take the slice's where we had nothing.
-        values = np.asarray(slice_windows[k])
-        current[k][ids] = np.where(fresh, values, np.maximum(current[k][ids], values))
-    pipeline.windows.load_state_dict(current)
+    try:
+        pipeline.windows.merge(state["windows"], ids.tolist())
+    except ValueError as exc:
+        raise CheckpointError(location, str(exc)) from None
     for name, own in state["own_references"].items():
         segment = int(pipeline.segments.ids([name])[0])
         pipeline.evaluator.set_segment_reference(segment, Reference.from_state(own))
-    book = pipeline.decisions.state_dict()
-    known = {(e["segment"], e["column"], e["method"]) for e in book["entries"]}
-    book["entries"] += [
-        e for e in state["decisions"] if (e["segment"], e["column"], e["method"]) not in known
-    ]
-    pipeline.decisions.load_state_dict(book)
-    for s in ids.tolist():
-        pipeline.segment_home.setdefault(int(s), partition)
+    pipeline.decisions.merge(state["decisions"])
+    pipeline.claim_segments(ids.tolist(), partition)
     return names
 
 
@@ -119,22 +94,11 @@ def drop_partition(pipeline: Pipeline, partition: TopicPartition) -> list[str]:
     """Forget ``partition``'s segments after handing them over (their next owner counts)."""
     if pipeline.windows is None:
         return []
-    ids = segments_of(pipeline, partition)
+    ids = pipeline.segments_homed_at(partition)
     if not ids:
         return []
-    state = pipeline.windows.state_dict()
-    rows = np.asarray(ids, dtype=np.int64)
-    for k in _PER_SEGMENT_AXIS1:
-        state[k][:, rows] = 0
-    state["head"][rows] = 0
-    state["completed"][rows] = 0
-    state["pane_id"][rows] = -1
-    state["last_ts"][rows] = -np.inf
-    pipeline.windows.load_state_dict(state)
+    pipeline.windows.drop(ids)
     names = {pipeline.segments.names[s] for s in ids}
-    book = pipeline.decisions.state_dict()
-    book["entries"] = [e for e in book["entries"] if e["segment"] not in names]
-    pipeline.decisions.load_state_dict(book)
-    for s in ids:
-        pipeline.segment_home.pop(s, None)
+    pipeline.decisions.drop(names)
+    pipeline.release_segments(ids)
     return sorted(names)

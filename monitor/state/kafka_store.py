@@ -48,8 +48,8 @@ from typing import Any, TypeVar
 import structlog
 
 from monitor.errors import CheckpointCorruptError, CheckpointStorageError
-from monitor.ingest.kafka.source import build_client
 from monitor.kafka.api import KafkaAdminClient, KafkaConsumer, KafkaProducer, kafka_errors
+from monitor.kafka.clients import build_client
 from monitor.state.kafka_log import (
     ChunksMismatchError,
     ChunksMissingError,

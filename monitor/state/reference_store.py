@@ -26,8 +26,8 @@ from monitor.config import Settings
 from monitor.engine.pipeline import Pipeline
 from monitor.errors import CheckpointError
 from monitor.state import FileCheckpointStore, decode, encode
-from monitor.state.checkpointer import kafka_checkpoint_store
 from monitor.state.fingerprint import fingerprints
+from monitor.state.partitioned import kafka_checkpoint_store
 from monitor.state.restore import reference_state, restore_reference
 
 log = structlog.get_logger()

@@ -1,7 +1,7 @@
 """driftd's metric contract: the names dashboards and rules may use.
 
-EXPORTED are exported today (monitor/emit/metrics.py, monitor/emit/alerts/outbox.py); COMING are
-promised (labels, concept drift, checkpoints) and listed in the live dashboard test's
+EXPORTED are exported today (monitor/emit/metrics.py, drift_collector.py, alerts/outbox.py); COMING
+are promised (labels, concept drift, checkpoints) and listed in the live dashboard test's
 NOT_YET_EXPORTED until they land. A dashboard or rule using any other ``driftd_`` name
 is a typo. Histograms are listed by base name (``_bucket``, ``_sum`` and ``_count``
 follow); counters with their ``_total`` suffix.

@@ -21,12 +21,10 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.app import Daemon, make_results
+from monitor.app import Daemon
 from monitor.config import Settings
-from monitor.engine.pipeline import Pipeline
 from monitor.ingest.demo_stream import DemoStream
-from monitor.ingest.kafka.source import KafkaSource
-from monitor.state.checkpointer import StateCheckpointer
+from monitor.wiring import build_daemon
 from tests.alertmanager_server import wait_for
 from tests.deploy.dashboards import ROOT, Query, VariableQuery, all_queries, all_variable_queries
 from tests.kafka_broker import (
@@ -136,13 +134,7 @@ def live(
         kafka_bootstrap, topic, dlq, labels_topic, tmp_path_factory.mktemp("state")
     )
     registry = CollectorRegistry()
-    daemon = Daemon(
-        settings,
-        KafkaSource(settings.kafka),
-        Pipeline(settings, None, make_results(settings)),
-        registry=registry,
-        checkpointer=StateCheckpointer.from_settings(settings, registry),
-    )
+    daemon = build_daemon(settings, registry=registry)
     thread = threading.Thread(target=daemon.run, daemon=True, name="driftd-under-test")
     thread.start()
     try:

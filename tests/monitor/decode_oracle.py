@@ -23,13 +23,9 @@ import numpy as np
 import orjson
 
 from monitor.config import SchemaConfig
-from monitor.ingest.decode import (
-    MAX_ID_LENGTH,
-    MAX_TEXT_DEPTH,
-    MISSING_SEGMENT,
-    DecodedBatch,
-    Rejection,
-)
+from monitor.ingest.decode import MAX_ID_LENGTH, DecodedBatch, Rejection
+from monitor.ingest.segment_keys import MISSING_SEGMENT
+from monitor.ingest.values import MAX_TEXT_DEPTH
 
 FIRST_TIME = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 LAST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()

@@ -22,13 +22,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.engine.pipeline import Pipeline
 from monitor.ingest.demo_stream import DemoStream
 from monitor.ingest.kafka.metrics import kafka_collectors
 from monitor.ingest.kafka.source import KafkaSource
 from monitor.kafka.api import KafkaConsumer, TopicPartition
+from monitor.wiring import build_daemon
 from tests.kafka_broker import (
     PrivateBroker,
     create_topic,
@@ -152,17 +151,13 @@ def _ride_out_an_outage(broker: PrivateBroker) -> None:
         reference={"warmup_events": 6_000},  # type: ignore[arg-type]
         windows={"size_events": 2_000, "min_samples": 500},  # type: ignore[arg-type]
         metrics={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
+        checkpoint={"store": "none"},  # type: ignore[arg-type]
     )
     source = KafkaSource(settings.kafka)
     registry = CollectorRegistry()
     for collector in kafka_collectors(source, settings.model):
         registry.register(collector)
-    daemon = Daemon(
-        settings,
-        source,
-        Pipeline(settings, None, make_results(settings)),
-        registry=registry,
-    )
+    daemon = build_daemon(settings, source=source, registry=registry)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:

@@ -80,7 +80,7 @@ def test_restore_at_any_batch_continues_identically(tmp_path: Path, cut: int) ->
     )
     assert checkpointer.save(first, {(TOPIC, 0): cut * 1_700})
     resumed = Pipeline(settings, None, make_results(settings))
-    offsets, _ = checkpointer.restore(resumed)
+    offsets = checkpointer.restore(resumed)
     assert offsets == {(TOPIC, 0): cut * 1_700}
     now = 1_700_000_000.0 + 50_000
     after = [resumed.process(b, now=now) for b in batches[cut:]]
@@ -128,7 +128,7 @@ def test_corrupt_checkpoint_is_refused_and_start_fresh_sets_it_aside(tmp_path: P
     checkpointer.start_fresh()
     assert not store.path.exists()
     assert list((tmp_path / "state").glob("checkpoint.ckpt.refused-*"))
-    assert checkpointer.restore(Pipeline(settings, None, make_results(settings))) == ({}, {})
+    assert checkpointer.restore(Pipeline(settings, None, make_results(settings))) == {}
 
 
 def test_state_of_another_model_is_refused(tmp_path: Path) -> None:

@@ -23,11 +23,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from river.datasets import synth
 
-from monitor.app import Daemon, make_results
 from monitor.config import Settings
 from monitor.engine.outcome import BatchOutcome
-from monitor.engine.pipeline import Pipeline
-from monitor.ingest.kafka.source import KafkaSource
+from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -102,6 +100,7 @@ def test_adwin_flags_the_concept_change_and_only_it(kafka_bootstrap: str) -> Non
         # Pairs are counted per segment exactly, from each segment's first event.
         segments={"admit_after_events": 0},  # type: ignore[arg-type]
         metrics={"port": 0},  # type: ignore[arg-type]
+        checkpoint={"store": "none"},  # type: ignore[arg-type]
     )
     detections: list[tuple[str, int]] = []
 
@@ -117,13 +116,7 @@ def test_adwin_flags_the_concept_change_and_only_it(kafka_bootstrap: str) -> Non
         return {names[i]: n for i, n in enumerate(seen) if n}
 
     registry = CollectorRegistry()
-    daemon = Daemon(
-        settings,
-        KafkaSource(settings.kafka),
-        Pipeline(settings, None, make_results(settings)),
-        registry=registry,
-        on_batch=record,
-    )
+    daemon = build_daemon(settings, registry=registry, on_batch=record)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import load_settings, unknown_env_settings
-from monitor.engine.reference_build import load_reference
+from monitor.engine.reference.profile_file import load_reference
 from monitor.errors import InvalidConfigError, ReferenceProfileError
 
 

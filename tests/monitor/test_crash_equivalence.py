@@ -1,10 +1,22 @@
 """SIGKILL the daemon again and again: the result equals an uninterrupted run, exactly.
 
-A 1M-event stream with an injected drift goes into a real Kafka topic, one partition
-per segment (the producer keys by segment, as DESIGN.md's per-partition state
-assumes). One daemon process runs it start to finish; another is SIGKILLed at ten
-random points and restarted each time from its checkpoint. Both journal every
-closed window and transition, and post alerts to a local webhook. Then:
+A stream with an injected drift goes into a real Kafka topic, one partition per
+segment (the producer keys by segment, as the per-partition state assumes). One
+daemon process runs it start to finish; another is SIGKILLed at ten points and
+restarted each time from its checkpoint. Both journal every closed window and
+transition, and post alerts to a local webhook.
+
+Each kill point is chosen, not hoped for: past a random share of the stream, the
+daemon is frozen (SIGSTOP) whenever it has saved a checkpoint of its own since the
+last kill, with windows half full in it, and has closed windows that checkpoint does
+not cover; frozen like that it is SIGKILLed, otherwise let go on (SIGCONT). So every
+kill lands mid-stream, after progress, mid-window, with work the restart must replay
+(windows closed again, alerts sent again); the test asserts this of all ten kills.
+That is what the equivalence needs, and no longer a 1M-event stream to make random
+sleeps land mid-stream (many of which used to land before the restarted daemon even
+had its partitions back).
+
+Then:
 
 - per segment, the windows (with every score) and the transitions are the same;
 - the final checkpointed state (windows, decisions, events counted) is the same, so
@@ -23,6 +35,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +46,22 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from monitor.ingest.demo_stream import SEGMENTS, DemoStream
-from monitor.state import FileCheckpointStore, decode
-from tests.alertmanager_server import Receiver, http_receiver
+from monitor.state import FileCheckpointStore, decode, peek
+from tests.alertmanager_server import Receiver, Request, http_receiver
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.scenarios import write_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-N_EVENTS = 1_000_000
+N_EVENTS = 150_000
+SHIFT_AT = 60_000  # 40% in, as west's shift always was
+WINDOW = 5_000
 KILLS = 10
 CHUNK = 50_000
 
 
 def _produce(bootstrap: str, topic: str) -> None:
-    stream = DemoStream(feature_shift_at=400_000, prediction_shift_at=10**9)
+    stream = DemoStream(feature_shift_at=SHIFT_AT, prediction_shift_at=10**9)
     stream.start_ts = time.time() - N_EVENTS / stream.rate
     partition_of = {segment: i for i, segment in enumerate(SEGMENTS)}
     for _ in range(N_EVENTS // CHUNK):
@@ -66,13 +81,18 @@ def _config(root: Path, bootstrap: str, topic: str, hook: str, reference: Path) 
             "topics": [topic],
             "group_id": unique_topic("driftd-crash"),
             "dead_letter_topic": None,
-            "max_poll_records": 5_000,
+            # Not a divisor of WINDOW: the consumer reads one partition at a time, so
+            # batches of WINDOW events would close a window exactly at every checkpoint.
+            "max_poll_records": 3_000,
             "poll_timeout_ms": 200,
             "commit_interval_ms": 0,
+            # A restart waits this long for the group to drop the member it killed.
+            "session_timeout_ms": 3_000,
+            "heartbeat_interval_ms": 1_000,
         },
         "schema": {"segment_by": ["features.region"]},
         "reference": {"path": str(reference)},
-        "windows": {"size_events": 5_000, "min_samples": 500},
+        "windows": {"size_events": WINDOW, "min_samples": 500},
         "metrics": {"host": "127.0.0.1", "port": 0},
         "checkpoint": {"directory": str(root / "state"), "interval_s": 0.5},
         "journal": {"path": str(root / "journal.jsonl")},
@@ -151,6 +171,70 @@ def _finish(config: Path, bootstrap: str, group: str, topic: str) -> None:
     assert proc.wait(timeout=120) == 0, _tail(config)
 
 
+@dataclass(frozen=True)
+class CrashPoint:
+    """What a frozen daemon leaves behind: its last checkpoint's offsets and its journal."""
+
+    checkpointed: dict[int, int]
+    """The next offset per partition (one segment each) of the last checkpoint."""
+    journaled: dict[str, int]
+    """Closed windows per segment in the journal."""
+
+    @property
+    def events(self) -> int:
+        """Events the checkpoint covers."""
+        return sum(self.checkpointed.values())
+
+    @property
+    def replayed_windows(self) -> list[str]:
+        """Segments with closed windows the checkpoint does not cover: a restart replays them."""
+        return [
+            segment
+            for i, segment in enumerate(SEGMENTS)
+            if self.journaled.get(segment, 0) > self.checkpointed.get(i, 0) // WINDOW
+        ]
+
+    @property
+    def half_full_windows(self) -> list[str]:
+        """Segments whose checkpointed window is neither empty nor full."""
+        return [
+            segment for i, segment in enumerate(SEGMENTS) if self.checkpointed.get(i, 0) % WINDOW
+        ]
+
+
+def _crash_point(config: Path, topic: str) -> CrashPoint:
+    """Read the checkpoint and the journal as they are (never through a store, whose
+    constructor would tidy up the running daemon's temporary files)."""
+    path = config.parent / "state" / "checkpoint.ckpt"
+    offsets: dict[int, int] = {}
+    if path.exists():
+        info = peek(path.read_bytes(), location=str(path))
+        offsets = {p: offset for (t, p), offset in info.offsets.items() if t == topic}
+    windows, _ = _journal(config.parent) if (config.parent / "journal.jsonl").exists() else ({}, {})
+    return CrashPoint(offsets, {segment: len(w) for segment, w in windows.items()})
+
+
+def _kill_at_a_replay_point(
+    proc: subprocess.Popen[bytes], config: Path, topic: str, past: float
+) -> CrashPoint:
+    """SIGKILL ``proc`` once its checkpoint covers more than ``past`` events, with a
+    window half full, and it has closed windows beyond that checkpoint; the point."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, "the daemon died:\n" + _tail(config)
+        assert time.monotonic() < deadline, "no kill point:\n" + _tail(config)
+        point = _crash_point(config, topic)
+        if point.events > past and point.replayed_windows and point.half_full_windows:
+            proc.send_signal(signal.SIGSTOP)  # hold still while the files are read again
+            point = _crash_point(config, topic)
+            if point.events > past and point.replayed_windows and point.half_full_windows:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)
+                return point
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.02)
+
+
 def _journal(root: Path) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     windows: dict[str, list[Any]] = defaultdict(list)
     transitions: dict[str, list[Any]] = defaultdict(list)
@@ -197,10 +281,19 @@ def _final_state(root: Path) -> dict[str, Any]:
     }
 
 
+def _cut_short(request: Request) -> bool:
+    """A request a SIGKILL cut off (headers or body short; driftd always sends a length):
+    it was never answered, so the restarted daemon sends it again."""
+    length = request.headers.get("Content-Length")
+    return length is None or len(request.body) < int(length)
+
+
 def _alerts(hook: Receiver) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = defaultdict(list)
     seen: set[tuple[str, str, str]] = set()
     for request in hook.received():
+        if _cut_short(request):
+            continue
         body = request.json()
         key = (body["dedup_key"], body["event_action"], body["timestamp"])
         if key not in seen:
@@ -238,25 +331,36 @@ def test_sigkill_at_random_points_changes_nothing(
     crash_group = json.loads(crash_cfg.read_text())["kafka"]["group_id"]
 
     _finish(straight_cfg, kafka_bootstrap, straight_group, topic)
+    # The yardstick of the kill points: a window closes every WINDOW events of a segment.
+    done = _crash_point(straight_cfg, topic)
+    assert done.events == N_EVENTS
+    assert done.journaled == {s: done.checkpointed[i] // WINDOW for i, s in enumerate(SEGMENTS)}
 
     rng = random.Random(20261126)
-    kills = 0
-    while kills < KILLS:
+    # Where each kill point is looked for from: ten random shares of the stream.
+    shares = sorted(rng.uniform(0.05, 0.7) for _ in range(KILLS))
+    points: list[CrashPoint] = []
+    for share in shares:
+        last = points[-1].events if points else 0
         proc = _start(crash_cfg)
-        time.sleep(rng.uniform(3.0, 6.0))  # start-up and group join take ~2-4 s of it
-        if proc.poll() is not None:
-            pytest.fail(f"daemon died: {_tail(crash_cfg)}")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        kills += 1
+        points.append(
+            _kill_at_a_replay_point(proc, crash_cfg, topic, max(last + 1, share * N_EVENTS))
+        )
         assert not _group_done(kafka_bootstrap, crash_group, topic), (
             "the stream ended before all kills; kill earlier"
         )
+    # Each kill came after a checkpoint of the restarted run's own (progress), with a
+    # window half full in it, and left closed windows that checkpoint does not cover
+    # (replayed after the restart).
+    assert len(points) == KILLS
+    assert all(p.events < N_EVENTS for p in points)
+    assert [p.events for p in points] == sorted({p.events for p in points})
+    assert all(p.replayed_windows and p.half_full_windows for p in points), points
     _finish(crash_cfg, kafka_bootstrap, crash_group, topic)
 
     straight_windows, straight_transitions = _journal(straight_root)
     crash_windows, crash_transitions = _journal(crash_root)
-    assert sum(len(w) for w in straight_windows.values()) >= N_EVENTS // 5_000 - 3
+    assert sum(len(w) for w in straight_windows.values()) >= N_EVENTS // WINDOW - 3
     assert straight_windows == crash_windows
     assert any("/west/" in key for key in straight_transitions)
     assert straight_transitions == crash_transitions
@@ -269,4 +373,5 @@ def test_sigkill_at_random_points_changes_nothing(
     while _alerts(crash_hook) != _alerts(straight_hook) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _alerts(straight_hook)
+    assert not any(_cut_short(r) for r in straight_hook.received())
     assert _alerts(crash_hook) == _alerts(straight_hook)

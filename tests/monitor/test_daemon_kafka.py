@@ -11,11 +11,10 @@ import pytest
 from kafka import KafkaAdminClient
 from prometheus_client import CollectorRegistry
 
-from monitor.app import Daemon, make_results
+from monitor.app import Daemon
 from monitor.config import Settings
-from monitor.engine.pipeline import Pipeline
 from monitor.ingest.demo_stream import DemoStream
-from monitor.ingest.kafka.source import KafkaSource
+from monitor.wiring import build_daemon
 from tests.kafka_broker import (
     consume_all,
     create_topic,
@@ -71,12 +70,10 @@ def _run_daemon(bootstrap: str, events: int, feature_shift_at: int, poison: bool
         reference={"warmup_events": 6_000},  # type: ignore[arg-type]
         windows={"size_events": 2_000, "min_samples": 500},  # type: ignore[arg-type]
         metrics={"port": 0},  # type: ignore[arg-type]
+        checkpoint={"store": "none"},  # type: ignore[arg-type]
     )
     registry = CollectorRegistry()
-    source = KafkaSource(settings.kafka)
-    daemon = Daemon(
-        settings, source, Pipeline(settings, None, make_results(settings)), registry=registry
-    )
+    daemon = build_daemon(settings, registry=registry)
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 120

@@ -22,12 +22,13 @@ from monitor.ingest.decode import (
     INVALID_REASONS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
-    MISSING_SEGMENT,
     REASONS,
     DecodedBatch,
     Decoder,
 )
 from monitor.ingest.demo_stream import CATEGORICAL_FEATURES, NUMERIC_FEATURES, DemoStream
+from monitor.ingest.json_parse import parse_messages
+from monitor.ingest.segment_keys import MISSING_SEGMENT
 from tests.monitor.decode_oracle import OracleDecoder
 
 NOW = 1_795_000_000.0
@@ -184,6 +185,23 @@ def test_every_reason_is_covered_by_the_bad_message_table() -> None:
     """The table above exercises every rejection reason the decoder has."""
     # ahead_of_watermark is refused by the windows, not the decoder (see REASONS).
     assert {reason for reason, _ in BAD_MESSAGES} == set(REASONS) - {"ahead_of_watermark"}
+
+
+def test_parsing_maps_each_event_to_its_message_and_refuses_in_order() -> None:
+    """Array messages give one event per object; refusals come back sorted by index."""
+    messages = [msg([{"a": 1}, {"a": 2}]), b"", msg(7), msg({"a": 3}), b"{", b"x" * 65]
+    parsed = parse_messages(messages, limit=64)
+    assert parsed.events == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert list(parsed.owners) == [0, 0, 3]
+    assert [(i, reason) for i, reason, _ in parsed.refusals] == [
+        (1, "empty"),
+        (2, "not_an_object"),
+        (4, "invalid_json"),
+        (5, "too_large"),
+    ]
+    assert not parsed.lenient
+    nan = parse_messages([b'{"a": NaN}'], limit=64)
+    assert nan.lenient and math.isnan(nan.events[0]["a"]) and not nan.refusals
 
 
 def test_wrong_type_detail_names_the_field() -> None:

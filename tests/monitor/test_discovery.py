@@ -104,14 +104,17 @@ def test_long_names_are_refused_and_never_stored() -> None:
 def test_a_flood_of_distinct_names_keeps_the_table_bounded() -> None:
     """100,000 distinct junk names never grow the table past its bound; real names survive."""
     found = discovery(max_features=10)
-    bound = 2 * CANDIDATES_PER_FEATURE * 10
+    # Three names an event, 5% share: the table is sized for 2 / 0.05 * 3 = 120 names.
+    capacity = max(CANDIDATES_PER_FEATURE * 10, 120)
+    bound = 2 * capacity
     for start in range(0, 100_000, 500):
         found.observe([{"income": 1.0, "plan": "a", f"junk{start + i}": 1.0} for i in range(500)])
         assert len(found) <= bound
     result = found.result()
     assert result.numeric == ["income"]
     assert result.categorical == ["plan"]
-    assert found.slack <= found.events * 3 // (CANDIDATES_PER_FEATURE * 10 + 1)
+    assert found.capacity == capacity
+    assert found.slack <= found.events * 3 // (capacity + 1)
 
 
 def test_feature_lists_are_validated() -> None:

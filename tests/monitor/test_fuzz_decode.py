@@ -34,12 +34,12 @@ from monitor.ingest.decode import (
     INVALID_REASONS,
     MAX_ID_LENGTH,
     MAX_MESSAGE_BYTES,
-    MAX_TEXT_DEPTH,
     REASONS,
     DecodedBatch,
     Decoder,
 )
 from monitor.ingest.discovery import CANDIDATES_PER_FEATURE, FeatureDiscovery
+from monitor.ingest.values import MAX_TEXT_DEPTH
 
 NOW = 1_795_000_000.0
 SCHEMA = SchemaConfig(segment_by=["model_version", "features.region"])
@@ -710,7 +710,8 @@ def test_a_feature_name_flood_never_grows_the_table_nor_becomes_a_feature(
 ) -> None:
     """Each event carrying its own junk names: the table stays bounded, only real names win."""
     discovery = FeatureDiscovery(SchemaConfig(max_features=max_features, min_feature_share=0.5))
-    bound = 2 * CANDIDATES_PER_FEATURE * max_features
+    widest = 2 + max(len(set(names)) for names in junk)
+    bound = 2 * max(CANDIDATES_PER_FEATURE * max_features, math.ceil(2 * widest / 0.5))
     for i, names in enumerate(junk):
         flood = {f"junk-{i}-{name}": 1.0 for name in names}
         discovery.observe([{**flood, "income": 1.0, "plan": "a"}])

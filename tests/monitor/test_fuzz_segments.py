@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.ingest.decode import MISSING_SEGMENT
+from monitor.ingest.segment_keys import MISSING_SEGMENT
 from monitor.ingest.segments import OTHER, SegmentTable, segment_name
 
 

@@ -16,14 +16,11 @@ from monitor.errors import (
     PartitionNotAssignedError,
     RebalanceCallbackError,
 )
-from monitor.ingest.kafka.source import (
-    DETAIL_MAX_BYTES,
-    KafkaSource,
-    build_client,
-    consumer_settings,
-)
+from monitor.ingest.kafka.dead_letter import DETAIL_MAX_BYTES
+from monitor.ingest.kafka.source import KafkaSource
 from monitor.ingest.source import Record, Source, TopicPartition
 from monitor.kafka.api import KafkaConsumer
+from monitor.kafka.clients import build_client, consumer_settings
 from tests.kafka_broker import (
     consume_all,
     create_topic,

@@ -65,17 +65,15 @@ def test_sigterm_finishes_the_batch_and_exits_zero(tmp_path: Path) -> None:
 
 
 def _demo_daemon(events: int) -> Any:
-    from monitor.app import Daemon, make_results
     from monitor.config import Settings
-    from monitor.engine.pipeline import Pipeline
-    from monitor.ingest.demo_source import DemoSource
+    from monitor.wiring import build_daemon
 
-    settings = Settings(reference={"warmup_events": 100})  # type: ignore[arg-type]
-    return Daemon(
-        settings,
-        DemoSource(100, total_events=events),
-        Pipeline(settings, None, make_results(settings)),
-        serve_metrics=False,
+    settings = Settings(
+        reference={"warmup_events": 100},  # type: ignore[arg-type]
+        source={"batch_size": 100},  # type: ignore[arg-type]
+    )
+    return build_daemon(
+        settings, source_kind="demo", serve_metrics=False, demo_events=events, demo_rate=0
     )
 
 

@@ -20,12 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.config import DetectorsConfig, MethodConfig
-from monitor.emit.metrics import (
-    DaemonMetrics,
-    DriftCollector,
-    Heartbeat,
-    MetricsServer,
-)
+from monitor.emit.drift_collector import DriftCollector
+from monitor.emit.http import Heartbeat, MetricsServer
+from monitor.emit.metrics import DaemonMetrics
 from monitor.engine.decision import DecisionBook, Transition
 from monitor.engine.results import LatestResults, WindowResults
 from monitor.errors import ConfigError

@@ -21,13 +21,11 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.app import Daemon, make_results
 from monitor.config import Settings
 from monitor.engine.outcome import BatchOutcome
-from monitor.engine.pipeline import Pipeline
 from monitor.ingest.demo_stream import SEGMENTS, DemoStream
 from monitor.ingest.kafka.source import KafkaSource
-from monitor.state.checkpointer import StateCheckpointer
+from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.scenarios import write_reference
 
@@ -76,26 +74,10 @@ def _settings(bootstrap: str, topic: str, group: str, reference: Path, store: st
 class Replica:
     """A daemon on its own thread, recording every window it closes."""
 
-    def __init__(self, settings: Settings, reference: Path) -> None:
-        from monitor.engine.reference_build import load_reference
-
+    def __init__(self, settings: Settings) -> None:
         self.windows: list[Window] = []
-        registry = CollectorRegistry()
-        daemon_ref: list[Daemon] = []
-        source = KafkaSource(
-            settings.kafka,
-            on_revoke=lambda parts: daemon_ref[0].on_partitions_revoked(parts),  # noqa: PLW0108
-            on_assign=lambda parts: daemon_ref[0].on_partitions_assigned(parts),  # noqa: PLW0108
-        )
-        self.daemon = Daemon(
-            settings,
-            source,
-            Pipeline(settings, load_reference(reference), make_results(settings)),
-            registry=registry,
-            checkpointer=StateCheckpointer.from_settings(settings, registry),
-            on_batch=self.record,
-        )
-        daemon_ref.append(self.daemon)
+        # The CLI's wiring: the source tells the daemon of every rebalance.
+        self.daemon = build_daemon(settings, registry=CollectorRegistry(), on_batch=self.record)
         self.thread = threading.Thread(target=self.daemon.run, daemon=True)
 
     def record(self, outcome: BatchOutcome) -> None:
@@ -153,10 +135,10 @@ def test_partition_moved_mid_stream_changes_no_result(
         produce(kafka_bootstrap, topic, m[: cut[p]], partition=p, timeout=120)
 
     group = unique_topic("driftd-rebalance-group")
-    a = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka"), reference)
+    a = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka"))
     a.thread.start()
     _wait("A to read the first part", lambda: a.daemon.stats.records >= FIRST_PART)
-    b = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka"), reference)
+    b = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka"))
     b.thread.start()
     try:
         _wait("B to take partitions over", lambda: bool(b.owned()) and len(a.owned()) < 3)
@@ -173,7 +155,7 @@ def test_partition_moved_mid_stream_changes_no_result(
     assert b.windows, "B closed no window: no partition moved"
 
     single_group = unique_topic("driftd-single-group")
-    single = Replica(_settings(kafka_bootstrap, topic, single_group, reference, "none"), reference)
+    single = Replica(_settings(kafka_bootstrap, topic, single_group, reference, "none"))
     single.thread.start()
     try:
         _wait("the single daemon", lambda: single.daemon.stats.records >= N_EVENTS)

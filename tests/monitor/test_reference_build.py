@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import math
@@ -19,13 +20,11 @@ from hypothesis import strategies as st
 
 from detectors.profile import CategoricalProfile, NumericProfile, ReferenceProfile
 from monitor.cli import main
+from monitor.cli_reference import add_reference_parser
 from monitor.config import SchemaConfig
-from monitor.engine.reference_build import (
-    add_reference_parser,
-    build_reference,
-    load_reference,
-    suspect_column,
-)
+from monitor.engine.reference.build import build_reference
+from monitor.engine.reference.checks import suspect_column
+from monitor.engine.reference.profile_file import load_reference
 from monitor.errors import ReferenceProfileError
 from monitor.ingest.decode import Decoder
 
@@ -648,3 +647,24 @@ def test_ordinary_features_are_not_suspects() -> None:
     assert suspect_column("few_sorted", sorted_small, False) is None
     assert suspect_column("kind", categories, True) is None
     assert suspect_column("zip", zips, True) is None
+
+
+def test_the_engine_holds_no_command_line() -> None:
+    """No engine module parses arguments or prints; ``reference build`` is top-level."""
+    engine = Path(__file__).resolve().parents[2] / "monitor" / "engine"
+    modules = sorted(engine.rglob("*.py"))
+    assert engine / "reference" / "build.py" in modules
+    offenders = []
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found = any(alias.name == "argparse" for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                found = node.module == "argparse"
+            elif isinstance(node, ast.Call):
+                found = isinstance(node.func, ast.Name) and node.func.id == "print"
+            else:
+                continue
+            if found:
+                offenders.append(f"{path.relative_to(engine)}:{node.lineno}")
+    assert not offenders, f"command-line code in the engine: {offenders}"

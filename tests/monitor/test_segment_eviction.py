@@ -11,7 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from detectors.profile import build_profile
 from monitor.app import make_results
 from monitor.config import Settings
-from monitor.emit.metrics import DaemonMetrics, DriftCollector
+from monitor.emit.drift_collector import DriftCollector
+from monitor.emit.metrics import DaemonMetrics
 from monitor.engine.labels.events import LabelBatch
 from monitor.engine.labels.monitor import LabelMonitor
 from monitor.engine.pipeline import Pipeline

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from monitor.ingest.decode import MISSING_SEGMENT
+from monitor.ingest.segment_keys import MISSING_SEGMENT
 from monitor.ingest.segments import FREE, MAX_LABEL_LENGTH, OTHER, SegmentTable, segment_name
 
 

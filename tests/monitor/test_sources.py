@@ -17,12 +17,13 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
-from monitor.config import KafkaConfig
+from monitor.config import KafkaConfig, kafka_tls_errors
 from monitor.errors import ConfigError, DeadLetterError, OffsetCommitError
 from monitor.ingest.demo_source import DemoSource
 from monitor.ingest.file_source import FileSource, dead_letter_path
-from monitor.ingest.kafka.source import KafkaSource, _client_settings
+from monitor.ingest.kafka.source import KafkaSource
 from monitor.ingest.source import Record, Source
+from monitor.kafka.clients import connection_settings, security_settings
 
 
 def free_port() -> int:
@@ -318,11 +319,11 @@ def test_dead_letter_without_a_topic_only_counts() -> None:
 
 
 def test_missing_tls_file_fails_fast_naming_the_key(tmp_path: Path) -> None:
-    """A configured TLS file that does not exist is a ConfigError naming its key."""
+    """A missing TLS file is a ConfigError naming its key, found by the config checks."""
     settings = KafkaConfig(security_protocol="SSL", ssl_cafile=tmp_path / "nope.pem")
-    with pytest.raises(ConfigError) as caught:
-        KafkaSource(settings)
-    assert caught.value.key == "kafka.ssl_cafile"
+    (error,) = kafka_tls_errors(settings)
+    assert isinstance(error, ConfigError)
+    assert error.key == "kafka.ssl_cafile"
 
 
 def test_sasl_password_reaches_the_client_but_never_the_log() -> None:
@@ -335,7 +336,7 @@ def test_sasl_password_reaches_the_client_but_never_the_log() -> None:
         sasl_plain_username="driftd",
         sasl_plain_password=secret,  # type: ignore[arg-type]
     )
-    assert _client_settings(settings, 1.0)["sasl_plain_password"] == secret
+    assert connection_settings(settings, 1.0)["sasl_plain_password"] == secret
     source = KafkaSource(settings, connect_timeout_s=0.5)
     with structlog.testing.capture_logs() as logs:
         source.poll(0.05)
@@ -349,8 +350,6 @@ def test_sasl_password_reaches_the_client_but_never_the_log() -> None:
 
 def test_security_settings_carry_tls_and_sasl_but_not_the_servers() -> None:
     """The checkpoint store's clients get the source's TLS and SASL settings, nothing else."""
-    from monitor.ingest.kafka.source import security_settings
-
     kafka = KafkaConfig(
         security_protocol="SASL_SSL",
         sasl_mechanism="PLAIN",

@@ -44,7 +44,7 @@ def test_previous_release_checkpoint_restores_and_carries_on(tmp_path: Path) -> 
     checkpointer = StateCheckpointer(
         FileCheckpointStore(directory), settings, CollectorRegistry(), location="t"
     )
-    offsets, _ = checkpointer.restore(pipeline)
+    offsets = checkpointer.restore(pipeline)
     assert offsets == {(make.TOPIC, 0): make.BATCHES * make.SIZE}
     assert len(set(pipeline.segments.names) - {"__other__"}) == 3
     closed = 0
@@ -56,7 +56,7 @@ def test_previous_release_checkpoint_restores_and_carries_on(tmp_path: Path) -> 
     assert checkpointer.save(pipeline, {(make.TOPIC, 0): (make.BATCHES + 6) * make.SIZE})
     again = Pipeline(settings, None, make_results(settings))
     assert store.load_into(again)
-    assert checkpointer.restore(again)[0] == {(make.TOPIC, 0): (make.BATCHES + 6) * make.SIZE}
+    assert checkpointer.restore(again) == {(make.TOPIC, 0): (make.BATCHES + 6) * make.SIZE}
 
 
 def test_a_shaping_key_the_user_changed_still_refuses_the_old_state(tmp_path: Path) -> None:

@@ -173,6 +173,10 @@ class Router:
         with self._lock:
             return {k: dict(v) for k, v in self._firing.items()}
 
+    def use_reference_version(self, version: str) -> None:
+        """Stamp actions routed from now on with ``version`` (the reference in use)."""
+        self.reference_version = version
+
     def load_group_state(self, state: Mapping[_GroupKey, Mapping[str, AlertAction]]) -> None:
         """Reopen the groups of :meth:`group_state`."""
         with self._lock:

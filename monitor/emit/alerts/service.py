@@ -55,6 +55,14 @@ class TransitionDeliverer(Protocol):
         """Re-post every firing alert; same outcomes as ``deliver``."""
         ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What it keeps firing, for the checkpoint."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        ...
+
 
 class TransitionSinkAdapter:
     """Makes a transition-based sink (``deliver(transitions) -> bool``) an outbox sink.
@@ -83,6 +91,14 @@ class TransitionSinkAdapter:
             return None
         self._call(self.target.resend)
         return "resent"
+
+    def state_dict(self) -> dict[str, Any]:
+        """The target's firing set (saved with the alert state)."""
+        return self.target.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the target's firing set."""
+        self.target.load_state_dict(state)
 
     def send(self, action: AlertAction) -> None:
         """Deliver the transitions behind ``action``."""
@@ -158,6 +174,7 @@ class AlertService:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.router = Router.from_config(cfg)
+        self._configured_reference_version = cfg.reference_version
         built = list(sinks) if sinks is not None else _build_sinks(cfg)
         self._sinks = built
         extra: dict[str, Any] = {"clock": clock} if clock is not None else {}
@@ -168,6 +185,12 @@ class AlertService:
             backoff=Backoff.from_config(cfg.retry),
             **extra,
         )
+
+    def reference_in_use(self, version: str) -> None:
+        """The pipeline now monitors against reference ``version``: alerts name it, unless
+        ``alerts.reference_version`` names one on purpose."""
+        if self._configured_reference_version is None:
+            self.router.use_reference_version(version)
 
     def start(self) -> None:
         """Start the sink workers."""
@@ -205,9 +228,9 @@ class AlertService:
             for (i, m, s), v in self.router.group_state().items()
         ]
         firing = {
-            sink.name: sink.target.state_dict()
+            sink.name: sink.state_dict()
             for sink in self._sinks
-            if isinstance(sink, TransitionSinkAdapter) and hasattr(sink.target, "state_dict")
+            if isinstance(sink, TransitionSinkAdapter)
         }
         return {"pending": pending, "groups": groups, "alertmanager": firing}
 
@@ -228,6 +251,4 @@ class AlertService:
         for sink in self._sinks:
             saved = state.get("alertmanager", {}).get(sink.name)
             if saved and isinstance(sink, TransitionSinkAdapter):
-                loader = getattr(sink.target, "load_state_dict", None)
-                if loader is not None:
-                    loader(saved)
+                sink.load_state_dict(saved)

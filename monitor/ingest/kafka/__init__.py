@@ -1,1 +1,1 @@
-"""The Kafka source: the consumer, its dead-letter producer, lag and client metrics."""
+"""The Kafka source: the consumer, its poll health, rebalances, lag, dead letters, metrics."""

@@ -215,6 +215,7 @@ def test_missing_binary_skips_locally_and_fails_in_ci(
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(am_server, "DEBIAN_BIN", str(tmp_path / "absent"))
     monkeypatch.setenv(am_server.CI_ENV, ci)
+    monkeypatch.delenv(am_server.REQUIRE_ENV, raising=False)  # make test sets it
     expected = pytest.skip.Exception if outcome == "skip" else pytest.fail.Exception
     with pytest.raises(expected, match="Alertmanager binary not found"):
         am_server.find_alertmanager()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,6 +97,12 @@ class FakeTransitionSink:
 
     def resend_due(self) -> bool:
         return self.due
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
 
     def resend(self) -> bool:
         self.resends += 1

@@ -17,10 +17,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.app import Daemon, make_results
 from monitor.config import Settings
-from monitor.engine.pipeline import Pipeline
-from monitor.ingest.kafka.source import KafkaSource
+from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -85,12 +83,7 @@ def test_a_prefilled_backlog_of_both_topics_joins_every_pair(
         metrics={"port": 0},  # type: ignore[arg-type]
     )
     registry = CollectorRegistry()
-    daemon = Daemon(
-        settings,
-        KafkaSource(settings.kafka),
-        Pipeline(settings, None, make_results(settings)),
-        registry=registry,
-    )
+    daemon = build_daemon(settings, registry=registry)
 
     def settled() -> float:
         matched = _sample(registry, "driftd_label_join_matched_total")

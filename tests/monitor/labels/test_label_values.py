@@ -21,7 +21,7 @@ from monitor.app import Daemon, make_results
 from monitor.config import LabelsConfig, SchemaConfig, Settings
 from monitor.engine.labels.events import LABEL_REASONS, LabelDecoder
 from monitor.engine.pipeline import Pipeline
-from monitor.ingest.source import Record, TopicPartition
+from monitor.ingest.source import Record, TopicPartition, UngroupedSource
 
 NOW = 1_790_000_000.0
 
@@ -91,7 +91,7 @@ def test_labels_that_are_no_json_boolean_keep_their_bytes() -> None:
     assert [r.reason for r in batch.rejections] == ["invalid_json"]
 
 
-class _ListSource:
+class _ListSource(UngroupedSource):
     """A source of one fixed batch that records what it dead-letters."""
 
     name = "list"
@@ -149,7 +149,6 @@ def test_daemon_dead_letters_a_label_of_seven_and_joins_the_labels_beside_it() -
         source,
         Pipeline(settings, None, make_results(settings)),
         registry=registry,
-        serve_metrics=False,
     )
     outcome = daemon.handle(source.poll(0))
     assert outcome.labels is not None

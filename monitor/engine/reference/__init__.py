@@ -1,0 +1,9 @@
+"""Reference profiles from training data: what ``driftd reference build`` runs.
+
+``build`` profiles a training file (``build_reference``); ``training_data`` reads CSV,
+Parquet and JSON Lines into feature, prediction and label columns; ``column_values``
+turns a column into profile input (numeric or categorical, the way the decoder reads
+events); ``checks`` warns about columns that drift by construction and references too
+small for tight thresholds; ``profile_file`` loads and writes the profile JSON. The
+command line itself is ``monitor.cli_reference``.
+"""
