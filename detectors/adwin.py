@@ -5,7 +5,7 @@ One instance holds ``n_streams`` ADWIN windows (one per segment per metric).
 same detections, at the same positions, with the same window width and estimation
 afterwards, as one river ``ADWIN`` per stream fed element by element.
 
-Why this can be exact (see ALGORITHMS.md, "ADWIN, as river does it"):
+Why this can be exact:
 
 * Within a run the bucket layout is a closed form of the run length
   (``adwin_layout``), and bucket totals are aligned pairwise tree sums, so level

@@ -24,7 +24,7 @@ from detectors.base import FloatArray, IntArray
 # amount instead of the ~708*p that replacing zeros by float_info.min costs (frouros).
 # With 10 reference-decile bins and 10k vs 10k values it gives ~0.0008 for the same
 # distribution, ~0.051 for a +0.25 sigma shift and ~0.0036 for values clipped to
-# +-1.99 (ALGORITHMS.md, "PSI").
+# +-1.99 (docs/detection.md).
 DEFAULT_SMOOTHING = 0.5
 
 # Effective sample sizes up to this use kstwo.sf; above it the limiting Kolmogorov

@@ -7,7 +7,7 @@ and the shutdown skips the checkpoint, the commit and the wait for alert deliver
 (those events are re-read later); ``run`` returns 1. As uvicorn does, the signal
 handlers are installed for ``run`` only and the previous ones restored after it.
 
-Per batch the order is fixed (DESIGN.md, reliability contract): update state,
+Per batch the order is fixed (docs/reliability.md, "The contract"): update state,
 dead-letter the refused messages, checkpoint state with the next offsets, and only
 then commit those offsets. A failed checkpoint means no commit. Which offsets a
 checkpoint covers is the ledger's business (``monitor.state.ledger``); when a save is

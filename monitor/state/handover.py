@@ -1,6 +1,6 @@
 """Per-partition state, so a consumer-group rebalance can hand a partition over.
 
-DESIGN.md: state is kept per Kafka partition, and evaluation merges the sketches of
+State is kept per Kafka partition, and evaluation merges the sketches of
 all owned partitions (counts add). A segment's state belongs to its *home*
 partition: the one its first event came from. Producers that key by segment (the
 recommended setup) put every event of a segment in one partition, so a segment's

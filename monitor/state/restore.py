@@ -1,4 +1,4 @@
-"""The pipeline's whole state as a plain tree, for checkpoints (DESIGN.md, reliability).
+"""The pipeline's whole state as a plain tree, for checkpoints (docs/reliability.md).
 
 What a restart needs to carry on as if it had never stopped: the segment table, the
 decoder's feature lists, the reference (a warm-up profile is data, not config), each
