@@ -199,16 +199,8 @@ def _start_local_broker_env(stack: ExitStack, start_timeout: float) -> tuple[str
     )
 
 
-STOP_TIMEOUT_ENV = "DRIFTDTEST_KAFKA_STOP_TIMEOUT"
-"""Seconds ``kafka.sh stop`` waits between TERM and KILL."""
-
-
 def _stop_local_broker(env: Mapping[str, str], data_dir: Path) -> None:
     """Stop the broker started with ``env``; remove its data dir unless asked to keep it."""
-    if not os.environ.get(KEEP_DATA_ENV):
-        # Its data is thrown away next, so a clean shutdown (up to the 30 s grace, about
-        # 15 s at the end of a test session) buys nothing: kill it after a short grace.
-        env = {**env, STOP_TIMEOUT_ENV: os.environ.get(STOP_TIMEOUT_ENV, "3")}
     stopped = _run_kafka_sh("stop", env, timeout=120)
     if stopped.returncode != 0:
         raise KafkaBrokerError(f"kafka.sh stop failed with {_describe(stopped)}")
