@@ -1,7 +1,8 @@
 """Suite-wide rules: every test states the behaviour it checks in a one-line docstring.
 
 Also how the suite runs on several workers (``pytest -n 2 --dist loadfile
---no-loadscope-reorder``, as ``make test`` does): each module stays on one worker, so
+--no-loadscope-reorder``; ``make test`` runs the service tests serially, see the
+Makefile): each module stays on one worker, so
 its module-scoped services start once; each worker starts its own Kafka broker
 (session scope, free ports); and the modules with slow tests are handed out first, so
 that none of them starts last and runs alone at the end (xdist's own reorder, biggest
