@@ -22,12 +22,17 @@ from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
+import structlog
+
 from monitor.config import KafkaConfig
 from monitor.kafka.api import KafkaNetClient
+
+log = structlog.get_logger()
 
 __all__ = [
     "BOOTSTRAP_PROBE_TIMEOUT_S",
     "build_client",
+    "close_quietly",
     "connection_settings",
     "consumer_settings",
     "dead_letter_producer_settings",
@@ -189,3 +194,15 @@ def build_client(
     except BaseException:
         factory.close_all()
         raise
+
+
+def close_quietly(client: Any, failed_event: str) -> None:
+    """Close a client dropped after a failure, without waiting for it; a client that
+    cannot even close is logged at debug as ``failed_event`` (the failure that dropped
+    it was reported already)."""
+    if client is None:
+        return
+    try:
+        client.close(timeout=0)
+    except Exception as exc:
+        log.debug(failed_event, error=str(exc))

@@ -49,7 +49,7 @@ import structlog
 
 from monitor.errors import CheckpointCorruptError, CheckpointStorageError
 from monitor.kafka.api import KafkaAdminClient, KafkaConsumer, KafkaProducer, kafka_errors
-from monitor.kafka.clients import build_client
+from monitor.kafka.clients import build_client, close_quietly
 from monitor.state.kafka_log import (
     ChunksMismatchError,
     ChunksMissingError,
@@ -222,11 +222,7 @@ class KafkaCheckpointStore:
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception as exc:
-                log.debug("checkpoint_producer_close_failed", error=str(exc))
+        close_quietly(producer, "checkpoint_producer_close_failed")
 
     def _write(self, producer: Any, items: list[tuple[str, TP, bytes]]) -> None:
         self._ensure_scanned([key for key, _, _ in items])

@@ -41,7 +41,7 @@ from monitor.config import KafkaConfig
 from monitor.errors import DeadLetterError, SourceError
 from monitor.ingest.source import Record
 from monitor.kafka.api import KafkaProducer, kafka_errors
-from monitor.kafka.clients import build_client, dead_letter_producer_settings
+from monitor.kafka.clients import build_client, close_quietly, dead_letter_producer_settings
 
 __all__ = [
     "DETAIL_MAX_BYTES",
@@ -275,11 +275,7 @@ class DeadLetterWriter:
     def _discard_producer(self) -> None:
         """Drop the producer after a failure; the next ``write`` builds a fresh one."""
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception as exc:
-                log.debug("dead_letter_producer_close_failed", error=str(exc))
+        close_quietly(producer, "dead_letter_producer_close_failed")
 
     def _ensure_producer(self) -> Any:
         if self._producer is not None:
