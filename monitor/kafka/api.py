@@ -25,6 +25,7 @@ with warnings.catch_warnings():
     )
     from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.net.compat import KafkaNetClient
+    from kafka.structs import MemberState
 
 __all__ = [
     "AsyncConsumerRebalanceListener",
@@ -34,6 +35,7 @@ __all__ = [
     "KafkaConsumer",
     "KafkaNetClient",
     "KafkaProducer",
+    "MemberState",
     "OffsetAndMetadata",
     "TopicPartition",
     "kafka_errors",

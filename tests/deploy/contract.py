@@ -1,6 +1,7 @@
 """driftd's metric contract: the names dashboards and rules may use.
 
-EXPORTED are exported today (monitor/emit/metrics.py, drift_collector.py, alerts/outbox.py); COMING
+EXPORTED are exported today (monitor/emit/metrics.py, drift_collector.py, alerts/outbox.py,
+ingest/kafka/metrics.py); COMING
 are promised (labels, concept drift, checkpoints) and listed in the live dashboard test's
 NOT_YET_EXPORTED until they land. A dashboard or rule using any other ``driftd_`` name
 is a typo. Histograms are listed by base name (``_bucket``, ``_sum`` and ``_count``
@@ -36,6 +37,9 @@ EXPORTED = frozenset(
         "driftd_drift_transitions_total",
         "driftd_consumer_lag",
         "driftd_seconds_since_last_poll",
+        "driftd_kafka_group_stable",
+        "driftd_kafka_assigned_partitions",
+        "driftd_kafka_rebalances_total",
         "driftd_build_info",
         "driftd_reference_info",
         "driftd_alerts_total",

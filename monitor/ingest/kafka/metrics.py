@@ -17,7 +17,9 @@ from monitor.ingest.kafka.source import KAFKA_ERROR_KINDS, KafkaSource
 
 
 class KafkaHealthCollector(Collector):
-    """``driftd_kafka_errors_total{kind}`` and ``driftd_consumer_read_lag{topic,partition}``.
+    """``driftd_kafka_errors_total{kind}``, ``driftd_consumer_read_lag{topic,partition}``
+    and the group membership: ``driftd_kafka_group_stable``,
+    ``driftd_kafka_assigned_partitions`` and ``driftd_kafka_rebalances_total`` (by ``group``).
 
     Every kind of ``KAFKA_ERROR_KINDS`` is exported from the start, at 0, so that
     ``rate()`` and ``increase()`` see the first failure instead of a new series.
@@ -46,13 +48,36 @@ class KafkaHealthCollector(Collector):
             "Messages between this consumer's read position and the log end offset.",
             labels=["topic", "partition"],
         )
+        stable = GaugeMetricFamily(
+            "driftd_kafka_group_stable",
+            "1 while this member has joined its consumer group and holds an assignment, "
+            "0 while it is unjoined or rebalancing (it then monitors nothing).",
+            labels=["group"],
+        )
+        assigned = GaugeMetricFamily(
+            "driftd_kafka_assigned_partitions",
+            "Partitions this member owns now (0 while not in the group); the sum over "
+            "the replicas of a group is what is monitored.",
+            labels=["group"],
+        )
+        rebalances = CounterMetricFamily(
+            "driftd_kafka_rebalances",
+            "Consumer-group generations this member has joined since start (each rebalance "
+            "adds one).",
+            labels=["group"],
+        )
         if with_samples:
+            membership = self.source.membership
+            group = [membership.group_id]
+            stable.add_metric(group, 1.0 if membership.stable else 0.0)
+            assigned.add_metric(group, membership.partitions)
+            rebalances.add_metric(group, membership.generations_joined)
             counts = self.source.kafka_errors
             for kind in KAFKA_ERROR_KINDS:
                 errors.add_metric([kind], counts[kind])
             for (topic, partition), value in sorted(self.source.read_lag().items()):
                 read_lag.add_metric([topic, str(partition)], value)
-        return [errors, read_lag]
+        return [errors, read_lag, stable, assigned, rebalances]
 
 
 def kafka_collectors(source: KafkaSource, model: str) -> list[Collector]:

@@ -68,6 +68,7 @@ from monitor.errors import (
 from monitor.ingest.kafka.dead_letter import DeadLetterWriter
 from monitor.ingest.kafka.health import PollHealth
 from monitor.ingest.kafka.lag import LagTracker
+from monitor.ingest.kafka.membership import GroupMembership, MembershipTracker
 from monitor.ingest.kafka.rebalance import RebalanceRelay, partition_names
 from monitor.ingest.source import (
     PartitionsCallback,
@@ -149,6 +150,7 @@ class KafkaSource:
         """Failures by kind (``KAFKA_ERROR_KINDS``), counted since start; every kind present."""
         self._lag = LagTracker(self.kafka_errors)
         self._rebalances = RebalanceRelay(on_assign, on_revoke, self.kafka_errors, self._lag)
+        self._membership = MembershipTracker(kafka.group_id)
 
     # ---------------------------------------------------------------- health
 
@@ -161,6 +163,11 @@ class KafkaSource:
     def last_successful_poll(self) -> float | None:
         """``time.monotonic()`` of the last poll that returned records or had the broker answer."""
         return self._health.last_success
+
+    @property
+    def membership(self) -> GroupMembership:
+        """This member's place in its group after the last poll (any thread may read it)."""
+        return self._membership.snapshot
 
     @property
     def last_poll_error(self) -> str | None:
@@ -195,7 +202,9 @@ class KafkaSource:
             if failure is not None:
                 raise failure from exc
             self._poll_failed(exc)
+            self._membership.observe(self._consumer)
             return []
+        self._membership.observe(consumer)
         records = self._flatten(batches)
         self._lag.note_records(records)
         if self._lag.refresh(consumer):
@@ -423,6 +432,7 @@ class KafkaSource:
             except Exception as exc:
                 log.warning("kafka_consumer_close_failed", error=str(exc))
         self._lag.clear()
+        self._membership.observe(None)
         log.info("kafka_source_closed")
 
     def __enter__(self) -> KafkaSource:
