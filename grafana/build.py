@@ -469,6 +469,22 @@ def overview() -> dash.Dashboard:
     d = d.with_panel(
         ts_panel(
             ids,
+            "Kafka partitions owned",
+            "Partitions each consumer group's replicas own (Kafka only). 0 for a group means "
+            "its members are outside the group and nothing is monitored.",
+            "short",
+            [
+                query(
+                    "sum by (group) (driftd_kafka_assigned_partitions)",
+                    "{{group}}",
+                )
+            ],
+            min_val=0,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
             "Checkpoint age",
             "Time since the last successful checkpoint (offsets commit only after one).",
             "s",
