@@ -29,6 +29,7 @@ from detectors.feature_profiles import (
     NumericProfile,
     category_key,
 )
+from detectors.merge import ProfileMismatchError, merge_profiles, profile_on_grid
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.report import DriftReport, ReportRow, compare, psi_severity
 from detectors.rules import (
@@ -62,6 +63,7 @@ __all__ = [
     "DriftResult",
     "MethodRule",
     "NumericProfile",
+    "ProfileMismatchError",
     "Reference",
     "ReferenceProfile",
     "ReportRow",
@@ -72,5 +74,7 @@ __all__ = [
     "build_profile",
     "category_key",
     "compare",
+    "merge_profiles",
+    "profile_on_grid",
     "psi_severity",
 ]

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy.typing as npt
 
+from detectors.feature_profiles import CategoricalProfile, FeatureProfile
+from detectors.merge import profile_on_grid
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.values import check_int
 from monitor.config import SchemaConfig
@@ -39,6 +41,7 @@ def build_reference(
     exclude: Sequence[str] = (),
     leave_out: Sequence[str] = (),
     warn: Callable[[str], None] | None = None,
+    grid: ReferenceProfile | None = None,
 ) -> ReferenceProfile:
     """Profile the training data in ``input_path`` and write it to ``output_path``.
 
@@ -46,7 +49,10 @@ def build_reference(
     ``exclude`` names columns to leave out (say, an all-empty or a date column), each
     of which must be in the data; ``leave_out`` names feature columns to leave out if
     present. ``warn`` is called with one line per feature that looks like an id or a
-    time (see :func:`suspect_column`).
+    time (see :func:`suspect_column`). ``grid``, a profile, fixes the bins, the top
+    categories and the kinds of every column (``n_fine``, ``n_coarse``, ``top_k`` and
+    ``categorical`` are then unused): profiles of shards built on one grid merge by
+    addition (``detectors.merge``).
 
     Raises ``ReferenceProfileError`` (naming the file at fault) when the input is
     missing, unreadable, empty or cannot be profiled, or the output cannot be written.
@@ -83,6 +89,8 @@ def build_reference(
         raise ReferenceProfileError(where, "holds no feature columns")
     # schema.categorical may name features of other inputs; only the ones present apply.
     forced = set(categorical) | set(schema.categorical)
+    if grid is not None:
+        forced = {p.name for p in _grid_parts(grid) if isinstance(p, CategoricalProfile)}
     clash = sorted(set(table.features) & {n for n, col in roles.items() if col is not None})
     if clash:
         raise ReferenceProfileError(
@@ -123,19 +131,26 @@ def build_reference(
             else:
                 label = role
     try:
-        profile = build_profile(
-            columns,
-            categorical=kinds_categorical,
-            prediction=prediction,
-            label=label,
-            n_fine=n_fine,
-            n_coarse=n_coarse,
-            top_k=top_k,
-        )
+        if grid is not None:
+            profile = profile_on_grid(columns, grid)
+        else:
+            profile = build_profile(
+                columns,
+                categorical=kinds_categorical,
+                prediction=prediction,
+                label=label,
+                n_fine=n_fine,
+                n_coarse=n_coarse,
+                top_k=top_k,
+            )
     except ValueError as exc:
         raise ReferenceProfileError(where, str(exc)) from None
     write_reference(profile, output_path)
     return profile
+
+
+def _grid_parts(grid: ReferenceProfile) -> list[FeatureProfile]:
+    return [*grid.monitored, *([grid.label] if grid.label is not None else [])]
 
 
 def _listing(names: list[str], limit: int = 20) -> str:
