@@ -57,7 +57,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -m "not integration and not slow" -n 2
 
 bench: $(STAMP)
-	for b in sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done
+	for b in sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput publish_throughput state_snapshot; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -151,6 +151,11 @@ class Daemon:
         self.server = server
         self.should_exit = self.health.stop_requested
         self.force_exit = False
+        self.serve_after_end = False
+        """Keep serving the HTTP endpoints after a finite source ends, until a signal
+        (``driftd demo --serve``); the shutdown then runs as usual."""
+        self.on_end: Callable[[], None] | None = None
+        """Called once a finite source is exhausted, before serving on or shutting down."""
         self.stats = LoopStats()
         self._created_at = time.monotonic()
         self._reference_version = ""
@@ -189,9 +194,20 @@ class Daemon:
             self.startup()
             try:
                 self.main_loop()
+                if not self.should_exit.is_set():  # the source ended, no signal came
+                    if self.on_end is not None:
+                        self.on_end()
+                    if self.serve_after_end and self.server is not None:
+                        self.serve_until_signalled()
             finally:
                 self.shutdown()
         return EXIT_FORCED if self.force_exit else 0
+
+    def serve_until_signalled(self) -> None:
+        """Leave the HTTP server up, the state as the stream left it, until a stop is asked."""
+        log.info("source_ended_serving", url=self.server.url if self.server else None)
+        while not self.should_exit.wait(0.2):  # short waits: the handler runs in between
+            pass
 
     def startup(self) -> None:
         """Restore the checkpoint, start the alert workers, serve metrics, announce."""

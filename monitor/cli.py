@@ -1,17 +1,20 @@
-"""The ``driftd`` command line: run, demo, check-config, reference build.
+"""The ``driftd`` command line: run, demo, status, check-config, reference (build, show, diff,
+merge), backtest.
 
 Exit codes: 0 ok; 1 a ``file`` or ``stdin`` run accepted no event (nothing was
 monitored; also a forced second-signal exit); 2 bad configuration or input (a bad or
 unknown key or ``DRIFTD_`` variable, a missing file the config names, a busy metrics
 port), with one line naming the key and the file; 3 checkpoint problems, and places
 driftd must write that it cannot (checkpoint directory or topic, journal), found at
-start. ``check-config`` exits with the code ``run`` would: 2 before 3.
+start; 4 a gate that found drift (``backtest --fail-on-alert``, ``reference diff
+--fail-on-drift``). ``check-config`` exits with the code ``run`` would: 2 before 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,14 +22,16 @@ from pathlib import Path
 import structlog
 
 from monitor.app import Daemon
+from monitor.cli_backtest import add_backtest_parser
+from monitor.cli_demo import add_demo_parser
 from monitor.cli_reference import add_reference_parser
+from monitor.cli_status import add_status_parser
 from monitor.config import (
     Settings,
     env_settings_given,
     file_errors,
     load_settings,
     redacted,
-    unknown_env_settings,
 )
 from monitor.emit.terminal import TerminalView
 from monitor.engine.reference.profile_file import load_reference
@@ -39,7 +44,6 @@ from monitor.errors import (
     SourceError,
     StorageUnusableError,
 )
-from monitor.ingest.demo_source import DEMO_LABELS_TOPIC
 from monitor.logsetup import configure_logging
 from monitor.state.storage_checks import local_storage_errors
 from monitor.wiring import build_daemon
@@ -48,6 +52,8 @@ EXIT_OK = 0
 EXIT_NOTHING_ACCEPTED = 1
 EXIT_CONFIG = 2
 EXIT_CHECKPOINT = 3
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for a tool whose output pipe closed."""
 CONFIG_DOCS = "docs/configuration.md"
 SETTINGS_HELP = (
     "Settings come from the YAML file given with -c, overridden by DRIFTD_<SECTION>__<KEY> "
@@ -55,7 +61,8 @@ SETTINGS_HELP = (
     f"Every key and its default: {CONFIG_DOCS}; `driftd check-config -c FILE` prints the "
     "effective settings. Exit codes: 0 ok, 1 a file or stdin run accepted no event, "
     "2 bad config or input (the message names the key and file), 3 checkpoint problems "
-    "or an unwritable checkpoint directory, checkpoint topic or journal."
+    "or an unwritable checkpoint directory, checkpoint topic or journal, 4 a CI gate "
+    "(backtest --fail-on-alert, reference diff --fail-on-drift) found drift."
 )
 
 
@@ -130,8 +137,12 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CHECKPOINT
     configure_logging(settings.logging.level, settings.logging.format)
     try:
+        view = TerminalView() if args.view else None
         daemon = build_daemon(
-            settings, start_fresh=args.start_fresh, relearn_reference=args.relearn_reference
+            settings,
+            start_fresh=args.start_fresh,
+            relearn_reference=args.relearn_reference,
+            on_batch=view,
         )
     except StorageUnusableError as exc:
         print(f"driftd: refusing to start: {exc}", file=sys.stderr)
@@ -169,6 +180,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CHECKPOINT
+    if view is not None:
+        print("driftd: " + "\n".join(view.summary()), flush=True)
     if settings.source.type in ("file", "stdin"):
         return _replay_summary(daemon, code)
     return code
@@ -215,60 +228,6 @@ def _replay_summary(daemon: Daemon, code: int) -> int:
     return code if stats.accepted else EXIT_NOTHING_ACCEPTED
 
 
-def _demo(args: argparse.Namespace) -> int:
-    overrides = {
-        "model": "credit-risk",
-        "source": {"type": "demo", "batch_size": 2_000},
-        "kafka": {"labels_topic": DEMO_LABELS_TOPIC},
-        "labels": {
-            "enabled": True,
-            "window_pairs": 1_000,
-            "group_by": "features.employment_type",
-        },
-        # Employment groups differ in default rates by design; page only on big gaps.
-        "detectors": {"fairness": {"threshold": 0.6, "clear": 0.4}},
-        "schema": {"segment_by": ["features.region"], "categorical": []},
-        "reference": {"warmup_events": 30_000},
-        "windows": {"size_events": 5_000, "min_samples": 500},
-        "metrics": {"host": "127.0.0.1", "port": args.port},
-        "logging": {"level": "error", "format": "console"},
-    }
-    unknown = unknown_env_settings()  # the demo takes DRIFTD_ overrides too
-    if unknown:
-        return _config_failure(InvalidConfigError(unknown))
-    try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-    except Exception as exc:  # the embedded defaults are ours; fail loudly if broken
-        print(f"driftd: demo settings invalid: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure_logging("error", "console")
-    print(
-        "driftd demo: simulated credit-risk model, segments north/south/west. 'west' gets a "
-        "feature shift at event 60,000 and a prediction shift at 120,000; from 90,000 the "
-        "labels of 'south' follow a new concept (features unchanged).\n"
-        f"metrics: http://127.0.0.1:{args.port}/metrics",
-        flush=True,
-    )
-    try:
-        daemon = build_daemon(
-            settings,
-            source_kind="demo",
-            on_batch=TerminalView(),
-            demo_events=args.events,
-            demo_rate=args.rate,
-        )
-    except StorageUnusableError as exc:  # a journal.path from DRIFTD_JOURNAL__PATH
-        print(f"driftd: refusing to start: {exc}", file=sys.stderr)
-        return EXIT_CHECKPOINT
-    code: int = daemon.run()
-    print(
-        f"driftd demo: {daemon.stats.accepted} events, {daemon.stats.windows} windows, "
-        f"{len(daemon.stats.transitions)} alert transitions",
-        flush=True,
-    )
-    return code
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -291,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="set an unusable checkpoint aside (renamed, never deleted) and start empty",
     )
     run.add_argument(
+        "--view",
+        action="store_true",
+        help="print a line per closed window, per ADWIN detection and per alert transition "
+        "on stdout, and a summary of the alerts that fired at the end (on a terminal or not)",
+    )
+    run.add_argument(
         "--relearn-reference",
         action="store_true",
         help="learn a new warm-up reference although the consumer group consumed before "
@@ -308,24 +273,27 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, default=None, help=config_help)
     check.set_defaults(handler=_check_config)
 
-    demo = sub.add_parser(
-        "demo",
-        help="run the full pipeline on the built-in demo stream",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    demo.add_argument("--events", type=int, default=180_000, help="events to stream")
-    demo.add_argument("--rate", type=int, default=30_000, help="events per second (0: no limit)")
-    demo.add_argument("--port", type=int, default=9108, help="metrics port (0: any free port)")
-    demo.set_defaults(handler=_demo)
+    add_demo_parser(sub)
+    add_status_parser(sub)
 
     add_reference_parser(sub)
+    add_backtest_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``driftd`` console script."""
     args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
+    except BrokenPipeError:
+        # The reader of stdout went away (`driftd reference show ref.json | head`): stop
+        # quietly, as a shell tool killed by SIGPIPE would, not with a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        code = EXIT_BROKEN_PIPE
     structlog.reset_defaults()
     return code
 

@@ -207,3 +207,20 @@ class AlertDeliveryError(DriftdError):
         self.status = status
         self.retry_after = retry_after
         self.reason = reason
+
+
+class ReportError(DriftdError):
+    """The HTML report of a backtest could not be made.
+
+    ``missing_package`` names the Python package that is not installed (``pip install
+    'driftd[report]'`` brings it), else None; ``key`` names the part of the backtest data
+    at fault (e.g. ``windows[3].scores``), else None.
+    """
+
+    def __init__(
+        self, message: str, *, missing_package: str | None = None, key: str | None = None
+    ) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.message = message
+        self.missing_package = missing_package
+        self.key = key

@@ -3,8 +3,9 @@
 :func:`build_daemon` builds, in this order: the pipeline (with the reference file, if
 any), the source, the metrics registry (with the Kafka client's collectors), the alert
 service, the checkpointer (which saves the alert service's state beside the
-pipeline's), the warm-up reference store, the HTTP server of ``/metrics``, ``/healthz``
-and ``/readyz`` (on the daemon's loop health), and the daemon, which the source then tells
+pipeline's), the warm-up reference store, the HTTP server of ``/metrics``, ``/healthz``,
+``/readyz`` (on the daemon's loop health) and ``/api/v1/state`` (a snapshot refreshed
+after each batch), and the daemon, which the source then tells
 of every rebalance (``Source.listen``). The CLI, the tests and the benchmarks all call
 it; a test injects what it needs to watch (a registry, a source, alert sinks, a batch
 callback) and gets the same wiring as ``driftd run``.
@@ -25,6 +26,7 @@ from monitor.config import Settings
 from monitor.emit.alerts.service import AlertService
 from monitor.emit.http import MetricsServer
 from monitor.emit.journal import Journal
+from monitor.emit.state_api import LiveState
 from monitor.engine.outcome import BatchOutcome
 from monitor.engine.pipeline import Pipeline
 from monitor.engine.reference.profile_file import load_reference
@@ -91,17 +93,24 @@ def build_daemon(
     if journal is not None:
         on_batch = journal if on_batch is None else _both(journal, on_batch)
     health = loop_health(settings)
-    server = (
-        MetricsServer(
+    server = None
+    if serve_metrics:
+        # Refreshed on the consumer thread after each batch, read by /api/v1/state.
+        live_state = LiveState(
+            pipeline.results,
+            pipeline.decisions,
+            lag=source.lag,
+            reference_version=lambda: pipeline.reference.version if pipeline.reference else None,
+        )
+        on_batch = live_state if on_batch is None else _both(live_state, on_batch)
+        server = MetricsServer(
             registry,
             settings.metrics.host,
             settings.metrics.port,
             liveness=health.alive,
             readiness=health.readiness,
+            state=live_state.json_bytes,
         )
-        if serve_metrics
-        else None
-    )
     daemon = Daemon(
         settings,
         source,

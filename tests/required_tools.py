@@ -2,9 +2,9 @@
 
 ``make test`` runs ``scripts/install-test-services`` first and exports
 ``DRIFTDTEST_REQUIRE_SERVICES=1``; CI sets ``CI``. Under either, a missing Kafka, Java,
-Maven, Prometheus, Alertmanager, tini or test extra fails its tests, so the suite can never
-pass by skipping them. A developer running plain ``pytest`` or ``make test-fast`` without
-them gets a skip whose reason names what is missing.
+Maven, Prometheus, Alertmanager, tini, Chromium or test extra fails its tests, so the
+suite can never pass by skipping them. A developer running plain ``pytest`` or
+``make test-fast`` without them gets a skip whose reason names what is missing.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ PACKAGE_OF = {
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
     "tini": "tini",
+    "chromium": "chromium",
 }
 JAVA_17 = 'openjdk version "17.0.15" 2025-04-15'
 
@@ -166,6 +167,15 @@ def test_root_installs_missing_packages_and_stops_their_services(tmp_path: Path)
     assert (box.bin / "amtool").exists()
 
 
+def test_root_installs_chromium_for_the_report_tests(tmp_path: Path) -> None:
+    """As root with only Chromium missing: apt-get installs the chromium package, exit 0."""
+    box = _sandbox(tmp_path, set(PACKAGE_OF) - {"chromium"})
+    result = box.run(uid=0)
+    assert result.returncode == 0, result.stderr
+    assert box.calls("apt-get")[-1] == "install -y -qq --no-install-recommends chromium"
+    assert (box.bin / "chromium").exists()
+
+
 def test_root_fails_when_the_install_leaves_a_tool_missing(tmp_path: Path) -> None:
     """As root, a tool still missing after apt-get is an error naming it, not a pass."""
     box = _sandbox(tmp_path, set(PACKAGE_OF) - {"tini"})
@@ -275,6 +285,21 @@ def test_tools_required_under_make_test_or_ci(
     expected = pytest.fail.Exception if required else pytest.skip.Exception
     with pytest.raises(expected, match="tini not found"):
         missing_tool("tini not found")
+
+
+@pytest.mark.parametrize("require", ["", "1"])
+def test_report_browser_tests_skip_or_fail_without_chromium(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, require: str
+) -> None:
+    """Without chromium the report's browser tests skip for a developer, fail under make test."""
+    from tests.report.browser import chromium_binary
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(CI_ENV, raising=False)
+    monkeypatch.setenv(REQUIRE_ENV, require)
+    expected = pytest.fail.Exception if require else pytest.skip.Exception
+    with pytest.raises(expected, match="chromium not found"):
+        chromium_binary()
 
 
 @pytest.mark.parametrize("require", ["", "1"])

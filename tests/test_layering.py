@@ -27,6 +27,9 @@ STAGES = {
     "monitor.engine": ("monitor.ingest",),
     "monitor.emit": ENGINE_OUTPUTS,
     "monitor.state": ("monitor.kafka", "monitor.ingest", "monitor.engine"),
+    # Not a stage but held to the same rule: the publisher a model server imports
+    # reaches only the Kafka clients (and BASE), never the engine or the daemon.
+    "monitor.publish": ("monitor.kafka",),
 }
 """Each stage of the flow, and the earlier stages it may import besides itself and BASE.
 
@@ -123,6 +126,8 @@ def test_the_checks_catch_what_they_forbid() -> None:
     assert upward_imports("monitor.app", engine) == []
     assert upward_imports("monitor.engine.windows", ast.parse("import monitor.emit.metrics\n"))
     assert upward_imports("monitor.ingest.decode", ast.parse("import monitor.app\n"))
+    assert upward_imports("monitor.publish.publisher", engine)
+    assert upward_imports("monitor.publish.sender", ast.parse("import monitor.kafka.api\n")) == []
     outputs = ast.parse("from monitor.engine.outcome import BatchOutcome\n")
     assert upward_imports("monitor.emit.journal", outputs) == []
     assert upward_imports("detectors.engine", ast.parse("import monitor.config\n"))

@@ -1,4 +1,5 @@
-"""The HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz``, and the loop's heartbeat.
+"""The HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/v1/state``, and the
+loop's heartbeat.
 
 :class:`MetricsServer` serves an injected ``CollectorRegistry`` (no global registry)
 from a threaded stdlib HTTP server on its own daemon thread; it knows nothing of the
@@ -28,7 +29,9 @@ from prometheus_client.exposition import choose_encoder
 
 from monitor.errors import ConfigError
 
-__all__ = ["Heartbeat", "MetricsServer"]
+STATE_PATH = "/api/v1/state"
+
+__all__ = ["STATE_PATH", "Heartbeat", "MetricsServer"]
 
 _log = structlog.get_logger()
 
@@ -95,6 +98,8 @@ class MetricsServer:
       (Prometheus text or OpenMetrics), gzipped if the client accepts it.
     - ``/healthz``: 200 ``ok`` while ``liveness()`` is true, else 503.
     - ``/readyz``: 200 with the reason while ``readiness()`` says ready, else 503.
+    - ``/api/v1/state``: the JSON ``state()`` returns (``monitor.emit.state_api``), when
+      a state provider is given; 404 otherwise.
     - anything else: 404. Only GET and HEAD are served.
 
     ``port=0`` binds a free port; :attr:`port` is the bound one after ``start()``.
@@ -108,8 +113,10 @@ class MetricsServer:
         liveness: Callable[[], bool],
         readiness: Callable[[], tuple[bool, str]],
         request_timeout: float = 10.0,
+        state: Callable[[], bytes] | None = None,
     ) -> None:
         self.registry = registry
+        self.state = state
         self.host = host
         self._port = port
         self.liveness = liveness
@@ -206,6 +213,8 @@ def _handler_class(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
                 self._probe(owner.liveness, body)
             elif path == "/readyz":
                 self._probe(owner.readiness, body)
+            elif path == STATE_PATH and owner.state is not None:
+                self._state(owner.state, body)
             else:
                 self._reply(HTTPStatus.NOT_FOUND, b"not found\n", body=body)
 
@@ -221,6 +230,15 @@ def _handler_class(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
             if "gzip" in self.headers.get("Accept-Encoding", ""):
                 output, encoding = gzip.compress(output), "gzip"
             self._reply(HTTPStatus.OK, output, content_type, encoding, body)
+
+        def _state(self, build: Callable[[], bytes], body: bool) -> None:
+            try:
+                payload = build()
+            except Exception as exc:
+                _log.error("state_request_failed", error=repr(exc))
+                self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, b"state failed\n", body=body)
+                return
+            self._reply(HTTPStatus.OK, payload, "application/json", body=body)
 
         def _probe(self, check: Callable[[], bool | tuple[bool, str]], body: bool) -> None:
             try:

@@ -1,30 +1,109 @@
-"""A plain-text live view for ``driftd demo``: per-segment drift as windows close."""
+"""A plain-text live view for ``driftd demo`` and ``driftd run --view``.
+
+It leads with what a person watches for: one line per closed feature window (its
+tests closest to, or furthest past, their thresholds) and one per alert transition.
+The label side, whose performance windows close every ``labels.window_pairs`` pairs
+per segment, would drown those lines, so it prints only when ADWIN detects a change
+in a segment's error stream; the label windows and joined pairs are counted for the
+closing summary, which lists the alerts that fired, by kind.
+"""
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TextIO
 
+from detectors.rules import QUALITY_METHODS
+from monitor.engine.decision import Transition
+from monitor.engine.labels.monitor import ERROR_COLUMN, LABEL_COLUMN
 from monitor.engine.outcome import BatchOutcome
+from monitor.engine.results import DATASET_COLUMN, WINDOW_COLUMN
 
 COUNT_METHODS = frozenset({"samples", "schema", "share"})
 """Rows that count things rather than measure drift; the window line leaves them out."""
 
+KINDS = (
+    "feature drift",
+    "concept drift",
+    "label drift",
+    "fairness",
+    "data quality",
+    "dataset drift",
+)
+"""The kinds of alert the summary groups by, in the order it lists them."""
+
+
+def alert_kind(column: str, method: str) -> str:
+    """The kind of alert a ``(column, method)`` state machine raises (one of ``KINDS``)."""
+    if column == ERROR_COLUMN:
+        return "concept drift"
+    if column == LABEL_COLUMN:
+        return "label drift"
+    if method == "fairness":
+        return "fairness"
+    if method in QUALITY_METHODS or column == WINDOW_COLUMN:
+        return "data quality"
+    if column == DATASET_COLUMN:
+        return "dataset drift"
+    return "feature drift"
+
+
+@dataclass
+class Episode:
+    """One alert from firing to resolved (``resolved_at`` None: still firing)."""
+
+    fired_at: int
+    resolved_at: int | None = None
+
+
+@dataclass
+class FiredAlert:
+    """Every episode of one alert (one dedup key) during the run."""
+
+    segment: str
+    column: str
+    method: str
+    episodes: list[Episode] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """See :func:`alert_kind`."""
+        return alert_kind(self.column, self.method)
+
+    @property
+    def firing(self) -> bool:
+        """Whether the last episode is still open."""
+        return bool(self.episodes) and self.episodes[-1].resolved_at is None
+
+
+Explain = Callable[[str, str], str | None]
+"""(segment, kind) -> one line saying why such an alert fired, or None when unknown."""
+
 
 class TerminalView:
-    """Prints one line per closed window and one per alert transition."""
+    """Prints feature windows, ADWIN detections and alert transitions as batches pass;
+    :meth:`summary` gives the closing lines."""
 
     def __init__(self, out: TextIO | None = None, columns: int = 3) -> None:
         self.out = out or sys.stdout
         self.columns = columns
         self.events = 0
+        self.windows = 0
+        self.label_windows = 0
+        self.pairs = 0
+        self.detections = 0
+        self.transitions = 0
+        self.fired: dict[str, FiredAlert] = {}
 
     def __call__(self, outcome: BatchOutcome) -> None:
         """Called by the daemon after every batch."""
         self.events += outcome.accepted
         results = outcome.results
         if results is not None:
+            self.windows += len(results)
             for row, segment in enumerate(results.segments):
                 # Ranked by score over threshold: scores of different methods do not
                 # compare, their distance to their own thresholds does.
@@ -41,29 +120,85 @@ class TerminalView:
                 shown = "  ".join(
                     f"{m}:{c}={v:.3g} ({r:.1f}x)" for r, m, c, v in worst[: self.columns]
                 )
-                print(
-                    f"{self.events:>9} events  window {segment:<14} "
-                    f"rows={int(results.rows[row]):>6}  {shown}",
-                    file=self.out,
-                    flush=True,
-                )
+                self._line(f"window {segment:<14} rows={int(results.rows[row]):>6}  {shown}")
         if outcome.labels is not None:
-            for extra in outcome.labels.results:
-                if "adwin" not in extra.scores:
-                    continue
-                for row, segment in enumerate(extra.segments):
-                    detections = int(extra.scores["adwin"][row, 0])
-                    print(
-                        f"{self.events:>9} events  labels {segment:<14} "
-                        f"pairs={int(extra.rows[row]):>6}  adwin detections={detections}",
-                        file=self.out,
-                        flush=True,
-                    )
+            self._labels(outcome)
         for t in outcome.transitions:
-            marker = "FIRING  " if t.current == "firing" else "RESOLVED"
-            print(
-                f"{self.events:>9} events  {marker} {t.dedup_key}  "
-                f"score={t.score:.3f} threshold={t.threshold:.3f}",
-                file=self.out,
-                flush=True,
+            self._transition(t)
+
+    def _labels(self, outcome: BatchOutcome) -> None:
+        labels = outcome.labels
+        assert labels is not None
+        self.pairs += labels.matched
+        for extra in labels.results:
+            if ERROR_COLUMN in extra.columns:  # performance windows (and detection rows)
+                self.label_windows += len(extra)
+        by_segment: dict[str, list[int]] = {}
+        for segment, pair in labels.detected_at:
+            by_segment.setdefault(segment, []).append(pair)
+        for segment, pairs in sorted(by_segment.items()):
+            self.detections += len(pairs)
+            at = ", ".join(f"{p + 1:,}" for p in pairs)
+            self._line(
+                f"labels {segment:<14} ADWIN detected a change in the error rate "
+                f"(at joined pair {at} of the segment)"
             )
+
+    def _transition(self, t: Transition) -> None:
+        self.transitions += 1
+        marker = "FIRING  " if t.current == "firing" else "RESOLVED"
+        self._line(f"{marker} {t.dedup_key}  score={t.score:.3f} threshold={t.threshold:.3f}")
+        alert = self.fired.get(t.dedup_key)
+        if t.current == "firing":
+            if alert is None:
+                alert = self.fired[t.dedup_key] = FiredAlert(t.segment, t.column, t.method)
+            alert.episodes.append(Episode(self.events))
+        elif alert is not None and alert.firing:
+            alert.episodes[-1].resolved_at = self.events
+
+    def _line(self, text: str) -> None:
+        print(f"{self.events:>9} events  {text}", file=self.out, flush=True)
+
+    # -- the closing summary ---------------------------------------------------------
+
+    def summary(self, explain: Explain | None = None) -> list[str]:
+        """The closing lines: counts, then per kind and segment the alerts that fired,
+        when, and (with ``explain``) why."""
+        lines = [
+            f"{self.events:,} events, {self.windows:,} feature windows, "
+            f"{self.label_windows:,} performance windows ({self.pairs:,} labels joined, "
+            f"{self.detections:,} ADWIN detections), {self.transitions:,} alert transitions"
+        ]
+        if not self.fired:
+            lines.append("no alert fired")
+            return lines
+        groups: dict[tuple[str, str], list[FiredAlert]] = {}
+        for alert in self.fired.values():
+            groups.setdefault((alert.kind, alert.segment), []).append(alert)
+        lines.append("alerts that fired:")
+        order = {kind: i for i, kind in enumerate(KINDS)}
+        for kind, segment in sorted(groups, key=lambda g: (order.get(g[0], len(KINDS)), g[1])):
+            alerts = sorted(groups[(kind, segment)], key=lambda a: (a.column, a.method))
+            names = ", ".join(f"{a.column}/{a.method}" for a in alerts)
+            lines.append(f"  {kind} in {segment}: {names}; {_when(alerts)}")
+            if explain is not None:
+                why = explain(segment, kind)
+                lines.append(
+                    f"    why: {why}"
+                    if why is not None
+                    else "    why: not something the stream injected (unexpected)"
+                )
+        return lines
+
+
+def _when(alerts: list[FiredAlert]) -> str:
+    """When a group of alerts fired and resolved, in events, episode by episode."""
+    spans = sorted(
+        {(e.fired_at, e.resolved_at) for a in alerts for e in a.episodes},
+        key=lambda s: (s[0], math.inf if s[1] is None else s[1]),
+    )
+    parts = [
+        f"fired at {start:,} events, " + ("still firing" if end is None else f"resolved at {end:,}")
+        for start, end in spans
+    ]
+    return "; ".join(parts)

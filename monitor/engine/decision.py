@@ -131,6 +131,9 @@ class DecisionState:
     n: int
     since_ts: float
     last_ts: float
+    verdict: str | None = None
+    """How the last judged window counted (``severe``, ``breach``, ``band``, ``clear``);
+    None when unknown (restored from a checkpoint written before it was kept)."""
 
 
 @dataclass
@@ -144,6 +147,7 @@ class _Entry:
     n: int
     since_ts: float
     last_ts: float
+    verdict: str | None = None
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -266,6 +270,7 @@ class DecisionBook:
             self._entries[key] = entry
         entry.score, entry.p_value, entry.n, entry.last_ts = score, p, n, end
         entry.threshold, entry.clear = threshold, clear
+        entry.verdict = verdict.value
         previous = entry.state
         if verdict in (Verdict.BREACH, Verdict.SEVERE):
             entry.streak += 1
@@ -343,8 +348,9 @@ class DecisionBook:
 
     # -- introspection -------------------------------------------------------------
 
-    def states(self) -> list[DecisionState]:
-        """A consistent copy of every state machine's current state."""
+    def states(self, segments: Collection[str] | None = None) -> list[DecisionState]:
+        """A consistent copy of every state machine's current state (of ``segments`` only,
+        when given)."""
         with self._lock:
             return [
                 DecisionState(
@@ -360,8 +366,10 @@ class DecisionBook:
                     n=e.n,
                     since_ts=e.since_ts,
                     last_ts=e.last_ts,
+                    verdict=e.verdict,
                 )
                 for (s, c, m), e in self._entries.items()
+                if segments is None or s in segments
             ]
 
     def transition_counts(self) -> dict[tuple[str, str, str, TransitionName], int]:
@@ -422,6 +430,7 @@ class DecisionBook:
                         "n": e.n,
                         "since_ts": e.since_ts,
                         "last_ts": e.last_ts,
+                        "verdict": e.verdict,
                     }
                     for (s, c, m), e in self._entries.items()
                 ],
@@ -453,6 +462,7 @@ class DecisionBook:
                     n=int(d["n"]),
                     since_ts=float(d["since_ts"]),
                     last_ts=float(d["last_ts"]),
+                    verdict=_verdict_name(d.get("verdict")),
                 )
                 for d in _seq(state["entries"])
             }
@@ -517,6 +527,13 @@ def _state_name(x: Any) -> StateName:
     if x == "firing":
         return "firing"
     raise ValueError(f"unknown state {x!r}")
+
+
+def _verdict_name(x: Any) -> str | None:
+    """A saved verdict; absent (older checkpoints) is None."""
+    if x is None:
+        return None
+    return Verdict(x).value  # ValueError on anything else
 
 
 def _transition_name(x: Any) -> TransitionName:

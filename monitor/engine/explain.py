@@ -11,15 +11,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from detectors.base import IntArray
+from detectors.base import FloatArray, IntArray
 from detectors.binning import Binner
 from detectors.explain import TOP_BINS, bin_labels, top_bins
 from detectors.report import psi_severity
 from detectors.stats import DEFAULT_SMOOTHING
 from monitor.engine.decision import Transition
 from monitor.engine.windows import ClosedWindows
+
+
+@dataclass(frozen=True)
+class WindowBins:
+    """The coarse bin counts of windows that closed together, reference beside current.
+
+    One row per closed window, in the order of the batch's ``WindowResults`` rows;
+    ``reference`` and ``current`` are ``(k, F, B)`` counts over the monitored columns,
+    where column ``f`` uses its first ``len(labels[columns[f]])`` bins (the coarse PSI
+    bins of a numeric column, the categories of a categorical one; missing values are
+    in neither). ``reference`` is what the window was compared with: its segment's own
+    reference, or the profile.
+    """
+
+    segments: tuple[str, ...]
+    window_end_ts: FloatArray
+    columns: tuple[str, ...]
+    labels: Mapping[str, Sequence[str]]
+    reference: IntArray
+    current: IntArray
 
 
 class DriftExplainer:
@@ -30,6 +51,20 @@ class DriftExplainer:
         self.smoothing = smoothing
         self.labels = {p.name: bin_labels(p) for p in binner.profiles}
         self.index = {p.name: f for f, p in enumerate(binner.profiles)}
+
+    def window_bins(
+        self, closed: ClosedWindows, reference: IntArray, segment_names: Sequence[str]
+    ) -> WindowBins:
+        """The coarse bins of every window of ``closed`` beside its ``reference`` slot
+        counts (``(k, F, stride)``, as ``details`` takes them)."""
+        return WindowBins(
+            segments=tuple(segment_names[s] for s in closed.segments.tolist()),
+            window_end_ts=closed.end_ts,
+            columns=tuple(self.index),
+            labels=self.labels,
+            reference=self.binner.coarsen(reference),
+            current=self.binner.coarsen(closed.counts),
+        )
 
     def details(
         self,

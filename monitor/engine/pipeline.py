@@ -23,7 +23,7 @@ from detectors.profile import ReferenceProfile, build_profile
 from monitor.config import Settings
 from monitor.engine.decision import DecisionBook, Transition
 from monitor.engine.evaluate import Evaluator, segment_references
-from monitor.engine.explain import DriftExplainer
+from monitor.engine.explain import DriftExplainer, WindowBins
 from monitor.engine.labels.events import LabelDecoder
 from monitor.engine.labels.monitor import LabelMonitor, LabelOutcome
 from monitor.engine.outcome import BatchOutcome
@@ -99,6 +99,10 @@ class Pipeline:
         self._absent: set[str] = set()
         self.on_reference_built: Callable[[], None] | None = None
         """Called once a warm-up reference is complete (the daemon saves it at once)."""
+        self.on_window_bins: Callable[[WindowBins], None] | None = None
+        """Called with the reference and current coarse bin counts of the windows each batch
+        closes, after they are scored (``driftd backtest`` keeps those of the worst
+        windows); None, the default, computes nothing."""
         self.segment_home: dict[int, TopicPartition] = {}
         """The partition each segment's first event came from (see ``monitor.state.handover``)."""
         self.labels: LabelMonitor | None = None
@@ -301,6 +305,15 @@ class Pipeline:
                 results = self.evaluator.evaluate(closed, tuple(self.segments.names))
                 self.results.record(results)
                 transitions.extend(self.decisions.observe(results))
+                if self.on_window_bins is not None:
+                    assert self.explainer is not None
+                    self.on_window_bins(
+                        self.explainer.window_bins(
+                            closed,
+                            self.evaluator.reference_for(closed.segments),
+                            self.segments.names,
+                        )
+                    )
                 if any(t.current == "firing" for t in transitions):
                     assert self.explainer is not None
                     details = self.explainer.details(

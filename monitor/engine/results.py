@@ -118,10 +118,12 @@ class LatestResults:
                             segment, column, method, score, p, int(results.n[row, j]), end
                         )
 
-    def scores(self) -> list[LatestScore]:
-        """A consistent copy of the latest scores."""
+    def scores(self, segments: Collection[str] | None = None) -> list[LatestScore]:
+        """A consistent copy of the latest scores (of ``segments`` only, when given)."""
         with self._lock:
-            return list(self._scores.values())
+            if segments is None:
+                return list(self._scores.values())
+            return [v for k, v in self._scores.items() if k[0] in segments]
 
     def windows(self) -> list[LatestWindow]:
         """A consistent copy of the latest window per segment."""

@@ -7,6 +7,9 @@ import argparse
 import csv
 import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +495,24 @@ def test_cli_merge_unwritable_output_exits_2(
     capsys.readouterr()
     assert run("merge", str(good), str(good), "-o", str(tmp_path / "no" / "m.json")) == 2
     assert "--output" in one_error_line(capsys)
+
+
+@pytest.mark.slow
+def test_output_into_a_closed_pipe_stops_quietly_with_141(tmp_path: Path) -> None:
+    """`driftd reference show ... | head` whose reader left: exit 141, no traceback."""
+    profile = build(tmp_path, training_rows(2_000), "ref")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before driftd writes a byte
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "monitor.cli", "reference", "show", str(profile)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr

@@ -1,0 +1,318 @@
+"""What driftd thinks now, as JSON: the snapshot behind ``GET /api/v1/state``.
+
+:class:`LiveState` is called on the consumer thread after every batch (it is a batch
+callback, like the journal). When the batch closed a window, moved a state machine or
+evicted a segment, it rebuilds an immutable snapshot from the latest results and the
+decision book and swaps it in with one assignment; the HTTP thread reads that reference
+and serialises it without a lock, so a request never waits for a batch and a batch
+never waits for a request. The snapshot holds one row per ``(segment, feature,
+method)`` with a score, so its size is bounded by the segment cap like ``/metrics``.
+
+Every row's ``state`` is one of:
+
+- ``firing``: the alert is firing (``driftd_drift_active`` is 1);
+- ``band``: not firing, but not clear either: breaching windows are being counted
+  towards ``detectors.consecutive`` (``breach_streak`` > 0, pending), or the last
+  judged window fell in the band between the clear level and the threshold;
+- ``ok``: the last judged window was clear, or the row was never judged
+  (``threshold`` is then null).
+
+``since`` is the window end (event time, Unix seconds) at which the row entered its
+state: exact for ``firing`` and a pending ``band`` (the decision book records it), the
+first window driftd saw in the band otherwise, and null for an ``ok`` row that never
+left ``ok``. The schema is in docs/state-api.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+import structlog
+
+from monitor.engine.decision import DecisionBook, DecisionState
+from monitor.engine.outcome import BatchOutcome
+from monitor.engine.results import LatestResults, LatestScore, LatestWindow
+from monitor.ingest.source import TopicPartition
+
+__all__ = ["API_VERSION", "LiveState", "StateRow", "row_state"]
+
+API_VERSION: Final = 1
+
+BREACH_BELOW: Final = frozenset({"samples"})
+"""Methods that breach when the score falls below the threshold (too few values)."""
+
+RowState = Literal["ok", "band", "firing"]
+Key = tuple[str, str, str]
+
+_log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class StateRow:
+    """One ``(segment, feature, method)`` as the API shows it."""
+
+    segment: str
+    feature: str
+    method: str
+    state: RowState
+    score: float
+    p_value: float
+    threshold: float | None
+    clear_threshold: float | None
+    breach_streak: int
+    n: int
+    window_rows: int | None
+    window_end: float
+    since: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        """How near paging the score is: score over threshold (threshold over score for a
+        method in ``BREACH_BELOW``); 1 or more breaches. None without a threshold."""
+        if self.threshold is None or not math.isfinite(self.score):
+            return None
+        if self.method in BREACH_BELOW:
+            return self.threshold / max(self.score, 1.0)  # a count of values: 0 is as bad as 1
+        return self.score / self.threshold if self.threshold > 0 else None
+
+    def as_json(self) -> dict[str, Any]:
+        """The row as JSON-safe values (NaN and infinities become null)."""
+        return {
+            "segment": self.segment,
+            "feature": self.feature,
+            "method": self.method,
+            "state": self.state,
+            "score": _finite(self.score),
+            "p_value": _finite(self.p_value),
+            "threshold": _finite(self.threshold),
+            "clear_threshold": _finite(self.clear_threshold),
+            "ratio": _finite(self.ratio),
+            "breach_streak": self.breach_streak,
+            "n": self.n,
+            "window_rows": self.window_rows,
+            "window_end": _finite(self.window_end),
+            "since": _finite(self.since),
+        }
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Built on the consumer thread, never changed after: safe to read without a lock."""
+
+    rows: Mapping[str, tuple[dict[str, Any], ...]]
+    """The rows of each segment, sorted by feature and method."""
+    segments: tuple[dict[str, Any], ...]
+    updated_at: float | None
+
+
+def row_state(decision: DecisionState | None) -> RowState:
+    """The API state of a decision state machine (None: never judged, so ``ok``)."""
+    if decision is None:
+        return "ok"
+    if decision.state == "firing":
+        return "firing"
+    if decision.state == "pending" or decision.streak > 0:
+        return "band"
+    if decision.verdict is not None:
+        return "band" if decision.verdict == "band" else "ok"
+    # Restored from a checkpoint and not judged since: the score against the band (empty
+    # for ``samples``, which breaches low, with its clear level equal to its threshold).
+    return "band" if decision.clear <= decision.score < decision.threshold else "ok"
+
+
+class LiveState:
+    """The snapshot of what driftd thinks now, refreshed after every batch.
+
+    ``lag`` is read when a request comes (the source's lag is thread-safe, as the
+    metrics collector reads it too); ``reference_version`` when a snapshot is built.
+    """
+
+    def __init__(
+        self,
+        results: LatestResults,
+        decisions: DecisionBook,
+        *,
+        lag: Callable[[], Mapping[TopicPartition, int]] | None = None,
+        reference_version: Callable[[], str | None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if results.model != decisions.model:
+            raise ValueError(f"results of {results.model!r}, decisions of {decisions.model!r}")
+        self.model = results.model
+        self.results = results
+        self.decisions = decisions
+        self.lag = lag
+        self.reference_version = reference_version
+        self.clock = clock
+        self.events_consumed = 0
+        self.events_accepted = 0
+        self.events_rejected = 0
+        self._reference: str | None = None
+        self._since: dict[Key, tuple[RowState, float | None, float]] = {}
+        self._transition_keys: set[Key] | None = None
+        self._snapshot = _Snapshot({}, (), None)
+
+    # -- consumer thread -----------------------------------------------------------
+
+    def __call__(self, outcome: BatchOutcome) -> None:
+        """Count the batch; rebuild the rows of the segments it changed."""
+        self.events_consumed += outcome.records
+        self.events_accepted += outcome.accepted
+        self.events_rejected += len(outcome.rejected)
+        changed: set[str] = set(outcome.evicted)
+        changed.update(t.segment for t in outcome.transitions)
+        if outcome.results is not None:
+            changed.update(outcome.results.segments)
+        if outcome.labels is not None:
+            for extra in outcome.labels.results:
+                changed.update(extra.segments)
+        if self._snapshot.updated_at is None:  # the first batch: all (a restore's too)
+            self.refresh()
+        elif changed:
+            self.refresh(changed)
+
+    def refresh(self, segments: Collection[str] | None = None) -> None:
+        """Rebuild the rows of ``segments`` (all when None) and publish a new snapshot.
+
+        Only the segments a batch touched are rebuilt, so the cost of a batch follows
+        the windows it closed, not the number of rows.
+        """
+        self._reference = self.reference_version() or None
+        self._transition_keys = None  # read again if a row needs it
+        wanted = None if segments is None else frozenset(segments)
+        states = {(s.segment, s.column, s.method): s for s in self.decisions.states(wanted)}
+        latest: dict[Key, LatestScore] = {
+            (s.segment, s.column, s.method): s for s in self.results.scores(wanted)
+        }
+        windows: dict[str, LatestWindow] = {w.segment: w for w in self.results.windows()}
+        by_segment: dict[str, list[dict[str, Any]]] = {}
+        for key in sorted(set(states) | set(latest)):
+            row = self._row(key, states.get(key), latest.get(key), windows)
+            self._since[key] = (row.state, row.since, row.window_end)
+            by_segment.setdefault(key[0], []).append(row.as_json())
+        rows = dict(self._snapshot.rows) if wanted is not None else {}
+        for segment in wanted if wanted is not None else ():
+            rows.pop(segment, None)
+        rows.update((segment, tuple(r)) for segment, r in by_segment.items())
+        if wanted is None:
+            self._since = {k: v for k, v in self._since.items() if k[0] in rows}
+        else:  # forget the since of rows that left (evicted segments, dropped states)
+            kept = {
+                (r["segment"], r["feature"], r["method"]) for s in wanted for r in rows.get(s, ())
+            }
+            for key in [k for k in self._since if k[0] in wanted and k not in kept]:
+                del self._since[key]
+        segments_doc = tuple(
+            {
+                "segment": w.segment,
+                "window_rows": w.rows,
+                "window_end": _finite(w.window_end_ts),
+                "windows_closed": self.results.windows_closed.get(w.segment, 0),
+            }
+            for w in sorted(windows.values(), key=lambda w: w.segment)
+        )
+        self._snapshot = _Snapshot(rows, segments_doc, self.clock())
+
+    def _row(
+        self,
+        key: Key,
+        decision: DecisionState | None,
+        score: LatestScore | None,
+        windows: Mapping[str, LatestWindow],
+    ) -> StateRow:
+        """One row: the score as ``/metrics`` exports it, the rest from the decision."""
+        segment, feature, method = key
+        state = row_state(decision)
+        window = windows.get(segment)
+        judged = decision is not None and math.isfinite(decision.threshold)
+        if score is not None:
+            value, p_value, n, end = score.score, score.p_value, score.n, score.window_end_ts
+        elif decision is not None:
+            value, p_value, n, end = decision.score, decision.p_value, decision.n, decision.last_ts
+        else:  # pragma: no cover - every key comes from one of the two
+            raise ValueError(f"no score and no decision for {key}")
+        return StateRow(
+            segment=segment,
+            feature=feature,
+            method=method,
+            state=state,
+            score=value,
+            p_value=p_value,
+            threshold=decision.threshold if decision is not None and judged else None,
+            clear_threshold=decision.clear if decision is not None and judged else None,
+            breach_streak=decision.streak if decision is not None else 0,
+            n=n,
+            window_rows=window.rows if window is not None else None,
+            window_end=end,
+            since=self._since_of(key, state, decision),
+        )
+
+    def _since_of(self, key: Key, state: RowState, decision: DecisionState | None) -> float | None:
+        """When ``key`` entered ``state`` (see the module doc), from what was seen before."""
+        if decision is None:
+            return None
+        if state == "firing" or decision.state == "pending":
+            return decision.since_ts
+        before = self._since.get(key)
+        if before is not None and before[0] == state:
+            return before[1]
+        if state == "ok":
+            if before is not None and decision.since_ts > before[2]:
+                return decision.since_ts  # the machine resolved (or left pending) since
+            if before is not None:
+                return decision.last_ts  # it left the band by score alone
+            return decision.since_ts if self._transitioned(key) else None
+        return decision.last_ts  # entered the band by score alone
+
+    def _transitioned(self, key: Key) -> bool:
+        """Whether ``key`` ever fired or resolved (asked only of rows first seen ``ok``:
+        after a restore, the book knows more than this snapshot has seen)."""
+        if self._transition_keys is None:
+            counts = self.decisions.transition_counts()
+            self._transition_keys = {(s, c, m) for s, c, m, _ in counts}
+        return key in self._transition_keys
+
+    # -- HTTP thread ---------------------------------------------------------------
+
+    def document(self) -> dict[str, Any]:
+        """The whole state as a JSON-safe dict (the snapshot and the lag at this moment)."""
+        snapshot = self._snapshot  # one read: the consumer thread may swap it meanwhile
+        return {
+            "api_version": API_VERSION,
+            "model": self.model,
+            "reference_version": self._reference,
+            "generated_at": self.clock(),
+            "updated_at": snapshot.updated_at,
+            "events_consumed": self.events_consumed,
+            "events_accepted": self.events_accepted,
+            "events_rejected": self.events_rejected,
+            "consumer_lag": self._lag(),
+            "segments": list(snapshot.segments),
+            "rows": [row for segment in sorted(snapshot.rows) for row in snapshot.rows[segment]],
+        }
+
+    def json_bytes(self) -> bytes:
+        """The document, serialised (no lock is held: the snapshot is immutable)."""
+        return orjson.dumps(self.document())
+
+    def _lag(self) -> list[dict[str, Any]] | None:
+        if self.lag is None:
+            return None
+        try:
+            lag = dict(self.lag())
+        except Exception as exc:  # a broker hiccup must not fail the whole document
+            _log.warning("state_lag_failed", error=repr(exc))
+            return None
+        return [
+            {"topic": topic, "partition": partition, "lag": int(value)}
+            for (topic, partition), value in sorted(lag.items())
+        ]
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
