@@ -36,13 +36,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# The whole suite: the service-free tiers on both cores, then the tests that start real
-# services (Kafka, Prometheus, Alertmanager) or run long, one at a time. Run in parallel,
-# each worker with its own broker, those took 6 minutes instead of about 10, but in two of
-# four runs a consumer never joined its group under the load, so they stay serial.
+# The whole suite on both cores: a module stays on one worker (its services start
+# once), each worker has its own Kafka broker, and modules go out in the order
+# tests/conftest.py gives them (slow ones first), not xdist's biggest-first.
 unit: $(STAMP)
-	$(BIN)/pytest -m "not integration and not slow" -n 2
-	$(BIN)/pytest -m "integration or slow"
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test-services:
 	VENV=$(VENV) PYTHON=$(PYTHON) $(TEST_SERVICES)

@@ -1,8 +1,7 @@
 """Suite-wide rules: every test states the behaviour it checks in a one-line docstring.
 
 Also how the suite runs on several workers (``pytest -n 2 --dist loadfile
---no-loadscope-reorder``; ``make test`` runs the service tests serially, see the
-Makefile): each module stays on one worker, so
+--no-loadscope-reorder``, as ``make test`` does): each module stays on one worker, so
 its module-scoped services start once; each worker starts its own Kafka broker
 (session scope, free ports); and the modules with slow tests are handed out first, so
 that none of them starts last and runs alone at the end (xdist's own reorder, biggest
@@ -115,7 +114,8 @@ def _close_refused_connects() -> Iterator[None]:
     if not _CONNECTS.take():
         return
     for obj in gc.get_objects():
-        if not isinstance(obj, socket.socket) or obj.fileno() == -1:
+        # type(), not isinstance(): a dead weakref.proxy raises ReferenceError on __class__
+        if not issubclass(type(obj), socket.socket) or obj.fileno() == -1:
             continue
         try:
             if obj.type != socket.SOCK_STREAM:

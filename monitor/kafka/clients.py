@@ -5,7 +5,8 @@ producer, the Kafka checkpoint store's consumer, producer and admin client) is b
 here: :func:`connection_settings` says how to reach the brokers (servers, client id,
 TLS and SASL), :func:`consumer_settings` and :func:`dead_letter_producer_settings` add
 what each client does, and :func:`build_client` constructs one without leaking the
-threads of a failed attempt.
+threads of a failed attempt, and gives a group consumer a group join that survives a
+short ``poll`` (:func:`finish_joins_across_polls`, for kafka-python 3.0.12).
 
 The settings are taken as validated: ``monitor.config`` checks the keys when the
 configuration is loaded (``driftd check-config`` runs the same checks), so nothing is
@@ -18,24 +19,29 @@ log them.
 from __future__ import annotations
 
 import socket
+import time
+import weakref
 from collections.abc import Sequence
 from contextlib import suppress
+from importlib.metadata import version
 from typing import Any
 
 import structlog
 
 from monitor.config import KafkaConfig
-from monitor.kafka.api import KafkaNetClient
+from monitor.kafka.api import KafkaNetClient, MemberState, kafka_errors
 
 log = structlog.get_logger()
 
 __all__ = [
     "BOOTSTRAP_PROBE_TIMEOUT_S",
+    "JOIN_FIX_VERSIONS",
     "build_client",
     "close_quietly",
     "connection_settings",
     "consumer_settings",
     "dead_letter_producer_settings",
+    "finish_joins_across_polls",
     "security_settings",
 ]
 
@@ -190,10 +196,134 @@ def build_client(
         raise ConnectionError("no bootstrap server accepts connections: " + ", ".join(servers))
     factory = _ClientFactory()
     try:
-        return cls(**settings, kafka_client=factory)
+        client = cls(**settings, kafka_client=factory)
     except BaseException:
         factory.close_all()
         raise
+    coordinator = getattr(client, "_coordinator", None)
+    if coordinator is not None and settings.get("group_id") is not None:
+        finish_joins_across_polls(coordinator)
+    return client
+
+
+JOIN_FIX_VERSIONS = frozenset({"3.0.12"})
+"""kafka-python releases whose group join :func:`finish_joins_across_polls` corrects."""
+
+_KAFKA_PYTHON = version("kafka-python")
+
+
+def finish_joins_across_polls(coordinator: Any) -> bool:
+    """Make a group join that outlasts one ``poll`` finish in a later one (kafka-python 3.0.12).
+
+    ``poll(timeout_ms=N)`` may return while this member's JoinGroup + SyncGroup round
+    trip is still in flight; kafka-python keeps it as ``_join_task`` for the next poll
+    to await. Two flaws then leave the member outside its group, more often the busier
+    the machine (the round trip outlasts the poll more often):
+
+    * the next poll awaits it only while ``need_rejoin()`` holds, and a leader's
+      rejoin that a metadata change asked for stops holding once the in-flight task has
+      computed the new assignment: the task's result is never applied, the member stays
+      REBALANCING without heartbeats, with no partitions, for good;
+    * a task that completed between two polls is thrown away and a new JoinGroup sent,
+      which starts another rebalance (in a group of two polled in turn, endlessly).
+
+    Here a join in flight counts as a rejoin still needed, and a finished one is taken
+    (its assignment applied, or its error handled as if it had just arrived). Returns
+    whether the coordinator was changed (only on the versions in ``JOIN_FIX_VERSIONS``).
+    """
+    if _KAFKA_PYTHON not in JOIN_FIX_VERSIONS or not hasattr(coordinator, "_join_task"):
+        return False
+    # Weakly: a coordinator holding strong references to itself would outlive its
+    # consumer until the cyclic collector ran (and with it any socket it still holds).
+    owner = weakref.ref(coordinator)
+    library_need_rejoin = type(coordinator).need_rejoin
+
+    def need_rejoin() -> bool:
+        member = owner()
+        if member is None:
+            return False
+        return member._join_task is not None or bool(library_need_rejoin(member))
+
+    async def join_group_async(timeout_ms: Any = None) -> bool:
+        member = owner()
+        if member is None:
+            return False
+        return await _join_group_async(member, timeout_ms)
+
+    coordinator.need_rejoin = need_rejoin
+    coordinator.join_group_async = join_group_async
+    return True
+
+
+async def _join_group_async(self: Any, timeout_ms: Any = None) -> bool:
+    """kafka-python 3.0.12's ``BaseCoordinator.join_group_async``, except that a join task
+    that finished while no poll awaited it is awaited (its result or error taken) instead of
+    being replaced by a new JoinGroup."""
+    if not self._use_group_apis:
+        raise kafka_errors.UnsupportedVersionError("Group Coordinator APIs require 0.9+ broker")
+    forever = timeout_ms is None or timeout_ms == float("inf")
+    deadline = None if forever else time.monotonic() + timeout_ms / 1000
+
+    def left_ms() -> int | None:
+        if deadline is None:
+            return None
+        return max(0, int((deadline - time.monotonic()) * 1000))
+
+    while self.need_rejoin():
+        if not await self.ensure_coordinator_ready_async(timeout_ms=left_ms()):
+            return False
+        if self._join_task is None:  # the library: `or self._join_task.is_done`
+            if not self.rejoining:
+                await self._on_join_prepare_async(
+                    self._generation.generation_id,
+                    self._generation.member_id,
+                    timeout_ms=left_ms(),
+                )
+                self.rejoining = True
+                self._disable_heartbeat()
+            self._join_task = self._manager.call_soon(self._do_join_and_sync_async)
+        try:
+            assignment_bytes = await self._manager.wait_for(self._join_task, left_ms())
+        except kafka_errors.KafkaTimeoutError:
+            return False  # still in flight: the next poll awaits it
+        except (
+            kafka_errors.UnknownMemberIdError,
+            kafka_errors.RebalanceInProgressError,
+            kafka_errors.IllegalGenerationError,
+            kafka_errors.MemberIdRequiredError,
+        ):
+            self._join_task = None
+            continue
+        except kafka_errors.RetriableError:
+            self._join_task = None
+            remaining = left_ms()
+            if remaining == 0:
+                return False
+            backoff_ms = self.config["retry_backoff_ms"]
+            if remaining is not None:
+                backoff_ms = min(backoff_ms, remaining)
+            if backoff_ms > 0:
+                await self._net.sleep(backoff_ms / 1000)
+            continue
+        except kafka_errors.KafkaError:
+            self._join_task = None
+            raise
+        self._join_task = None
+        with self._lock:
+            if self.state is not MemberState.REBALANCING:
+                continue  # left the group (poll interval exceeded) since: join again
+            self.rejoining = False
+            self.rejoin_needed = False
+            self.state = MemberState.STABLE
+            self._enable_heartbeat()
+        await self._on_join_complete_async(
+            self._generation.generation_id,
+            self._generation.member_id,
+            self._generation.protocol,
+            assignment_bytes,
+        )
+        return True
+    return True
 
 
 def close_quietly(client: Any, failed_event: str) -> None:
