@@ -66,6 +66,12 @@ SETTINGS_HELP = (
 )
 
 
+LABELS_NOT_READ = (
+    "driftd: labels.enabled is set, but a file or stdin run reads no labels (they come from "
+    "kafka.labels_topic): replay them with `driftd backtest --events FILE --labels FILE`"
+)
+
+
 def _config_failure(exc: InvalidConfigError) -> int:
     for error in exc.errors:
         print(f"driftd: config error: {error.key}: {error.message}", file=sys.stderr)
@@ -136,6 +142,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"driftd: refusing to start: {problem}", file=sys.stderr)
         return EXIT_CHECKPOINT
     configure_logging(settings.logging.level, settings.logging.format)
+    if settings.labels.enabled and settings.source.type in ("file", "stdin"):
+        structlog.get_logger().warning("labels_not_read", source=settings.source.type)
     try:
         view = TerminalView() if args.view else None
         daemon = build_daemon(
@@ -222,6 +230,8 @@ def _replay_summary(daemon: Daemon, code: int) -> int:
             f"(reference.warmup_events {daemon.settings.reference.warmup_events:,}): "
             "no window was compared"
         )
+    if daemon.settings.labels.enabled:
+        lines.append(LABELS_NOT_READ)
     if not stats.accepted:
         lines.append("driftd: no event was accepted, so nothing was monitored (exit 1)")
     print("\n".join(lines), file=sys.stderr)

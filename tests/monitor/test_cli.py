@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from monitor.cli import main
+from monitor.cli import LABELS_NOT_READ, main
 from monitor.errors import SourceError
 from monitor.ingest.file_source import FileSource
 from tests.monitor.cli_helpers import driftd_lines, write_config
@@ -334,3 +334,15 @@ def test_file_source_of_a_missing_file_is_a_source_error(tmp_path: Path) -> None
     assert str(tmp_path / "gone.jsonl") in info.value.message
     with pytest.raises(SourceError, match="cannot open"):
         FileSource(tmp_path, batch_size=10)
+
+
+def test_file_run_with_labels_enabled_says_it_reads_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """labels.enabled on a file run is not silent: the summary says no label was read."""
+    events = _events(tmp_path / "events.jsonl", 600)
+    config = _file_config(tmp_path, events, labels={"enabled": True})
+    assert main(["run", "-c", str(config)]) == 0
+    lines = driftd_lines(capsys.readouterr().err)
+    assert LABELS_NOT_READ in lines
+    assert "driftd backtest --events FILE --labels FILE" in LABELS_NOT_READ
