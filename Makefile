@@ -14,16 +14,20 @@ STAMP  := $(VENV)/.installed
 # Only `make test` runs it; `make demo` needs none of them.
 TEST_SERVICES ?= scripts/install-test-services
 
-# What running needs, and nothing else: the demo installs only this.
+# Packages go in with uv (from PyPI, into the venv): it resolves and installs the test
+# tools in seconds where pip takes about a minute.
+UV := $(BIN)/python -m uv pip install --quiet --python $(BIN)/python
+
+# What running needs, and nothing else: the demo installs only this (and the installer).
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
+	$(UV) -e .
 	touch $(RUNTIME)
 
 # The test tools on top (pytest, ruff, mypy, the deploy checkers, pandas).
 $(STAMP): $(RUNTIME)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(UV) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(RUNTIME)
