@@ -84,6 +84,20 @@ def test_each_new_generation_counts_once_however_often_it_is_observed() -> None:
     assert tracker.snapshot.generations_joined == 2
 
 
+def test_a_generation_seen_first_while_rebalancing_counts_once_stable() -> None:
+    """The client knows the new generation before it is stable: it counts when stable."""
+    tracker = MembershipTracker("g", clock=Clock())
+    consumer = ScriptedConsumer(MemberState.STABLE, 1, {("t", 0)})
+    tracker.observe(consumer)
+    consumer.state, consumer.generation = MemberState.REBALANCING, 2  # JoinGroup answered
+    tracker.observe(consumer)
+    assert tracker.snapshot.generations_joined == 1
+    consumer.state = MemberState.STABLE  # SyncGroup answered
+    tracker.observe(consumer)
+    tracker.observe(consumer)
+    assert tracker.snapshot.generations_joined == 2
+
+
 def test_a_rebalancing_member_owns_nothing_whatever_its_assignment_says() -> None:
     """While rebalancing the partitions are not being monitored: 0 owned, not stable."""
     tracker = MembershipTracker("g", clock=Clock())

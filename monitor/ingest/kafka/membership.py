@@ -69,6 +69,10 @@ class MembershipTracker:
         self._clock = clock
         self._warn_after_s = warn_after_s
         self._warned_at: float | None = None
+        # The generation last counted as joined: the client reports a new generation
+        # while still rebalancing (after JoinGroup, before SyncGroup), so the snapshot's
+        # generation cannot tell whether this one was counted yet.
+        self._counted_generation = -1
         self.snapshot = GroupMembership(group_id, unstable_since=clock())
         """The latest membership; replaced whole, never mutated."""
 
@@ -85,8 +89,9 @@ class MembershipTracker:
             generation = int(metadata.generation_id)
             partitions = len(consumer.assignment()) if state == "stable" else 0
         joined = before.generations_joined
-        if state == "stable" and generation >= 0 and generation != before.generation:
+        if state == "stable" and generation >= 0 and generation != self._counted_generation:
             joined += 1
+            self._counted_generation = generation
         if state == "stable":
             unstable_since = None
             if before.unstable_since is not None and self._warned_at is not None:
