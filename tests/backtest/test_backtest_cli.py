@@ -371,6 +371,7 @@ def test_no_event_accepted_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "nothing was monitored" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a whole report drawn with matplotlib: 4-7 s
 def test_output_writes_the_html_report_of_the_same_data(tmp_path: Path) -> None:
     """-o renders the HTML report (monitor.report) from the data that --json writes."""
     pytest.importorskip("monitor.report")
