@@ -133,15 +133,31 @@ def test_transition_sink_adapter_ticks_resend_only_when_due() -> None:
     assert sink.tick_interval_s == 1.0
 
 
+class QuickTicks(TransitionSinkAdapter):
+    """The adapter ticking every 50 ms instead of at its 1 s floor (the outbox is under test)."""
+
+    @property
+    def tick_interval_s(self) -> float:
+        """Much shorter than any real sink's."""
+        return 0.05
+
+
+def test_the_tick_interval_is_a_tenth_of_the_resend_interval_within_1_to_30_s() -> None:
+    """A sink is checked for due re-sends at a tenth of its interval, floored at 1 s."""
+    fake = FakeTransitionSink([], due=False)
+    for resend_s, tick_s in ((0.2, 1.0), (100.0, 10.0), (3_600.0, 30.0)):
+        fake.resend_interval_s = resend_s
+        assert TransitionSinkAdapter("am", fake).tick_interval_s == tick_s
+
+
 def test_outbox_ticks_an_idle_periodic_sink() -> None:
     """An idle periodic sink is ticked by its worker; resends and failures are counted."""
     fake = FakeTransitionSink([True, UnavailableError("down"), True], due=True)
-    fake.resend_interval_s = 0.2  # tick interval floors at 1 s
     registry = CollectorRegistry()
     service = AlertService(
         AlertsConfig(routes=[RouteConfig(sinks=["log"])]),
         registry,
-        sinks=[TransitionSinkAdapter("log", fake)],
+        sinks=[QuickTicks("log", fake)],
     )
     service.start()
     try:
