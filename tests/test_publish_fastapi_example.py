@@ -15,6 +15,7 @@ from monitor.ingest.decode import Decoder
 from tests.kafka_broker import (
     consume_all,
     create_topic,
+    kafka_bootstrap,  # noqa: F401
     unique_topic,
 )
 
@@ -34,7 +35,7 @@ def _load_example() -> ModuleType:
 
 
 def test_the_example_server_publishes_predictions_and_outcomes(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A /predict and an /outcome request reach Kafka as events driftd's decoders accept."""

@@ -20,6 +20,7 @@ from monitor.publish import EventPublisher
 from tests.kafka_broker import (
     consume_all,
     create_topic,
+    kafka_bootstrap,  # noqa: F401
     private_broker,
     unique_topic,
 )
@@ -55,7 +56,7 @@ def _events_in(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:
+def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:  # noqa: F811
     """A fresh inference topic and label topic."""
     inference, labels = unique_topic("publish"), unique_topic("publish-labels")
     create_topic(kafka_bootstrap, inference, partitions=2)
@@ -65,7 +66,7 @@ def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:
 
 @pytest.mark.parametrize("per_message", [1, 100])
 def test_published_events_decode_with_driftds_decoder(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str,  # noqa: F811
     topics: tuple[str, str],
     per_message: int,
 ) -> None:
@@ -119,7 +120,7 @@ def test_published_events_decode_with_driftds_decoder(
 
 
 def test_labels_arrive_and_decode_with_the_label_decoder(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str,  # noqa: F811
     topics: tuple[str, str],
 ) -> None:
     """Labels published for returned ids decode with driftd's label decoder and join by id."""
@@ -143,7 +144,7 @@ def test_labels_arrive_and_decode_with_the_label_decoder(
 
 
 def test_close_delivers_what_is_pending(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str,  # noqa: F811
     topics: tuple[str, str],
 ) -> None:
     """``close`` without a ``flush`` first still delivers every buffered event."""
@@ -159,7 +160,7 @@ def test_close_delivers_what_is_pending(
 
 
 def test_messages_respect_the_byte_limit(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str,  # noqa: F811
     topics: tuple[str, str],
 ) -> None:
     """Packing keeps every message within ``max_message_bytes``; a bigger event is dropped."""

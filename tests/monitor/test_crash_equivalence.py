@@ -48,7 +48,7 @@ from kafka.errors import KafkaError
 from monitor.ingest.demo_stream import SEGMENTS, DemoStream
 from monitor.state import FileCheckpointStore, decode, peek
 from tests.alertmanager_server import Receiver, Request, http_receiver
-from tests.kafka_broker import create_topic, produce, unique_topic
+from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
 from tests.monitor.scenarios import write_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -310,7 +310,7 @@ def hooks() -> Iterator[tuple[Receiver, Receiver]]:
 
 
 def test_sigkill_at_random_points_changes_nothing(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str,  # noqa: F811
     hooks: tuple[Receiver, Receiver],
     tmp_path: Path,
 ) -> None:
