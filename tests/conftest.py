@@ -18,6 +18,10 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+# Registered here, once, so every module shares one broker per worker: a module that
+# imported the session fixture itself would get its own broker, alive to the session's end.
+from tests.kafka_broker import kafka_bootstrap  # noqa: F401
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Refuse to start with a ``DRIFTD_`` variable that names no setting.

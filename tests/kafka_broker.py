@@ -11,9 +11,9 @@
 
 The ``kafka_bootstrap`` fixture wraps it at session scope. Without Java or Maven (which
 ``kafka.sh`` needs) it skips the tests that use it, except under ``make test`` or CI, where
-they fail (``require_local_broker_tools``). A conftest opts in with::
-
-    from tests.kafka_broker import kafka_bootstrap  # noqa: F401
+they fail (``require_local_broker_tools``). ``tests/conftest.py`` registers it, once: a test
+module must not import it too, since a session fixture imported into a module is a fixture
+of that module's own, with a broker of its own that lives until the session ends.
 
 The other helpers are synchronous wrappers over kafka-python for setting up and
 checking tests: ``unique_topic``, ``create_topic`` (returns once every partition

@@ -15,7 +15,6 @@ from monitor.ingest.decode import Decoder
 from tests.kafka_broker import (
     consume_all,
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     unique_topic,
 )
 
@@ -35,7 +34,7 @@ def _load_example() -> ModuleType:
 
 
 def test_the_example_server_publishes_predictions_and_outcomes(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A /predict and an /outcome request reach Kafka as events driftd's decoders accept."""

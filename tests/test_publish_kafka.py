@@ -20,7 +20,6 @@ from monitor.publish import EventPublisher
 from tests.kafka_broker import (
     consume_all,
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     private_broker,
     unique_topic,
 )
@@ -56,7 +55,7 @@ def _events_in(bootstrap: str, topic: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:  # noqa: F811
+def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:
     """A fresh inference topic and label topic."""
     inference, labels = unique_topic("publish"), unique_topic("publish-labels")
     create_topic(kafka_bootstrap, inference, partitions=2)
@@ -66,7 +65,7 @@ def topics(kafka_bootstrap: str) -> Iterator[tuple[str, str]]:  # noqa: F811
 
 @pytest.mark.parametrize("per_message", [1, 100])
 def test_published_events_decode_with_driftds_decoder(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     topics: tuple[str, str],
     per_message: int,
 ) -> None:
@@ -120,7 +119,7 @@ def test_published_events_decode_with_driftds_decoder(
 
 
 def test_labels_arrive_and_decode_with_the_label_decoder(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     topics: tuple[str, str],
 ) -> None:
     """Labels published for returned ids decode with driftd's label decoder and join by id."""
@@ -144,7 +143,7 @@ def test_labels_arrive_and_decode_with_the_label_decoder(
 
 
 def test_close_delivers_what_is_pending(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     topics: tuple[str, str],
 ) -> None:
     """``close`` without a ``flush`` first still delivers every buffered event."""
@@ -160,7 +159,7 @@ def test_close_delivers_what_is_pending(
 
 
 def test_messages_respect_the_byte_limit(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     topics: tuple[str, str],
 ) -> None:
     """Packing keeps every message within ``max_message_bytes``; a bigger event is dropped."""

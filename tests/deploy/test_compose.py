@@ -30,7 +30,7 @@ import yaml
 from tests.alertmanager_server import Alertmanager, find_alertmanager, wait_for
 from tests.deploy.dashboards import ROOT
 from tests.deploy.tools import require_module
-from tests.kafka_broker import kafka_bootstrap, unique_topic  # noqa: F401
+from tests.kafka_broker import unique_topic
 from tests.loopback import loopback_process
 from tests.prometheus_server import prometheus_server
 from tests.required_tools import missing_tool
@@ -254,7 +254,7 @@ def _prometheus_config(driftd_port: int, am_port: int) -> dict[str, Any]:
 
 
 @pytest.mark.integration
-def test_compose_configs_work_together_on_real_services(kafka_bootstrap: str) -> None:  # noqa: F811
+def test_compose_configs_work_together_on_real_services(kafka_bootstrap: str) -> None:
     """Producer -> Kafka -> driftd -> Prometheus and Alertmanager, with the compose configs."""
     from prometheus_client import CollectorRegistry
 

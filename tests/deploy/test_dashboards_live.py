@@ -29,7 +29,6 @@ from tests.alertmanager_server import wait_for
 from tests.deploy.dashboards import ROOT, Query, VariableQuery, all_queries, all_variable_queries
 from tests.kafka_broker import (
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     produce,
     unique_topic,
 )
@@ -119,7 +118,7 @@ def _produce_scenario(bootstrap: str, topic: str, labels_topic: str) -> int:
 
 @pytest.fixture(scope="module")
 def live(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Live]:
     """A daemon that consumed the drift scenario, scraped every second by Prometheus."""

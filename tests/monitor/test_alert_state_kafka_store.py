@@ -26,7 +26,7 @@ from monitor.engine.decision import Transition, dedup_key
 from monitor.errors import AlertDeliveryError
 from monitor.ingest.demo_stream import DemoStream
 from monitor.wiring import build_daemon
-from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import create_topic, produce, unique_topic
 from tests.monitor.scenarios import write_reference
 
 pytestmark = pytest.mark.integration
@@ -90,7 +90,7 @@ def _firing(segment: str) -> Transition:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:  # noqa: F811
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Settings]:
     """A one-partition topic holding a few thousand events, and a group to read it."""
     topic = unique_topic("driftd-alert-state")
     create_topic(kafka_bootstrap, topic, partitions=1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.kafka_broker import kafka_bootstrap, unique_topic  # noqa: F401
+from tests.kafka_broker import unique_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def _run(config: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def test_corrupt_checkpoint_refuses_to_start(tmp_path: Path, kafka_bootstrap: str) -> None:  # noqa: F811
+def test_corrupt_checkpoint_refuses_to_start(tmp_path: Path, kafka_bootstrap: str) -> None:
     """Without the flag the daemon exits 3, naming the file and the way out."""
     proc = _run(_config(tmp_path, kafka_bootstrap))
     _, err = proc.communicate(timeout=60)
@@ -57,7 +57,7 @@ def test_corrupt_checkpoint_refuses_to_start(tmp_path: Path, kafka_bootstrap: st
 
 def test_start_fresh_sets_the_checkpoint_aside_and_runs(
     tmp_path: Path,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """With --start-fresh the bad file is renamed, the daemon runs and stops cleanly."""
     proc = _run(_config(tmp_path, kafka_bootstrap), "--start-fresh")

@@ -26,7 +26,7 @@ from river.datasets import synth
 from monitor.config import Settings
 from monitor.engine.outcome import BatchOutcome
 from monitor.wiring import build_daemon
-from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import create_topic, produce, unique_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,7 +73,7 @@ def _messages(start_ts: float) -> tuple[list[bytes], list[bytes]]:
     return events, labels
 
 
-def test_adwin_flags_the_concept_change_and_only_it(kafka_bootstrap: str) -> None:  # noqa: F811
+def test_adwin_flags_the_concept_change_and_only_it(kafka_bootstrap: str) -> None:
     """Detections land within the bound after the change in 'drift', never in 'control'."""
     topic, label_topic = unique_topic("driftd-sea"), unique_topic("driftd-sea-labels")
     create_topic(kafka_bootstrap, topic)

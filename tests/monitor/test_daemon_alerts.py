@@ -30,7 +30,7 @@ from monitor.ingest.demo_stream import DemoStream
 from monitor.ingest.kafka.source import KafkaSource
 from tests import alertmanager_server as am_server
 from tests.alertmanager_server import Alertmanager, alertmanager_server, http_receiver
-from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import create_topic, produce, unique_topic
 from tests.monitor.alerts.helpers import ROUTING_KEY
 from tests.monitor.alerts.receivers import Receiver, receiver
 
@@ -107,7 +107,7 @@ def services() -> Iterator[tuple[Alertmanager, Any, Receiver, Receiver]]:
 
 
 def test_drift_pages_every_sink_and_resolves_after_recovery(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     services: tuple[Alertmanager, Any, Receiver, Receiver],
 ) -> None:
     """West's shift fires in Alertmanager and resolves after recovery; PagerDuty loses nothing."""

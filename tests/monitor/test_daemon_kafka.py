@@ -18,7 +18,6 @@ from monitor.wiring import build_daemon
 from tests.kafka_broker import (
     consume_all,
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     produce,
     unique_topic,
 )
@@ -95,7 +94,7 @@ def _committed(bootstrap: str, group: str) -> dict[int, int]:
     return {tp.partition: meta.offset for tp, meta in per_group.items()}
 
 
-def test_injected_shift_fires_for_the_drifting_segment_only(kafka_bootstrap: str) -> None:  # noqa: F811
+def test_injected_shift_fires_for_the_drifting_segment_only(kafka_bootstrap: str) -> None:
     """A feature shift in 'west' fires west alerts; poison goes to the DLQ; offsets commit."""
     run = _run_daemon(kafka_bootstrap, events=40_000, feature_shift_at=20_000, poison=True)
     stats = run.daemon.stats
@@ -124,7 +123,7 @@ def test_injected_shift_fires_for_the_drifting_segment_only(kafka_bootstrap: str
     assert score is not None and score > 0.25
 
 
-def test_clean_stream_stays_quiet(kafka_bootstrap: str) -> None:  # noqa: F811
+def test_clean_stream_stays_quiet(kafka_bootstrap: str) -> None:
     """Without an injected shift no alert fires and nothing is dead-lettered."""
     run = _run_daemon(kafka_bootstrap, events=30_000, feature_shift_at=10**9, poison=False)
     assert run.daemon.stats.records == run.produced

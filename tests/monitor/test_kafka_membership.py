@@ -21,7 +21,6 @@ from monitor.kafka import clients
 from monitor.kafka.api import MemberState
 from tests.kafka_broker import (
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     unique_topic,
 )
 
@@ -181,7 +180,7 @@ def _samples(registry: CollectorRegistry, group: str) -> tuple[float, float, flo
 
 
 @pytest.fixture
-def members(kafka_bootstrap: str) -> Iterator[list[KafkaSource]]:  # noqa: F811
+def members(kafka_bootstrap: str) -> Iterator[list[KafkaSource]]:
     """Sources made by the test, closed at the end."""
     made: list[KafkaSource] = []
     yield made
@@ -212,7 +211,7 @@ def _poll_until(sources: list[KafkaSource], done: Any, timeout: float = 60.0) ->
 
 @pytest.mark.integration
 def test_group_membership_metrics_follow_joins_and_leaves(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     members: list[KafkaSource],
 ) -> None:
     """Owned partitions, stability and rebalances are exported as members join and leave."""
@@ -274,7 +273,7 @@ def _join_between_polls(source: KafkaSource, rounds: int) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("fixed", [True, False], ids=["fixed", "kafka-python-as-is"])
 def test_a_join_that_finishes_between_two_polls_is_applied(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     members: list[KafkaSource],
     monkeypatch: pytest.MonkeyPatch,
     fixed: bool,

@@ -24,7 +24,6 @@ from monitor.kafka.clients import build_client, consumer_settings
 from tests.kafka_broker import (
     consume_all,
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     produce,
     unique_topic,
 )
@@ -35,7 +34,7 @@ Factory = Callable[..., KafkaSource]
 
 
 @pytest.fixture
-def make_source(kafka_bootstrap: str) -> Iterator[Factory]:  # noqa: F811
+def make_source(kafka_bootstrap: str) -> Iterator[Factory]:
     """Build KafkaSources on the session broker (unique group unless given); close them all."""
     made: list[KafkaSource] = []
 
@@ -91,7 +90,7 @@ def poll_while(source: KafkaSource, done: Callable[[], bool], timeout: float = 6
         source.poll(0.2)
 
 
-def test_kafka_source_satisfies_the_source_protocol(kafka_bootstrap: str) -> None:  # noqa: F811
+def test_kafka_source_satisfies_the_source_protocol(kafka_bootstrap: str) -> None:
     """KafkaSource type-checks as a Source, is never exhausted and starts with no lag."""
     source: Source = KafkaSource(KafkaConfig(bootstrap_servers=[kafka_bootstrap]))
     try:
@@ -103,7 +102,7 @@ def test_kafka_source_satisfies_the_source_protocol(kafka_bootstrap: str) -> Non
 
 
 def test_poll_returns_records_with_topic_partition_and_offset(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """Messages produced to two partitions come back with their topic, partition and offset."""
@@ -127,7 +126,7 @@ def test_poll_returns_records_with_topic_partition_and_offset(
 
 
 def test_commit_then_a_new_member_resumes_exactly_there(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """After commit, a new group member starts at the committed offsets: no gap, no repeat."""
@@ -152,7 +151,7 @@ def test_commit_then_a_new_member_resumes_exactly_there(
 
 
 def test_commit_after_exceeding_max_poll_interval_raises_offset_commit_error(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """A member that stalled past max.poll.interval left the group; its commit raises."""
@@ -174,7 +173,7 @@ def test_commit_after_exceeding_max_poll_interval_raises_offset_commit_error(
 
 
 def test_dead_letter_writes_original_bytes_and_headers(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """Refused records land on the DLQ byte for byte, with reason, detail and origin headers."""
@@ -211,7 +210,7 @@ def test_dead_letter_writes_original_bytes_and_headers(
 
 
 def test_dead_letter_too_large_for_the_dlq_is_written_without_its_value(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """A record over the DLQ topic's size limit is written with a null value and its size."""
@@ -230,7 +229,7 @@ def test_dead_letter_too_large_for_the_dlq_is_written_without_its_value(
 
 
 def test_rebalance_calls_on_assign_then_on_revoke_which_can_commit(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """on_assign gets the partitions; when a member joins, on_revoke runs first and may commit."""
@@ -267,7 +266,7 @@ def test_rebalance_calls_on_assign_then_on_revoke_which_can_commit(
 
 
 def test_on_assign_can_seek_to_restored_offsets(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """Seeking inside on_assign makes the first poll start at the restored offsets."""
@@ -292,7 +291,7 @@ def test_on_assign_can_seek_to_restored_offsets(
 
 
 def test_a_failing_callback_surfaces_from_poll(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """An exception in on_assign is raised from poll as RebalanceCallbackError."""
@@ -313,7 +312,7 @@ def test_a_failing_callback_surfaces_from_poll(
 
 
 def test_read_lag_is_high_watermark_minus_position(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """After producing N per partition and polling some, read lag is N minus consumed."""
@@ -337,7 +336,7 @@ def test_read_lag_is_high_watermark_minus_position(
 
 
 def test_lag_counts_from_committed_offsets_not_the_read_position(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     make_source: Factory,
 ) -> None:
     """Everything read but uncommitted is lag; a commit lowers it, a new member sees it too."""
@@ -365,7 +364,7 @@ def test_lag_counts_from_committed_offsets_not_the_read_position(
 
 
 def test_group_timeouts_and_reconnect_cap_reach_the_client(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """kafka.session_timeout_ms, heartbeat, max poll interval and retry cap configure the client."""
     cfg = KafkaConfig(

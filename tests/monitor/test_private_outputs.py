@@ -28,7 +28,7 @@ import pytest
 
 from monitor.ingest.demo_stream import DemoStream
 from monitor.state import FileCheckpointStore, decode
-from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import create_topic, produce, unique_topic
 from tests.monitor.alerts.receivers import receiver
 from tests.monitor.scenarios import write_reference
 
@@ -165,7 +165,7 @@ def _run_kafka_until_done(config: Path, directory: Path, topic: str, log: Path) 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_restore_from_an_older_checkpoint_journals_nothing_twice(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     tmp_path: Path,
     demo_files: tuple[Path, Path],
 ) -> None:

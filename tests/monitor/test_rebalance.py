@@ -26,7 +26,7 @@ from monitor.engine.outcome import BatchOutcome
 from monitor.ingest.demo_stream import SEGMENTS, DemoStream
 from monitor.ingest.kafka.source import KafkaSource
 from monitor.wiring import build_daemon
-from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import create_topic, produce, unique_topic
 from tests.monitor.scenarios import write_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -121,7 +121,7 @@ def _wait(what: str, check: Any, timeout_s: float = 180.0) -> None:
 
 
 def test_partition_moved_mid_stream_changes_no_result(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     tmp_path: Path,
 ) -> None:
     """A's windows plus B's equal one daemon's, though partitions moved between them."""

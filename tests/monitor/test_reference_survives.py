@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.kafka_broker import kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import produce, unique_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -96,7 +96,7 @@ def _firing(journal: Path) -> list[str]:
     return [x["dedup_key"] for x in lines if x["kind"] == "transition" and x["to"] == "firing"]
 
 
-def test_lost_state_refuses_to_relearn_the_reference(tmp_path: Path, kafka_bootstrap: str) -> None:  # noqa: F811
+def test_lost_state_refuses_to_relearn_the_reference(tmp_path: Path, kafka_bootstrap: str) -> None:
     """State directory lost after a warm-up: exit 3 naming --relearn-reference, no new reference."""
     topic, group = unique_topic("driftd-lost"), unique_topic("driftd-lost-group")
     config = _config(tmp_path, kafka_bootstrap, topic, group)
@@ -124,7 +124,7 @@ def test_lost_state_refuses_to_relearn_the_reference(tmp_path: Path, kafka_boots
 
 def test_a_kept_reference_is_reloaded_without_the_checkpoint_and_pages(
     tmp_path: Path,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """Checkpoint lost, reference file kept: the old reference is reloaded and drift pages."""
     topic, group = unique_topic("driftd-kept"), unique_topic("driftd-kept-group")

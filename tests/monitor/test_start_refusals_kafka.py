@@ -27,7 +27,6 @@ from monitor.ingest.kafka.dead_letter import PREFIX_BYTES
 from tests.kafka_broker import (
     consume_all,
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     produce,
     unique_topic,
 )
@@ -74,7 +73,7 @@ def _config(tmp_path: Path, bootstrap: str, topic: str, **sections: Any) -> Path
 @pytest.mark.parametrize("problem", ["name_collides", "not_compacted"])
 def test_unusable_checkpoint_topic_refuses_the_start(
     tmp_path: Path,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     problem: str,
 ) -> None:
     """A checkpoint topic the broker will not create, or one not compacted: exit 3 naming it."""
@@ -109,7 +108,7 @@ def test_unusable_checkpoint_topic_refuses_the_start(
 
 def test_missing_checkpoint_topic_is_created_before_the_start(
     tmp_path: Path,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A checkpoint topic that does not exist yet is created, compacted, before daemon_started."""
     source, topic = unique_topic("driftd-refusal-in"), unique_topic("driftd-ckpt")
@@ -162,7 +161,7 @@ def _metrics_port(log: Path) -> int | None:
 
 @pytest.fixture(scope="module")
 def daemon_run(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[DaemonRun]:
     """Run `driftd run` (umask 0) until the oversized message is dead-lettered and the

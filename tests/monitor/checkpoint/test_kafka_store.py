@@ -21,7 +21,6 @@ from tests.kafka_broker import (
     Record,
     consume_all,
     create_topic,
-    kafka_bootstrap,  # noqa: F401
     produce,
     unique_topic,
 )
@@ -39,7 +38,7 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def make_store(kafka_bootstrap: str) -> Iterator[Factory]:  # noqa: F811
+def make_store(kafka_bootstrap: str) -> Iterator[Factory]:
     """Build stores on the session broker (a fresh topic and group unless given); close them."""
     made: list[KafkaCheckpointStore] = []
     defaults = {"topic": unique_topic("driftd-ckpt"), "group_id": f"g-{uuid.uuid4().hex[:8]}"}
@@ -74,7 +73,7 @@ def live_chunk_keys(bootstrap: str, topic: str) -> set[str]:
 
 def test_large_blob_round_trips_in_chunks(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A 5 MB blob is written as sub-MiB chunks plus a manifest and read back exactly."""
     store = make_store()
@@ -94,7 +93,7 @@ def test_large_blob_round_trips_in_chunks(
 
 def test_newer_generation_wins_and_old_chunks_are_tombstoned(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A later save supersedes the earlier one; the earlier chunks get tombstones."""
     store = make_store()
@@ -158,7 +157,7 @@ def write_manifest(
 
 def test_manifest_with_missing_chunks_is_refused(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A manifest whose chunks are not all there is refused, or skipped when asked."""
     store = make_store()
@@ -174,7 +173,7 @@ def test_manifest_with_missing_chunks_is_refused(
 
 def test_chunks_not_matching_the_manifest_are_refused(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """Chunks whose concatenation does not hash to the manifest's SHA-256 are refused."""
     store = make_store()
@@ -189,7 +188,7 @@ def test_chunks_not_matching_the_manifest_are_refused(
 
 def test_garbage_manifest_is_refused(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A record under a manifest key that is not a manifest is refused as malformed."""
     store = make_store()
@@ -203,7 +202,7 @@ def test_garbage_manifest_is_refused(
 
 def test_orphans_of_a_save_in_flight_are_left_alone(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """Chunks without a manifest are tombstoned only once older than the grace period."""
     store = make_store(orphan_grace_s=600.0)
@@ -223,7 +222,7 @@ def test_orphans_of_a_save_in_flight_are_left_alone(
 
 def test_save_without_load_learns_what_to_tombstone(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A fresh instance that saves without loading first still tombstones the old chunks."""
     make_store().save({SOURCE: b"old"})
@@ -244,7 +243,7 @@ def test_remove_deletes_a_checkpoint(make_store: Factory) -> None:
 
 def test_topic_is_created_compacted(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """A missing topic is created with cleanup.policy=compact and one partition."""
     store = make_store()
@@ -262,7 +261,7 @@ def test_topic_is_created_compacted(
 
 def test_uncompacted_topic_is_refused(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """An existing topic with delete retention is refused: it would lose idle checkpoints."""
     topic = unique_topic("driftd-ckpt")
@@ -280,7 +279,7 @@ def test_missing_topic_without_create_is_an_error(make_store: Factory) -> None:
 
 def test_multi_partition_topic_keeps_keys_together(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """On a topic of several partitions each checkpoint's records share one partition."""
     topic = unique_topic("driftd-ckpt")
@@ -300,7 +299,7 @@ def test_multi_partition_topic_keeps_keys_together(
 
 def test_rejected_chunks_leave_the_last_good_checkpoint(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """When the broker refuses a chunk the save raises and the previous checkpoint still loads."""
     topic = unique_topic("driftd-ckpt")
@@ -356,7 +355,7 @@ def test_bad_arguments_are_refused() -> None:
 
 def test_many_saves_keep_one_live_generation(
     make_store: Factory,
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """Repeated saves (empty blobs too) leave one live generation and bounded bookkeeping."""
     store = make_store(chunk_bytes=1024)

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import Settings
 from monitor.wiring import build_daemon
-from tests.kafka_broker import create_topic, kafka_bootstrap, produce, unique_topic  # noqa: F401
+from tests.kafka_broker import create_topic, produce, unique_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,7 +55,7 @@ def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
 
 
 def test_a_prefilled_backlog_of_both_topics_joins_every_pair(
-    kafka_bootstrap: str,  # noqa: F811
+    kafka_bootstrap: str,
 ) -> None:
     """20k predictions and 20k labels already on their topics: all 20k pairs join, none expire."""
     topic, label_topic = unique_topic("driftd-backlog"), unique_topic("driftd-backlog-labels")
