@@ -58,8 +58,20 @@ test: test-services lint typecheck unit
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not integration and not slow" -n 2
 
+# Every benchmark with --quick. Each appends its JSON lines to $(BENCH_LINES); the run
+# ends with benchmarks.summary: one line per missed target, and per benchmark that
+# failed (a failure does not stop the others, but makes the run exit non-zero).
+BENCH_LINES ?= $(VENV)/bench-lines.jsonl
+BENCHMARKS := startup sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput publish_throughput state_snapshot scrape_size scale
+
 bench: $(STAMP)
-	for b in sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput publish_throughput state_snapshot; do $(BIN)/python -m benchmarks.$$b --quick || exit 1; done
+	@rm -f $(BENCH_LINES); failed=""; \
+	for b in $(BENCHMARKS); do \
+		echo "== benchmarks.$$b"; \
+		BENCHMARK_LINES=$(BENCH_LINES) $(BIN)/python -m benchmarks.$$b --quick || failed="$$failed $$b"; \
+	done; \
+	echo "== summary ($(BENCH_LINES))"; \
+	$(BIN)/python -m benchmarks.summary $(BENCH_LINES) --failed $$failed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -11,8 +11,15 @@ features over 10 segments, then consumes the same topic twice with fresh groups:
 * daemon with labels flowing: a label for every event on a second topic, joined,
   scored and fed to ADWIN (events/s counts inference events only).
 
+Then the same with ``kafka.client: confluent`` (librdkafka, the ``fast`` extra):
+
+* confluent raw consume: a bare librdkafka consumer, the same settings, only reading;
+* confluent ceiling: the confluent source polling and decoding;
+* confluent daemon: the full pipeline checkpointing every 10 s, as ``driftd run`` would.
+
 Ratios: daemon / ceiling (target 0.85); checkpointing / daemon (target 0.9; the
-interval is 10 s, 1 s with ``--quick`` so that the short run checkpoints at all).
+interval is 10 s, 1 s with ``--quick`` so that the short run checkpoints at all). The
+confluent daemon has a target of 100,000 events/s and of 0.7 of the raw consume rate.
 With labels the consumer reads two records per event, and reading is what bounds
 throughput here (kafka-python's record parsing), so the ideal inference events/s is
 half the feature-only rate: records/s with labels / without has a target of 0.85
@@ -37,8 +44,9 @@ from detectors.profile import build_profile
 from monitor.app import Daemon
 from monitor.config import Settings
 from monitor.ingest.decode import Decoder
-from monitor.ingest.kafka.source import KafkaSource
+from monitor.ingest.kafka.choice import kafka_source
 from monitor.ingest.source import Record, Source
+from monitor.kafka.confluent import StructlogBridge, consumer_config
 from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, kafka_broker, unique_topic
 
@@ -47,6 +55,7 @@ CATEGORICAL = ["c0", "c1"]
 N_SEGMENTS = 10
 CHECKPOINT_INTERVAL_S = 10.0
 QUICK_CHECKPOINT_INTERVAL_S = 1.0
+CONFLUENT_TARGET_EVENTS_PER_S = 100_000.0
 
 
 def _chunk(rng: np.random.Generator, first: int, n: int, now: float) -> list[bytes]:
@@ -112,10 +121,12 @@ def _settings(
     label_topic: str | None = None,
     state: Path | None = None,
     interval_s: float = CHECKPOINT_INTERVAL_S,
+    client: str = "kafka-python",
 ) -> Settings:
     return Settings(
         model="bench",
         kafka={  # type: ignore[arg-type]
+            "client": client,
             "bootstrap_servers": [bootstrap],
             "topics": [topic],
             "labels_topic": label_topic,
@@ -152,6 +163,38 @@ def _drain(source: Source, total: int, handle: Callable[[list[Record]], object])
     return time.perf_counter() - start
 
 
+def _raw_consume(settings: Settings, total: int) -> float:
+    """Seconds for a bare librdkafka consumer (the source's settings) to read ``total``
+    messages, touching each value: the most the confluent source could reach."""
+    from confluent_kafka import Consumer
+
+    config = consumer_config(settings.kafka, connect_timeout_s=10.0)
+    config.update(StructlogBridge("raw").config())
+    consumer = Consumer(config)
+    consumer.subscribe(list(settings.kafka.topics))
+    batch = settings.kafka.max_poll_records
+    seen = 0
+    try:
+        while not consumer.assignment():  # the group join is not part of the rate
+            for message in consumer.consume(1, 0.5):
+                seen += message.error() is None
+        start = time.perf_counter()
+        idle_since = time.monotonic()
+        while seen < total:
+            messages = consumer.consume(batch, 0.5)
+            if not messages:
+                if time.monotonic() - idle_since > 60:
+                    raise TimeoutError(f"read {seen} of {total} events")
+                continue
+            idle_since = time.monotonic()
+            for message in messages:
+                if message.error() is None and message.value() is not None:
+                    seen += 1
+        return time.perf_counter() - start
+    finally:
+        consumer.close()
+
+
 def _daemon_run(settings: Settings, total: int) -> tuple[float, Daemon]:
     """Seconds for a daemon (checkpointing as configured) to process ``total`` records."""
     daemon = build_daemon(settings, serve_metrics=False)
@@ -179,7 +222,7 @@ def main() -> None:
         reference.write_bytes(orjson.dumps(profile.to_dict()))
         settings = _settings(bootstrap, topic, reference)
         decoder = Decoder(settings.schema_, NUMERIC, CATEGORICAL)
-        with KafkaSource(settings.kafka) as source:
+        with kafka_source(settings.kafka) as source:
             ceiling_s = _drain(source, n, lambda r: decoder.decode([x.value for x in r]))
 
         rss_before = _rss_mib()
@@ -193,12 +236,34 @@ def main() -> None:
         saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
         labels_s, labelled = _daemon_run(_settings(bootstrap, topic, reference, label_topic), 2 * n)
 
+        fast = _settings(bootstrap, topic, reference, client="confluent")
+        raw_s = _raw_consume(fast, n)
+        with kafka_source(fast.kafka) as source:
+            fast_ceiling_s = _drain(source, n, lambda r: decoder.decode([x.value for x in r]))
+        fast_state = Path(tmp) / "fast-state"
+        fast_s, fast_daemon = _daemon_run(
+            _settings(
+                bootstrap,
+                topic,
+                reference,
+                state=fast_state,
+                interval_s=interval,
+                client="confluent",
+            ),
+            n,
+        )
+        fast_saves = fast_daemon.registry.get_sample_value(
+            "driftd_checkpoint_total", {"outcome": "ok"}
+        )
+
     print(
         f"{n} events (+{n} labels) produced in {produce_s:.1f}s; windows closed: "
         f"{daemon.stats.windows}, commits: {daemon.stats.commits}; RSS before the daemon "
         f"run {rss_before:.0f} MiB; checkpointed run: {saves:.0f} checkpoints, "
         f"{checkpointed.stats.commits} commits; "
-        f"labelled run: {labelled.stats.matched} pairs joined"
+        f"labelled run: {labelled.stats.matched} pairs joined; confluent run: "
+        f"{fast_saves:.0f} checkpoints, {fast_daemon.stats.commits} commits, "
+        f"{fast_daemon.stats.windows} windows"
     )
     report(
         [
@@ -247,6 +312,39 @@ def main() -> None:
                 baseline=n / daemon_s,
             ),
             Measurement("e2e_throughput", f"rss_after_{n}_events", rss_mib, "MiB", 1024.0, "lower"),
+            Measurement(
+                "e2e_throughput",
+                "confluent_raw_consume_events_per_s",
+                n / raw_s,
+                "1/s",
+                0.0,
+                "higher",
+            ),
+            Measurement(
+                "e2e_throughput",
+                "confluent_ceiling_poll_decode_events_per_s",
+                n / fast_ceiling_s,
+                "1/s",
+                0.0,
+                "higher",
+            ),
+            Measurement(
+                "e2e_throughput",
+                f"confluent_daemon_events_per_s_checkpoint_every_{interval:g}s",
+                n / fast_s,
+                "1/s",
+                CONFLUENT_TARGET_EVENTS_PER_S,
+                "higher",
+            ),
+            Measurement(
+                "e2e_throughput",
+                "confluent_daemon_vs_raw_consume",
+                n / fast_s,
+                "1/s",
+                0.7,
+                "higher",
+                baseline=n / raw_s,
+            ),
         ]
     )
 

@@ -5,8 +5,12 @@ what the daemon already holds, so the sketch side times ``ks_from_counts`` (stat
 bounds and both p-values). scipy's ``ks_2samp`` (method auto = asymp at this size) gets
 the raw reference and window. Two windows: one drawn like the reference and one shifted
 by 0.05 sd, whose p-value falls where scipy's ``kstwo.sf`` is slow. Also reported: the
-sketch side with ``distribution='kstwo'`` (exact finite-n p-values at both bounds) and
-with the window's sketching included.
+sketch side with ``distribution='kstwo'`` (exact finite-n p-values at both bounds), with
+a guard of 0.25x: it calls the same slow ``kstwo.sf`` as scipy, once per bound, so about
+0.5x is its ceiling and the 100x target it once carried could never be met; and with
+the window's sketching included (target: no slower than scipy on the raw samples).
+
+Each line's target applies to its ratio, scipy's time over ours (higher is better).
 
     python -m benchmarks.ks_speed [--quick]
 """
@@ -81,7 +85,7 @@ def main() -> None:
                 f"ks_from_sketch_kstwo_s_{name}",
                 best_of(run_kstwo, repeats),
                 "s",
-                100.0,
+                0.25,
                 "lower",
                 scipy_s,
             ),

@@ -1,9 +1,11 @@
 """Sketch update throughput: 20 numeric features x 50 segments on a 100-bin fine grid.
 
 Measures ``Sketch.update`` (binning + one bincount per batch) on one core, fed in batches
-of 50,000 rows and, as a daemon fed small poll batches would, of 1,000 rows. The baseline
-is the same binning and counting written as the natural per-row Python loop (``bisect``
-over edge lists, nested list counts), timed on a subsample and extrapolated per value.
+of 50,000 rows and, as a daemon fed small poll batches would, of 1,000 rows. The target
+is a guard on the value: >= 50M feature-values/s on one core. The natural per-row Python
+loop (``bisect`` over edge lists, nested list counts) is kept as the oracle of the counts
+and as an informational line (target 0): its old target, 100x the loop, measured the
+loop's slowness rather than what the daemon needs.
 
     python -m benchmarks.sketch_throughput [--quick]
 """
@@ -24,6 +26,8 @@ N_SEGMENTS = 50
 BATCH_ROWS = 50_000
 SMALL_BATCH_ROWS = 1_000
 BENCH = "sketch_throughput"
+VALUES_PER_S_GUARD = 50e6
+"""Feature-values/s of ``Sketch.update`` in 50,000-row batches, at least."""
 
 
 def _columns(rng: np.random.Generator, n: int, shift: float = 0.0) -> np.ndarray:
@@ -105,7 +109,9 @@ def main() -> None:
     )
     report(
         [
-            Measurement(BENCH, "feature_values_per_s", values_per_s, "1/s", 20e6, "higher"),
+            Measurement(
+                BENCH, "feature_values_per_s", values_per_s, "1/s", VALUES_PER_S_GUARD, "higher"
+            ),
             Measurement(BENCH, "events_per_s", n_rows / seconds, "1/s", 1e6, "higher"),
             Measurement(
                 BENCH,
@@ -120,7 +126,7 @@ def main() -> None:
                 "feature_values_per_s_vs_python_loop",
                 values_per_s,
                 "1/s",
-                100.0,
+                0.0,
                 "higher",
                 baseline=loop_values_per_s,
             ),

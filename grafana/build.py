@@ -277,7 +277,9 @@ def overview() -> dash.Dashboard:
         .title("Drift heatmap (segment x feature)")
         .description(
             "Worst score of each column over all its methods, as a share of that method's "
-            "alert threshold (100% = at the threshold). Click a segment to drill down."
+            "alert threshold (100% = at the threshold). With metrics.detail: summary, the "
+            "columns firing, pending or in each segment's top-K only. Click a segment to "
+            "drill down."
         )
         .datasource(DS)
         .unit("percentunit")
@@ -375,6 +377,33 @@ def overview() -> dash.Dashboard:
                 options={"excludeByName": {"Time": True, "Value": True}},
             )
         )
+    )
+
+    d = d.with_panel(
+        bargauge.Panel()
+        .id(ids())
+        .title("Drift across segments")
+        .description(
+            "The ten (feature, method) pairs firing or pending in the most segments: one "
+            "feature drifting everywhere is a change upstream, in one segment a local one."
+        )
+        .datasource(DS)
+        .unit("none")
+        .span(19)
+        .height(6)
+        .min(0)
+        .with_target(
+            query(
+                f"topk(10, max by (feature, method) (driftd_feature_segments_drifting{{{M}}}) "
+                "or count by (feature, method) (max by (segment, feature, method) "
+                f"(driftd_drift_breach_streak{{{MS}}} > 0 or driftd_drift_active{{{MS}}} == 1)))",
+                "{{feature}} {{method}}",
+                instant=True,
+            )
+        )
+        .display_mode(common.BarGaugeDisplayMode.GRADIENT)
+        .orientation(common.VizOrientation.HORIZONTAL)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]))
     )
 
     d = d.with_row(dash.Row("Throughput and lag"))
@@ -529,7 +558,8 @@ def overview() -> dash.Dashboard:
         ts_panel(
             ids,
             "Missing values",
-            "Share of missing, null, NaN or inf values per feature in the latest window.",
+            "Share of missing, null, NaN or inf values per feature in the latest window. "
+            "With metrics.detail: summary, of the features firing or pending only.",
             "percentunit",
             [
                 query(
@@ -778,7 +808,8 @@ def segment() -> dash.Dashboard:
                 ids,
                 title,
                 f"Latest {method.upper()} score of each column, with the alert threshold and "
-                "the lower clear threshold (hysteresis).",
+                "the lower clear threshold (hysteresis). With metrics.detail: summary, the "
+                "columns firing, pending or in the segment's top-K only.",
                 unit,
                 [
                     query(
@@ -807,7 +838,8 @@ def segment() -> dash.Dashboard:
             ids,
             "p-values",
             "p-values of the tests that have one (KS, chi-square), log scale; small means "
-            "the window is unlikely under the reference.",
+            "the window is unlikely under the reference. With metrics.detail: summary, "
+            "of the firing and pending rows only.",
             "none",
             [
                 query(
@@ -825,7 +857,8 @@ def segment() -> dash.Dashboard:
             ids,
             "Categorical tests (chi-square, Jensen-Shannon)",
             "Cramer-style chi-square effect and Jensen-Shannon distance of the categorical "
-            "columns, with their thresholds.",
+            "columns, with their thresholds. With metrics.detail: summary, the columns "
+            "firing, pending or in the segment's top-K only.",
             "none",
             [
                 query(
@@ -846,14 +879,18 @@ def segment() -> dash.Dashboard:
     d = d.with_panel(
         ts_panel(
             ids,
-            "Breach streak",
-            "Consecutive breaching windows per column: above zero while not firing means "
-            "an alert is pending.",
+            "Features drifting",
+            "Features of the segment with a firing or pending decision (pending: breaching "
+            "windows counted towards firing). Each row's breach streak is in driftd's state "
+            "API (/api/v1/state, driftd status); with metrics.detail: full, in "
+            "driftd_drift_breach_streak too.",
             "short",
             [
                 query(
-                    f"max by (feature, method) (driftd_drift_breach_streak{{{col}}})",
-                    "{{feature}} {{method}}",
+                    f"max(driftd_segment_features_drifting{{{S1}}}) or count(count by (feature) "
+                    f"(driftd_drift_breach_streak{{{S1}}} > 0 "
+                    f"or driftd_drift_active{{{S1}}} == 1))",
+                    "features drifting",
                 )
             ],
             w=12,
@@ -864,7 +901,8 @@ def segment() -> dash.Dashboard:
         ts_panel(
             ids,
             "Missing values",
-            "Share of missing, null, NaN or inf values per feature in the latest window.",
+            "Share of missing, null, NaN or inf values per feature in the latest window. "
+            "With metrics.detail: summary, of the features firing or pending only.",
             "percentunit",
             [
                 query(

@@ -140,6 +140,8 @@ class Daemon:
                     pipeline.feature_names_refused,
                 )
             ],
+            detail=settings.metrics.detail,
+            top_k=settings.metrics.top_k,
         )
         self.registry.register(self.collector)
         self.label_delay: LabelDelay | None = None
@@ -156,6 +158,9 @@ class Daemon:
         (``driftd demo --serve``); the shutdown then runs as usual."""
         self.on_end: Callable[[], None] | None = None
         """Called once a finite source is exhausted, before serving on or shutting down."""
+        self.on_rebalanced: Callable[[], None] | None = None
+        """Called after a rebalance handed segments over or took them in (the state API
+        and the metrics summary rebuild their rows: no batch touches those segments)."""
         self.stats = LoopStats()
         self._created_at = time.monotonic()
         self._reference_version = ""
@@ -367,6 +372,8 @@ class Daemon:
         # Their next owner decides from here on; a stale offset must not come back.
         self.ledger.revoked(partitions)
         self.checkpointer.release(self.pipeline, partitions)
+        if self.on_rebalanced is not None:
+            self.on_rebalanced()
 
     def on_partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         """Newly owned partitions start at the checkpoint's offsets, not the group's."""
@@ -375,6 +382,8 @@ class Daemon:
         resume = self.ledger.assigned(partitions, restored)
         if resume:
             self.source.seek(resume)
+        if self.on_rebalanced is not None:
+            self.on_rebalanced()
 
     def _count(self, outcome: BatchOutcome) -> None:
         s = self.stats

@@ -13,28 +13,14 @@ start; 4 a gate that found drift (``backtest --fail-on-alert``, ``reference diff
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import structlog
-
-from monitor.app import Daemon
-from monitor.cli_backtest import add_backtest_parser
-from monitor.cli_demo import add_demo_parser
-from monitor.cli_reference import add_reference_parser
-from monitor.cli_status import add_status_parser
-from monitor.config import (
-    Settings,
-    env_settings_given,
-    file_errors,
-    load_settings,
-    redacted,
-)
-from monitor.emit.terminal import TerminalView
-from monitor.engine.reference.profile_file import load_reference
 from monitor.errors import (
     CheckpointError,
     ConfigError,
@@ -44,9 +30,16 @@ from monitor.errors import (
     SourceError,
     StorageUnusableError,
 )
-from monitor.logsetup import configure_logging
-from monitor.state.storage_checks import local_storage_errors
-from monitor.wiring import build_daemon
+
+if TYPE_CHECKING:
+    from monitor.app import Daemon
+    from monitor.config import Settings
+
+# Imports are lazy here: `driftd --help` and `driftd check-config` must not pay for
+# scipy, Kafka, Prometheus and the engine (1.7 s of imports). The run and check-config
+# handlers import what they use when they run, and the other sub-commands' modules are
+# imported only when that sub-command is on the command line (see `build_parser`).
+# tests/test_cli_startup.py holds the line.
 
 EXIT_OK = 0
 EXIT_NOTHING_ACCEPTED = 1
@@ -79,6 +72,8 @@ def _config_failure(exc: InvalidConfigError) -> int:
 
 
 def _settings(path: Path | None) -> Settings:
+    from monitor.config import env_settings_given, load_settings
+
     if path is None and not env_settings_given():
         # Built-in defaults alone watch a Kafka topic nobody named: surely a mistake.
         raise InvalidConfigError(
@@ -99,8 +94,12 @@ def _file_errors(settings: Settings, *, tls: bool, load_profile: bool) -> list[C
     ``load_profile`` also loads ``reference.path`` as a profile (check-config; ``run``
     loads it anyway); the readability checks are the config's own (:func:`file_errors`).
     """
+    from monitor.config import file_errors
+
     errors = file_errors(settings, tls=tls, reference=not load_profile)
     if load_profile and settings.reference.path is not None:
+        from monitor.engine.reference.profile_file import load_reference
+
         try:
             load_reference(settings.reference.path)
         except ReferenceProfileError as exc:
@@ -109,6 +108,9 @@ def _file_errors(settings: Settings, *, tls: bool, load_profile: bool) -> list[C
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from monitor.config import redacted
+    from monitor.state.storage_checks import local_storage_errors
+
     try:
         settings = _settings(args.config)
     except InvalidConfigError as exc:
@@ -127,6 +129,13 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import structlog
+
+    from monitor.emit.terminal import TerminalView
+    from monitor.logsetup import configure_logging
+    from monitor.state.storage_checks import local_storage_errors
+    from monitor.wiring import build_daemon
+
     try:
         settings = _settings(args.config)
     except InvalidConfigError as exc:
@@ -238,8 +247,53 @@ def _replay_summary(daemon: Daemon, code: int) -> int:
     return code if stats.accepted else EXIT_NOTHING_ACCEPTED
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one sub-command per job."""
+class LazyCommand(NamedTuple):
+    """A sub-command whose parser and handler live in a module of their own."""
+
+    module: str
+    add_parser: str
+    """The module's function that adds the sub-command's parser (with its handler)."""
+    help: str
+    """Its line in ``driftd --help``: the same as the module's own (a test checks)."""
+
+
+LAZY_COMMANDS = {
+    "demo": LazyCommand(
+        "monitor.cli_demo", "add_demo_parser", "run the full pipeline on the built-in demo stream"
+    ),
+    "status": LazyCommand(
+        "monitor.cli_status",
+        "add_status_parser",
+        "print what a running daemon thinks now (its /api/v1/state)",
+    ),
+    "reference": LazyCommand(
+        "monitor.cli_reference",
+        "add_reference_parser",
+        "build, show, compare and merge reference profiles",
+    ),
+    "backtest": LazyCommand(
+        "monitor.cli_backtest",
+        "add_backtest_parser",
+        "replay recorded events (and labels) through the engine: table, summary, report",
+    ),
+}
+"""Sub-commands whose modules are imported only when they are on the command line:
+they pull the engine, pyarrow or Prometheus in at import, for their help texts or their
+handlers; ``driftd --help`` needs only their one-line help."""
+
+
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The sub-command ``argv`` names, if any (``driftd`` takes no option before it but -h)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser, with one sub-command per job.
+
+    Of the :data:`LAZY_COMMANDS`, only ``command``'s parser is built in full (its module
+    imported); the others are listed with their help line, enough for ``driftd --help``
+    and for an error naming the choices.
+    """
     parser = argparse.ArgumentParser(
         prog="driftd", description="Streaming drift monitor.", epilog=SETTINGS_HELP
     )
@@ -283,17 +337,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, default=None, help=config_help)
     check.set_defaults(handler=_check_config)
 
-    add_demo_parser(sub)
-    add_status_parser(sub)
-
-    add_reference_parser(sub)
-    add_backtest_parser(sub)
+    for name, lazy in LAZY_COMMANDS.items():
+        if name == command:
+            add_parser: Callable[[Any], object] = getattr(
+                importlib.import_module(lazy.module), lazy.add_parser
+            )
+            add_parser(sub)
+        else:
+            sub.add_parser(name, help=lazy.help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``driftd`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(requested_command(argv)).parse_args(argv)
     try:
         code: int = args.handler(args)
         sys.stdout.flush()  # inside the try: a closed pipe fails here, not at exit
@@ -304,7 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
         code = EXIT_BROKEN_PIPE
-    structlog.reset_defaults()
+    if "structlog" in sys.modules:  # a handler configured logging: leave the defaults
+        import structlog
+
+        structlog.reset_defaults()
     return code
 
 

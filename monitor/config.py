@@ -10,6 +10,7 @@ typo fails fast instead of being ignored.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import os
 import re
@@ -40,7 +41,6 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from detectors.rules import METHODS
 from monitor.errors import ConfigError, InvalidConfigError
 
 
@@ -69,6 +69,12 @@ class KafkaConfig(Section):
 
     bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
     """Brokers to connect to first, as `host:port`."""
+    client: Literal["kafka-python", "confluent"] = "kafka-python"
+    """The Kafka client library. `kafka-python`: pure Python, always installed, the reference.
+    `confluent`: confluent-kafka (librdkafka, in C), about twice the consume rate; install it
+    with `pip install 'driftd[fast]'`. Both commit exactly the checkpointed offsets, save
+    before a rebalance takes partitions away, dead-letter with the same headers, and read
+    every key below (TLS and SASL included)."""
     topics: list[TopicName] = Field(default_factory=lambda: ["inference"], min_length=1)
     """Topics of inference events. One consumer in group `group_id` reads them all."""
     labels_topic: TopicName | None = None
@@ -145,6 +151,16 @@ class KafkaConfig(Section):
     """Longest wait between two attempts to reach the brokers while they are away (poll
     retries and reconnects back off exponentially up to this). With the default, consumption
     resumes within 10 s of the broker coming back."""
+
+    @field_validator("client")
+    @classmethod
+    def _client_installed(cls, value: str) -> str:
+        # Checked by name only: importing librdkafka here would slow every command down.
+        if value == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise ValueError(
+                "'confluent' needs the confluent-kafka package: pip install 'driftd[fast]'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaConfig:
@@ -405,8 +421,22 @@ def _method(
     )
 
 
-CALIBRATED_METHODS = METHODS
-"""The methods the drift engine scores (``detectors.engine``); the others are fixed."""
+CALIBRATED_METHODS = (
+    "psi",
+    "ks",
+    "chi2",
+    "js",
+    "missing",
+    "range",
+    "unseen",
+    "samples",
+    "schema",
+)
+"""The methods the drift engine scores (``detectors.engine``); the others are fixed.
+
+The same tuple as ``detectors.rules.METHODS`` (tests/test_cli_startup.py holds them
+equal), written out because importing ``detectors`` loads numpy: validating a config
+(``driftd check-config``) needs neither."""
 
 
 class DetectorsConfig(Section):
@@ -631,12 +661,29 @@ class JournalConfig(Section):
 
 
 class MetricsConfig(Section):
-    """Where /metrics, /healthz and /readyz are served."""
+    """Where /metrics, /healthz and /readyz are served, and how much `/metrics` exports."""
 
     host: str = "127.0.0.1"
     """Address the HTTP server binds (`0.0.0.0`: every interface)."""
     port: int = Field(default=9108, ge=0, le=65535)
     """Port of `/metrics`, `/healthz` and `/readyz`; 0: any free port."""
+    detail: Literal["summary", "full"] = "summary"
+    """`summary`: per segment, the worst score over its threshold and the features
+    drifting; per feature and method, the same across segments (and the threshold when
+    every segment shares it); every firing or pending (segment, feature, method) in full,
+    and the `top_k` nearest to paging per segment. Series stay bounded by segments plus
+    features x methods (docs/metrics.md). `full`: every (segment, feature, method) with
+    its score, thresholds, state and breach streak, and the missing rate of every
+    (segment, feature): for a few segments only (about 5 series per segment, feature and
+    method)."""
+    top_k: int = Field(default=1, ge=0, le=100)
+    """`summary` detail: per segment, the (feature, method) pairs with the highest score over
+    threshold that are not firing or pending, exported with their score and threshold.
+    0: none. Each unit costs two series per segment (2,000 at 1,000 segments)."""
+    cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    """A rendered `/metrics` answer is served again to scrapes for this long, unless a batch
+    was processed since: a scrape is then a copy of bytes, and concurrent scrapes render
+    once. 0: render every scrape."""
 
 
 class SegmentsConfig(Section):

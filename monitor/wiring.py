@@ -33,8 +33,8 @@ from monitor.engine.reference.profile_file import load_reference
 from monitor.errors import CheckpointError, StorageUnusableError
 from monitor.ingest.demo_source import DemoSource
 from monitor.ingest.file_source import FileSource
+from monitor.ingest.kafka.choice import kafka_source
 from monitor.ingest.kafka.metrics import kafka_collectors
-from monitor.ingest.kafka.source import KafkaSource
 from monitor.ingest.source import Source
 from monitor.state.checkpointer import (
     NoCheckpoint,
@@ -110,6 +110,7 @@ def build_daemon(
             liveness=health.alive,
             readiness=health.readiness,
             state=live_state.json_bytes,
+            cache_seconds=settings.metrics.cache_seconds,
         )
     daemon = Daemon(
         settings,
@@ -124,8 +125,29 @@ def build_daemon(
         reference_store=reference_store,
         relearn_reference=relearn_reference,
     )
+    if server is not None:
+        _refresh_metrics_after_batches(daemon, server, live_state)
     source.listen(daemon)
     return daemon
+
+
+def _refresh_metrics_after_batches(daemon: Daemon, server: MetricsServer, rows: LiveState) -> None:
+    """After each batch (and the state API's refresh): digest the segments it touched for
+    ``metrics.detail: summary``, and let the next scrape render again."""
+    collector = daemon.collector
+    collector.segment_rows = rows.segment_rows
+
+    def refresh(outcome: BatchOutcome) -> None:
+        collector.refresh_summary()
+        server.invalidate()
+
+    def rebuild() -> None:
+        rows.refresh()  # every segment: a hand-over moved some without a batch
+        collector.refresh_summary()
+        server.invalidate()
+
+    daemon.on_batch = refresh if daemon.on_batch is None else _both(daemon.on_batch, refresh)
+    daemon.on_rebalanced = rebuild
 
 
 def checkpointer_from_settings(
@@ -170,7 +192,7 @@ def _source(
     if kind in ("file", "stdin"):
         path = settings.source.path if kind == "file" else None
         return FileSource(path, settings.source.batch_size)
-    kafka = KafkaSource(settings.kafka)
+    kafka = kafka_source(settings.kafka)  # on the client `kafka.client` names
     for collector in kafka_collectors(kafka, settings.model):
         registry.register(collector)
     return kafka

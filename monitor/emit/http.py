@@ -16,7 +16,6 @@ liveness check for a stuck consumer loop.
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import structlog
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
+from monitor.emit.exposition import ExpositionCache
 from monitor.errors import ConfigError
 
 STATE_PATH = "/api/v1/state"
@@ -95,7 +94,9 @@ class MetricsServer:
     """Serves ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
 
     - ``/metrics``: the registry in the format the ``Accept`` header asks for
-      (Prometheus text or OpenMetrics), gzipped if the client accepts it.
+      (Prometheus text or OpenMetrics), gzipped if the client accepts it; rendered at
+      most once per batch (:meth:`invalidate`) and per ``cache_seconds``
+      (``monitor.emit.exposition``).
     - ``/healthz``: 200 ``ok`` while ``liveness()`` is true, else 503.
     - ``/readyz``: 200 with the reason while ``readiness()`` says ready, else 503.
     - ``/api/v1/state``: the JSON ``state()`` returns (``monitor.emit.state_api``), when
@@ -114,8 +115,10 @@ class MetricsServer:
         readiness: Callable[[], tuple[bool, str]],
         request_timeout: float = 10.0,
         state: Callable[[], bytes] | None = None,
+        cache_seconds: float = 0.0,
     ) -> None:
         self.registry = registry
+        self.exposition = ExpositionCache(registry, cache_seconds)
         self.state = state
         self.host = host
         self._port = port
@@ -124,6 +127,10 @@ class MetricsServer:
         self.request_timeout = request_timeout
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def invalidate(self) -> None:
+        """The metrics changed (a batch was processed): the next scrape renders them."""
+        self.exposition.invalidate()
 
     @property
     def port(self) -> int:
@@ -220,16 +227,15 @@ def _handler_class(owner: MetricsServer) -> type[BaseHTTPRequestHandler]:
 
         def _metrics(self, body: bool) -> None:
             try:
-                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-                output = encoder(owner.registry)
+                answer = owner.exposition.render(self.headers.get("Accept", ""))
+                output, encoding = answer.body, None
+                if "gzip" in self.headers.get("Accept-Encoding", ""):
+                    output, encoding = answer.gzip(), "gzip"
             except Exception as exc:
                 _log.error("metrics_scrape_failed", error=repr(exc))
                 self._reply(HTTPStatus.INTERNAL_SERVER_ERROR, b"scrape failed\n", body=body)
                 return
-            encoding = None
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                output, encoding = gzip.compress(output), "gzip"
-            self._reply(HTTPStatus.OK, output, content_type, encoding, body)
+            self._reply(HTTPStatus.OK, output, answer.content_type, encoding, body)
 
         def _state(self, build: Callable[[], bytes], body: bool) -> None:
             try:

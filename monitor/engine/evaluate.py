@@ -136,8 +136,14 @@ class Evaluator:
     def evaluate(self, closed: ClosedWindows, segment_names: tuple[str, ...]) -> WindowResults:
         """Scores and verdicts of every closed window, ``(k, columns)`` per method."""
         segments = closed.segments.tolist()
-        refs = [self.pooled, *self.own.values()]
-        slot = {s: i + 1 for i, s in enumerate(self.own)}
+        # Only the references these windows use: the engine stacks what it is given, and
+        # stacking every segment's own reference per batch would cost O(segments).
+        refs = [self.pooled]
+        slot: dict[int, int] = {}
+        for s in segments:
+            if s in self.own and s not in slot:
+                slot[s] = len(refs)
+                refs.append(self.own[s])
         which = np.array([slot.get(s, 0) for s in segments], dtype=np.int64)
         scores = self.engine.score(closed.counts, refs, which)
         k = len(segments)

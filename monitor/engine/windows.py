@@ -1,9 +1,15 @@
 """Per-segment windows over binned counts: tumbling or sliding, by event count and/or event time.
 
 Counts live in one tensor ``panes[pane, segment, feature, slot]`` (the binner's slot
-layout). A tumbling window is one pane; a sliding window is a ring of ``P`` panes,
-evaluated each time a pane closes once the ring is full, so consecutive windows
-overlap by ``P - 1`` panes.
+layout), int32 while every window's events fit in it (``COUNT_DTYPE``; it widens to
+int64, once, before a window could hold more than ``2**31 - 1`` events), which halves
+the largest array the daemon keeps. Closed windows and checkpoints carry int64 counts
+whatever the dtype held. A batch's counts are added in place (``np.add.at`` on the
+touched slots only): no temporary the size of the whole tensor.
+
+A tumbling window is one pane; a sliding window is a ring of ``P`` panes, evaluated
+each time a pane closes once the ring is full, so consecutive windows overlap by
+``P - 1`` panes.
 
 Events of a segment are taken in arrival order, and a pane closes exactly at the
 event that fills it (count) or at the first event of a later event-time pane (time),
@@ -38,6 +44,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +53,10 @@ from detectors.base import FloatArray, IntArray, State
 from detectors.binning import Binner
 from monitor.config import WindowsConfig
 from monitor.ingest.watermark import EventClock
+
+COUNT_DTYPE = np.int32
+"""The dtype of the open panes while every window's events fit in it."""
+_COUNT_MAX = int(np.iinfo(COUNT_DTYPE).max)
 
 
 @dataclass(frozen=True)
@@ -98,7 +109,9 @@ class Windows:
         )
         self._cell = binner.n_features * binner.stride
         self.n_segments = 0
-        self._panes = np.zeros((self.n_panes, 0, binner.n_features, binner.stride), np.int64)
+        self._panes: npt.NDArray[np.signedinteger[Any]] = np.zeros(
+            (self.n_panes, 0, binner.n_features, binner.stride), COUNT_DTYPE
+        )
         self._pane_rows = np.zeros((self.n_panes, 0), np.int64)
         self._head = np.zeros(0, np.int64)
         self._completed = np.zeros(0, np.int64)
@@ -120,7 +133,7 @@ class Windows:
             return
         p = self.n_panes
         self._panes = np.concatenate(
-            [self._panes, np.zeros((p, extra, *self._panes.shape[2:]), np.int64)], axis=1
+            [self._panes, np.zeros((p, extra, *self._panes.shape[2:]), self._panes.dtype)], axis=1
         )
         self._pane_rows = np.concatenate([self._pane_rows, np.zeros((p, extra), np.int64)], 1)
         self._head = np.concatenate([self._head, np.zeros(extra, np.int64)])
@@ -209,6 +222,7 @@ class Windows:
         if seg.size == 0:
             return self._close_quiet()
         self.ensure_segments(int(seg.max()) + 1)
+        self._widen_for(seg.size)
         key_type = np.int16 if self.n_segments <= 32767 else np.int32
         order = np.argsort(seg.astype(key_type), kind="stable")
         seg_s = seg[order]
@@ -238,9 +252,12 @@ class Windows:
                 limit = np.minimum(limit, self._time_limit(pane_id, active, pos, limit))
             rows, owner = _spans(pos, limit)
             offset = (head[owner] * self.n_segments + active[owner]) * self._cell
-            flat = self._panes.reshape(-1)
-            flat += np.bincount((slots[:, rows] + offset).ravel(), minlength=flat.size).astype(
-                np.int64
+            # Only the touched slots: a bincount over the whole tensor would allocate
+            # (and add) segments x features x slots counts for every batch.
+            np.add.at(
+                self._panes.reshape(-1),
+                (slots[:, rows] + offset).ravel(),
+                self._panes.dtype.type(1),
             )
             self._pane_rows[head, active] += limit - pos
             took = limit > pos
@@ -267,6 +284,14 @@ class Windows:
             closed.append((quiet.segments, quiet.counts, quiet.end_ts))
         return _stack(closed, self._panes.shape[2:])
 
+    def _widen_for(self, rows: int) -> None:
+        """Hold the panes as int64 from now on if ``rows`` more events could push a
+        window's count (so any of its slots) past ``COUNT_DTYPE``."""
+        if self._panes.dtype == np.int64 or self.n_segments == 0:
+            return
+        if int(self._pane_rows.sum(axis=0).max()) + rows > _COUNT_MAX:
+            self._panes = self._panes.astype(np.int64)
+
     def _time_limit(
         self, pane_id: IntArray, active: IntArray, pos: IntArray, limit: IntArray
     ) -> IntArray:
@@ -285,7 +310,7 @@ class Windows:
         """Close the open pane of ``segs``; emit the windows whose ring is now full."""
         self._completed[segs] += 1
         ready = segs[self._completed[segs] >= self.n_panes]
-        window = self._panes[:, ready].sum(axis=0)
+        window = self._panes[:, ready].sum(axis=0, dtype=np.int64)
         end_ts = self._last_ts[ready].copy()
         self._head[segs] = (self._head[segs] + 1) % self.n_panes
         self._panes[self._head[segs], segs] = 0
@@ -309,7 +334,7 @@ class Windows:
         """All panes and closing state, as arrays."""
         return {
             "fingerprint": self.binner.fingerprint,
-            "panes": self._panes.copy(),
+            "panes": self._panes.astype(np.int64),
             "pane_rows": self._pane_rows.copy(),
             "head": self._head.copy(),
             "completed": self._completed.copy(),
@@ -323,8 +348,8 @@ class Windows:
         """Restore ``state_dict`` output made against the same binning."""
         if state["fingerprint"] != self.binner.fingerprint:
             raise ValueError("window state was made against another reference profile")
-        self._panes = np.asarray(state["panes"], np.int64).copy()
         self._pane_rows = np.asarray(state["pane_rows"], np.int64).copy()
+        self._panes = _fit(np.asarray(state["panes"], np.int64), self._pane_rows)
         self._head = np.asarray(state["head"], np.int64).copy()
         self._completed = np.asarray(state["completed"], np.int64).copy()
         self._pane_id = np.asarray(state["pane_id"], np.int64).copy()
@@ -345,7 +370,7 @@ class Windows:
         rows = np.asarray(segments, dtype=np.int64)
         return {
             "fingerprint": self.binner.fingerprint,
-            "panes": self._panes[:, rows].copy(),
+            "panes": self._panes[:, rows].astype(np.int64),
             "pane_rows": self._pane_rows[:, rows].copy(),
             "head": self._head[rows].copy(),
             "completed": self._completed[rows].copy(),
@@ -362,8 +387,10 @@ class Windows:
         rows = np.asarray(segments, dtype=np.int64)
         self.ensure_segments(int(rows.max()) + 1 if rows.size else 0)
         fresh = (self._pane_rows[:, rows].sum(axis=0) == 0) & (self._completed[rows] == 0)
-        self._panes[:, rows] += np.asarray(part["panes"], np.int64)
         self._pane_rows[:, rows] += np.asarray(part["pane_rows"], np.int64)
+        panes = self._panes.astype(np.int64)
+        panes[:, rows] += np.asarray(part["panes"], np.int64)
+        self._panes = _fit(panes, self._pane_rows)
         for mine, key in (
             (self._head, "head"),
             (self._completed, "completed"),
@@ -382,6 +409,14 @@ class Windows:
         self._completed[rows] = 0
         self._pane_id[rows] = -1
         self._last_ts[rows] = -math.inf
+
+
+def _fit(panes: IntArray, pane_rows: IntArray) -> npt.NDArray[np.signedinteger[Any]]:
+    """``panes`` as ``COUNT_DTYPE`` when every window's events fit in it, else int64."""
+    windows = pane_rows.sum(axis=0)
+    if windows.size and int(windows.max()) > _COUNT_MAX:
+        return panes.copy()
+    return panes.astype(COUNT_DTYPE)
 
 
 def _firsts(lengths: IntArray) -> IntArray:

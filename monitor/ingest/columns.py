@@ -69,6 +69,37 @@ def as_text(values: list[Any], name: str, problems: Problems, missing: str) -> l
     return out
 
 
+def id_texts(
+    values: list[Any], path: str, problems: Problems, *, required: bool, longest: int
+) -> list[str]:
+    """Ids as text: a string, or an integer as text, of at most ``longest`` characters;
+    anything else is "" and, when ``required``, refuses its event."""
+    types = set(map(type, values))
+    if types <= {str} and max(map(len, values), default=0) <= longest:
+        return values
+    out: list[str] = []
+    for row, value in enumerate(values):
+        kind = type(value)
+        text = value if kind is str else str(value) if kind is int else None
+        if text is None:
+            if required:
+                detail = (
+                    f"{path} is missing or null"
+                    if value is None
+                    else f"{path}: {type_name(value)} where an id (string) belongs"
+                )
+                problems.setdefault(row, ("missing_id", detail))
+            out.append("")
+        elif len(text) > longest:
+            if required:
+                detail = f"{path} is {len(text)} characters long, over {longest}"
+                problems.setdefault(row, ("bad_id", detail))
+            out.append("")
+        else:
+            out.append(text)
+    return out
+
+
 def numbers(
     values: list[Any],
     name: str,

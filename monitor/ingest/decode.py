@@ -1,4 +1,4 @@
-"""Bytes to columns: one pass of orjson over a poll batch, then numpy per column.
+"""Bytes to columns: one parse of a poll batch (msgspec, orjson), then numpy per column.
 
 A message is one JSON object, or a JSON array of objects. Anything that cannot be
 decoded or validated is rejected with a reason and kept (with its index in the
@@ -6,9 +6,12 @@ batch) so the caller can count it and dead-letter the original bytes. A bad
 message never takes its batch-mates down with it; an array message is
 all-or-nothing.
 
-The work is columnar. All messages are parsed first; then each field is pulled
-out of every event with one ``map(dict.get, ...)`` pass and converted with one
-numpy call. Type checks are a ``set(map(type, column))`` per column; only a
+The work is columnar. All messages are parsed first: each by msgspec into a struct
+made for the schema where every value it holds is one driftd reads as it is, any other
+by orjson into dicts (``monitor.ingest.typed_rows``: the structs hold exactly the values
+orjson would give, so the results are the same either way, only cheaper). Then each
+field is pulled out of every event with one ``map`` pass and converted with one numpy
+call. Type checks are a ``set(map(type, column))`` per column; only a
 column that holds a wrong type is walked row by row. A row's reason is the first
 failing check in this order: model, id, timestamp, features object (missing, or
 more keys than ``schema.max_features_per_event``: ``too_many_features``), numeric
@@ -19,12 +22,14 @@ Limits. A message over ``schema.max_message_bytes`` is refused unparsed; the dec
 reads only the configured feature names, so a huge features object costs its parse and
 nothing more (and is refused past the per-event cap).
 
-Parsing. orjson parses the batch. A message orjson refuses that holds the text
-``NaN`` or ``Infinity`` is parsed again, alone, by the stdlib ``json`` module, which
-also accepts the ``NaN``, ``Infinity`` and ``-Infinity`` literals Python's
-``json.dumps`` writes for float NaN and infinities, and nothing else orjson refuses
-(numbers beyond float64, lone surrogates and invalid UTF-8 stay ``invalid_json``). Its
-nesting limit is the interpreter's recursion limit (some 900 levels), below orjson's 1024.
+Parsing. What is accepted is what orjson accepts: msgspec reads only messages that
+orjson would read to the same values, and leaves the rest to it. A message orjson
+refuses that holds the text ``NaN`` or ``Infinity`` is parsed again, alone, by the
+stdlib ``json`` module, which also accepts the ``NaN``, ``Infinity`` and ``-Infinity``
+literals Python's ``json.dumps`` writes for float NaN and infinities, and nothing else
+orjson refuses (numbers beyond float64, lone surrogates and invalid UTF-8 stay
+``invalid_json``). Its nesting limit is the interpreter's recursion limit (some 900
+levels), below orjson's 1024.
 
 Values. Numbers are float64 with null/absent as NaN; categorical values are text
 (ints and booleans as ``str``), None when null or absent. A bad value in a numeric
@@ -66,7 +71,8 @@ window) and, whatever the window, within the years 1 to 9999.
 
 Where it lives. This module holds the ``Decoder`` (the order of the checks, and what
 becomes of a refused event) and what it hands on; its parts, by role, are modules of
-``monitor.ingest``: ``json_parse`` (bytes to events, the lenient fallback),
+``monitor.ingest``: ``typed_rows`` (bytes to structs, the fast path), ``json_parse``
+(bytes to events, the exact path with its lenient fallback),
 ``columns`` (one field of every event as a typed column, bad values counted),
 ``timestamps`` (event times and the window), ``feature_objects`` (the features object,
 its key cap, unexpected names), ``segment_keys`` and ``values`` (one value read as a
@@ -89,15 +95,16 @@ from monitor.ingest.columns import (
     Problems,
     as_text,
     categories,
+    id_texts,
     numbers,
     path_values,
     values_of,
 )
 from monitor.ingest.feature_objects import FeatureObjects
-from monitor.ingest.json_parse import parse_messages
 from monitor.ingest.segment_keys import segment_keys
 from monitor.ingest.timestamps import EventTimes
-from monitor.ingest.values import show, type_name
+from monitor.ingest.typed_rows import TypedReader
+from monitor.ingest.values import show
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The default of ``schema.max_message_bytes``."""
@@ -200,6 +207,7 @@ class Decoder:
         self.report_unexpected = report_unexpected
         self.keep_feature_objects = keep_feature_objects
         self._id = schema.id.split(".")
+        self._ts = schema.timestamp.split(".")
         self._model = schema.model.split(".")
         self._prediction = schema.prediction.split(".")
         self._label = schema.label.split(".")
@@ -209,6 +217,24 @@ class Decoder:
         self._now = now
         self._feature_objects = FeatureObjects(
             schema, (*self.numeric_features, *self.categorical_features)
+        )
+        # A warm-up hands the features objects on, so it reads every event as a dict.
+        self._reader = TypedReader(
+            schema,
+            self.numeric_features,
+            self.categorical_features,
+            self._feature_objects.known,
+            enabled=not keep_feature_objects,
+            report_unexpected=report_unexpected,
+        )
+        features = schema.features.split(".") if schema.features else []
+        reader = self._reader
+        self._of_numeric = [reader.getter([*features, n]) for n in self.numeric_features]
+        self._of_categorical = [reader.getter([*features, n]) for n in self.categorical_features]
+        self._numeric_row = (
+            reader.feature_getter(self.numeric_features)
+            if reader.enabled and len(self.numeric_features) > 1
+            else None
         )
 
     def decode(
@@ -224,39 +250,62 @@ class Decoder:
         kafka`` and ignored otherwise.
         """
         clock = now if now is not None else (self._now if self._now is not None else time.time())
-        events, owners, refusals, lenient = parse_messages(messages, self.schema.max_message_bytes)
-        rejections = [Rejection(*refusal) for refusal in refusals]
-        n = len(events)
+        rows = self._reader.read(messages, self.schema.max_message_bytes)
+        rejections = [Rejection(*refusal) for refusal in rows.refusals]
+        n = rows.n
         source_index = (
             np.arange(n, dtype=np.int64)
-            if isinstance(owners, range)
-            else np.array(owners, dtype=np.int64)
+            if isinstance(rows.owners, range)
+            else np.array(rows.owners, dtype=np.int64)
         )
         problems: Problems = {}
         invalid: InvalidValues = []
         strict = self._strict
+        lenient = rows.lenient
+        reader = self._reader
 
-        models = self._models(path_values(events, self._model), problems)
-        ids = self._ids(path_values(events, self._id), problems)
+        def column(path: list[str]) -> list[Any]:
+            return rows.gather(reader.getter(path), path_values(rows.dicts, path))
+
+        models = self._models(column(self._model), problems)
+        ids = id_texts(
+            column(self._id),
+            self.schema.id,
+            problems,
+            required=self.require_id,
+            longest=MAX_ID_LENGTH,
+        )
         ts = self._times.read(
-            events,
+            rows.dicts if rows.typed is None else rows.typed,
             source_index,
             kafka_ts,
             len(messages),
             problems,
             clock,
             check_wall_clock=self.check_wall_clock,
+            column=None if rows.typed is None else lambda: column(self._ts),
         )
-        features = self._feature_objects.find(events, problems)
+        # Only rows read as dicts can lack a features object or hold too many keys.
+        found: Problems = {}
+        dict_features = self._feature_objects.find(rows.dicts, found)
+        for row, problem in found.items():
+            problems.setdefault(rows.dict_rows[row], problem)
+        features = rows.gather(reader.features_getter, dict_features)
         unexpected = self._feature_objects.unexpected(features) if self.report_unexpected else {}
-        numeric = np.empty((n, len(self.numeric_features)), dtype=np.float64)
-        for j, name in enumerate(self.numeric_features):
-            numeric[:, j] = numbers(
-                values_of(features, name), name, problems, invalid, strict=strict, lenient=lenient
-            )
+        if self._numeric_row is not None and rows.typed is not None and not rows.dicts:
+            # Every row is a struct, every numeric value an int, a float or None: one call.
+            numeric = np.array(list(map(self._numeric_row, features)), dtype=np.float64)
+            numeric = numeric.reshape(n, len(self.numeric_features))
+        else:
+            numeric = np.empty((n, len(self.numeric_features)), dtype=np.float64)
+            for j, name in enumerate(self.numeric_features):
+                values = rows.gather(self._of_numeric[j], values_of(dict_features, name))
+                numeric[:, j] = numbers(
+                    values, name, problems, invalid, strict=strict, lenient=lenient
+                )
         schema = self.schema
         prediction = numbers(
-            path_values(events, self._prediction),
+            column(self._prediction),
             schema.prediction,
             problems,
             invalid,
@@ -264,7 +313,7 @@ class Decoder:
             lenient=lenient,
         )
         label = numbers(
-            path_values(events, self._label),
+            column(self._label),
             schema.label,
             problems,
             invalid,
@@ -272,10 +321,29 @@ class Decoder:
             lenient=lenient,
         )
         categorical = {
-            name: categories(values_of(features, name), name, problems, invalid, strict=strict)
-            for name in self.categorical_features
+            name: categories(
+                rows.gather(getter, values_of(dict_features, name)),
+                name,
+                problems,
+                invalid,
+                strict=strict,
+            )
+            for name, getter in zip(self.categorical_features, self._of_categorical, strict=True)
         }
-        keys = self._segment_keys(events, features, problems)
+        keys = segment_keys(
+            [
+                (
+                    ".".join(path),
+                    rows.gather(
+                        reader.getter(path),
+                        self._feature_objects.path_values(rows.dicts, dict_features, path),
+                    ),
+                )
+                for path in self._segment_paths
+            ],
+            n,
+            problems,
+        )
 
         kept: npt.NDArray[np.bool_] | None = None
         if problems:
@@ -338,40 +406,3 @@ class Decoder:
                     )
                     problems.setdefault(row, ("other_model", detail))
         return models
-
-    def _ids(self, values: list[Any], problems: Problems) -> list[str]:
-        types = set(map(type, values))
-        if types <= {str} and max(map(len, values), default=0) <= MAX_ID_LENGTH:
-            return values
-        required = self.require_id
-        path = self.schema.id
-        out: list[str] = []
-        for row, value in enumerate(values):
-            kind = type(value)
-            text = value if kind is str else str(value) if kind is int else None
-            if text is None:
-                if required:
-                    detail = (
-                        f"{path} is missing or null"
-                        if value is None
-                        else f"{path}: {type_name(value)} where an id (string) belongs"
-                    )
-                    problems.setdefault(row, ("missing_id", detail))
-                out.append("")
-            elif len(text) > MAX_ID_LENGTH:
-                if required:
-                    detail = f"{path} is {len(text)} characters long, over {MAX_ID_LENGTH}"
-                    problems.setdefault(row, ("bad_id", detail))
-                out.append("")
-            else:
-                out.append(text)
-        return out
-
-    def _segment_keys(
-        self, events: list[dict[str, Any]], features: list[Any], problems: Problems
-    ) -> list[str]:
-        columns = [
-            (".".join(path), self._feature_objects.path_values(events, features, path))
-            for path in self._segment_paths
-        ]
-        return segment_keys(columns, len(events), problems)

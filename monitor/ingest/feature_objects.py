@@ -33,7 +33,8 @@ class FeatureObjects:
         segment_features = [
             p.removeprefix(prefix) for p in schema.segment_by if p.startswith(prefix)
         ]
-        self._known = frozenset((*read, *segment_features))
+        self.known = frozenset((*read, *segment_features))
+        """Names a features object may hold without being reported as unexpected."""
 
     def find(self, events: list[dict[str, Any]], problems: Problems) -> list[Any]:
         """Each event's features object; a missing one is ``{}`` and refuses its event
@@ -68,7 +69,7 @@ class FeatureObjects:
     def unexpected(self, features: list[Any]) -> dict[str, int]:
         """Names in a sample of feature objects that no configured feature reads."""
         out: dict[str, int] = {}
-        known = self._known
+        known = self.known
         longest = self.schema.max_name_length
         step = max(1, len(features) // UNEXPECTED_SAMPLE)
         for obj in features[::step]:

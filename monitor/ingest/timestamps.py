@@ -11,7 +11,7 @@ magnitude suggests another unit. The contract is the ``monitor.ingest.decode`` d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -57,8 +57,12 @@ class EventTimes:
         clock: float,
         *,
         check_wall_clock: bool,
+        column: Callable[[], list[Any]] | None = None,
     ) -> npt.NDArray[np.float64]:
-        """Epoch seconds of every row (NaN where refused), checked against the window."""
+        """Epoch seconds of every row (NaN where refused), checked against the window.
+
+        ``column``: gives the timestamp field of every row, where ``events`` are not
+        (all) dicts; called only when some row has no Kafka time to use."""
         n = len(events)
         from_kafka: npt.NDArray[np.bool_] | None = None
         ts = np.full(n, math.nan)
@@ -74,7 +78,7 @@ class EventTimes:
             from_kafka = ~np.isnan(ts)
         values: list[Any] = []
         if from_kafka is None or not from_kafka.all():
-            values = path_values(events, self._path)
+            values = path_values(events, self._path) if column is None else column()
             own: Problems = {}
             event_ts = self._event_times(values, own)
             if from_kafka is None:

@@ -18,16 +18,20 @@ compacted topic, so that another replica can take over.
 
 from __future__ import annotations
 
-from monitor.state.codec import (
-    FORMAT_VERSION,
-    MAGIC,
-    Checkpoint,
-    CheckpointInfo,
-    decode,
-    encode,
-    peek,
-)
-from monitor.state.file_store import FileCheckpointStore
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.state.codec import (
+        FORMAT_VERSION,
+        MAGIC,
+        Checkpoint,
+        CheckpointInfo,
+        decode,
+        encode,
+        peek,
+    )
+    from monitor.state.file_store import FileCheckpointStore
 
 __all__ = [
     "FORMAT_VERSION",
@@ -39,3 +43,16 @@ __all__ = [
     "encode",
     "peek",
 ]
+
+# Loaded on first use: `check-config` imports `storage_checks` from this package and
+# must not pay for numpy and the codec to do so (docs: startup under 0.5 s).
+_HOMES = {name: "monitor.state.codec" for name in __all__} | {
+    "FileCheckpointStore": "monitor.state.file_store"
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -24,6 +24,11 @@ Then:
   no event was lost and none was counted twice;
 - per alert, the sequence of delivered actions is the same (a repeat of an action
   that was delivered just before a kill is dropped: delivery is at least once).
+
+The straight run is always the kafka-python reference; here the crashing daemon runs on
+kafka-python too, and ``test_crash_equivalence_confluent.py`` runs it on confluent-kafka
+through :func:`check_crash_equivalence` (fewer kills, in a module of its own so that the
+two slow runs go to different workers).
 """
 
 from __future__ import annotations
@@ -76,10 +81,13 @@ def _produce(bootstrap: str, topic: str) -> None:
             produce(bootstrap, topic, messages, partition=partition, timeout=120)
 
 
-def _config(root: Path, bootstrap: str, topic: str, hook: str, reference: Path) -> Path:
+def _config(
+    root: Path, bootstrap: str, topic: str, hook: str, reference: Path, client: str
+) -> Path:
     config = {
         "model": "credit-risk",
         "kafka": {
+            "client": client,
             "bootstrap_servers": [bootstrap],
             "topics": [topic],
             "group_id": unique_topic("driftd-crash"),
@@ -134,7 +142,7 @@ def _tail(config: Path) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
+def reap_daemons() -> Iterator[None]:
     """No daemon outlives the test, whatever failed."""
     yield
     while STARTED:
@@ -321,6 +329,18 @@ def test_sigkill_at_random_points_changes_nothing(
     tmp_path: Path,
 ) -> None:
     """Ten SIGKILLs and restarts: windows, transitions, state and alerts equal a straight run."""
+    check_crash_equivalence(kafka_bootstrap, hooks, tmp_path, client="kafka-python", kills=KILLS)
+
+
+def check_crash_equivalence(
+    kafka_bootstrap: str,
+    hooks: tuple[Receiver, Receiver],
+    tmp_path: Path,
+    *,
+    client: str,
+    kills: int,
+) -> None:
+    """``kills`` SIGKILLs of a daemon on ``client``, against a straight kafka-python run."""
     topic = unique_topic("driftd-crash-in")
     create_topic(kafka_bootstrap, topic, partitions=len(SEGMENTS))
     _produce(kafka_bootstrap, topic)
@@ -331,8 +351,10 @@ def test_sigkill_at_random_points_changes_nothing(
     straight_root, crash_root = tmp_path / "straight", tmp_path / "crash"
     straight_root.mkdir()
     crash_root.mkdir()
-    straight_cfg = _config(straight_root, kafka_bootstrap, topic, straight_hook.url, reference)
-    crash_cfg = _config(crash_root, kafka_bootstrap, topic, crash_hook.url, reference)
+    straight_cfg = _config(
+        straight_root, kafka_bootstrap, topic, straight_hook.url, reference, "kafka-python"
+    )
+    crash_cfg = _config(crash_root, kafka_bootstrap, topic, crash_hook.url, reference, client)
     straight_group = json.loads(straight_cfg.read_text())["kafka"]["group_id"]
     crash_group = json.loads(crash_cfg.read_text())["kafka"]["group_id"]
 
@@ -345,7 +367,7 @@ def test_sigkill_at_random_points_changes_nothing(
     rng = random.Random(20261126)
     # Where each kill point is looked for from: ten random shares of the stream. A kill
     # lands a slice past its share at most, so the shares can spread over most of it.
-    shares = sorted(rng.uniform(0.05, 0.8) for _ in range(KILLS))
+    shares = sorted(rng.uniform(0.05, 0.8) for _ in range(kills))
     points: list[CrashPoint] = []
     for share in shares:
         last = points[-1].events if points else 0
@@ -359,7 +381,7 @@ def test_sigkill_at_random_points_changes_nothing(
     # Each kill came after a checkpoint of the restarted run's own (progress), with a
     # window half full in it, and left closed windows that checkpoint does not cover
     # (replayed after the restart).
-    assert len(points) == KILLS
+    assert len(points) == kills
     assert all(p.events < N_EVENTS for p in points)
     assert [p.events for p in points] == sorted({p.events for p in points})
     assert all(p.replayed_windows and p.half_full_windows for p in points), points

@@ -1,4 +1,9 @@
-"""KafkaSource against a real Apache Kafka broker (and against no broker at all)."""
+"""The Kafka source against a real Apache Kafka broker, on both clients.
+
+Every test that builds a source through ``make_source`` runs twice: on kafka-python
+(``KafkaSource``, the reference) and on confluent-kafka (``ConfluentSource``,
+``kafka.client: confluent``), with the same assertions.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from monitor.errors import (
     PartitionNotAssignedError,
     RebalanceCallbackError,
 )
+from monitor.ingest.kafka.choice import AnyKafkaSource, kafka_source
+from monitor.ingest.kafka.confluent_source import ConfluentSource
 from monitor.ingest.kafka.dead_letter import DETAIL_MAX_BYTES
 from monitor.ingest.kafka.source import KafkaSource
 from monitor.ingest.source import Record, Source, TopicPartition
@@ -30,19 +37,29 @@ from tests.kafka_broker import (
 
 pytestmark = pytest.mark.integration
 
-Factory = Callable[..., KafkaSource]
+Factory = Callable[..., AnyKafkaSource]
+
+CLIENTS = ["kafka-python", "confluent"]
+
+
+@pytest.fixture(params=CLIENTS)
+def client(request: pytest.FixtureRequest) -> str:
+    """The Kafka client a test's sources run on (``kafka.client``)."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture
-def make_source(kafka_bootstrap: str) -> Iterator[Factory]:
-    """Build KafkaSources on the session broker (unique group unless given); close them all."""
-    made: list[KafkaSource] = []
+def make_source(kafka_bootstrap: str, client: str) -> Iterator[Factory]:
+    """Build sources on the session broker (unique group unless given); close them all."""
+    made: list[AnyKafkaSource] = []
 
-    def make(topics: list[str], **options: object) -> KafkaSource:
+    def make(topics: list[str], **options: object) -> AnyKafkaSource:
         on_assign = options.pop("on_assign", None)
         on_revoke = options.pop("on_revoke", None)
         tuning = {k: options.pop(k) for k in list(options) if k.endswith("_s")}
         settings: dict[str, object] = {
+            "client": client,
             "bootstrap_servers": [kafka_bootstrap],
             "topics": topics,
             "group_id": f"driftd-test-{uuid.uuid4().hex[:12]}",
@@ -50,7 +67,7 @@ def make_source(kafka_bootstrap: str) -> Iterator[Factory]:
             "poll_timeout_ms": 200,
         }
         settings.update(options)
-        source = KafkaSource(
+        source = kafka_source(
             KafkaConfig.model_validate(settings),
             on_assign=on_assign,  # type: ignore[arg-type]
             on_revoke=on_revoke,  # type: ignore[arg-type]
@@ -72,7 +89,7 @@ def free_port() -> int:
     return port
 
 
-def poll_until(source: KafkaSource, count: int, timeout: float = 60.0) -> list[Record]:
+def poll_until(source: AnyKafkaSource, count: int, timeout: float = 60.0) -> list[Record]:
     """Poll until ``count`` records arrived (fails on timeout)."""
     records: list[Record] = []
     deadline = time.monotonic() + timeout
@@ -82,7 +99,7 @@ def poll_until(source: KafkaSource, count: int, timeout: float = 60.0) -> list[R
     return records
 
 
-def poll_while(source: KafkaSource, done: Callable[[], bool], timeout: float = 60.0) -> None:
+def poll_while(source: AnyKafkaSource, done: Callable[[], bool], timeout: float = 60.0) -> None:
     """Poll until ``done()`` holds (fails on timeout)."""
     deadline = time.monotonic() + timeout
     while not done():
@@ -90,9 +107,11 @@ def poll_while(source: KafkaSource, done: Callable[[], bool], timeout: float = 6
         source.poll(0.2)
 
 
-def test_kafka_source_satisfies_the_source_protocol(kafka_bootstrap: str) -> None:
-    """KafkaSource type-checks as a Source, is never exhausted and starts with no lag."""
-    source: Source = KafkaSource(KafkaConfig(bootstrap_servers=[kafka_bootstrap]))
+def test_kafka_source_satisfies_the_source_protocol(kafka_bootstrap: str, client: str) -> None:
+    """Either client's source type-checks as a Source, is never exhausted, starts with no lag."""
+    cfg = KafkaConfig.model_validate({"bootstrap_servers": [kafka_bootstrap], "client": client})
+    source: Source = kafka_source(cfg)
+    assert isinstance(source, ConfluentSource if client == "confluent" else KafkaSource)
     try:
         assert source.name == "kafka"
         assert not source.exhausted
@@ -239,7 +258,7 @@ def test_rebalance_calls_on_assign_then_on_revoke_which_can_commit(
     produce(kafka_bootstrap, topic, [b"m"] * 3, partition=0)
     produce(kafka_bootstrap, topic, [b"n"] * 3, partition=1)
     calls: list[tuple[str, list[TopicPartition]]] = []
-    first: KafkaSource
+    first: AnyKafkaSource
 
     def on_revoke(partitions: list[TopicPartition]) -> None:
         calls.append(("revoke", partitions))
@@ -261,6 +280,9 @@ def test_rebalance_calls_on_assign_then_on_revoke_which_can_commit(
 
     assert calls[1] == ("revoke", [(topic, 0), (topic, 1)])
     assert calls[2] == ("assign", first.assignment())
+    membership = first.membership
+    assert (membership.state, membership.partitions) == ("stable", 1)
+    assert membership.generations_joined >= 2  # the first assignment, then the rebalance
     assert second.poll(0.5) == []  # the revoked partitions were committed at their end
     assert (topic, 0) not in first.lag() or (topic, 1) not in first.lag()
 
@@ -274,7 +296,7 @@ def test_on_assign_can_seek_to_restored_offsets(
     create_topic(kafka_bootstrap, topic, partitions=2)
     produce(kafka_bootstrap, topic, [b"s"] * 6, partition=0)
     produce(kafka_bootstrap, topic, [b"t"] * 6, partition=1)
-    source: KafkaSource
+    source: AnyKafkaSource
 
     def restore(partitions: list[TopicPartition]) -> None:
         source.seek({tp: 2 + tp[1] for tp in partitions})

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from monitor.config import DetectorsConfig, MethodConfig
-from monitor.emit.drift_collector import DriftCollector
+from monitor.emit.drift_collector import Detail, DriftCollector
 from monitor.emit.http import Heartbeat, MetricsServer
 from monitor.emit.metrics import DaemonMetrics
 from monitor.engine.decision import DecisionBook, Transition
@@ -72,6 +72,7 @@ def drift_setup(
     lag: Callable[[], dict[tuple[str, int], int]] | None = None,
     poll_age: Callable[[], float | None] | None = None,
     extra: tuple[Callable[[], list[Metric]], ...] = (),
+    detail: Detail = "full",
 ) -> tuple[LatestResults, DecisionBook]:
     """Latest results and a decision book of model fraud, collected on ``registry``."""
     latest = LatestResults("fraud")
@@ -79,7 +80,7 @@ def drift_setup(
         consecutive=2, overrides={"country": {"psi": MethodConfig(threshold=0.5, clear=0.3)}}
     )
     decisions = DecisionBook("fraud", detectors, min_samples=500)
-    registry.register(DriftCollector(latest, decisions, lag, poll_age, extra))
+    registry.register(DriftCollector(latest, decisions, lag, poll_age, extra, detail=detail))
     return latest, decisions
 
 

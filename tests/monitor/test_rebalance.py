@@ -6,6 +6,11 @@ checkpoint per partition to a compacted Kafka topic: replica A starts alone, rep
 B joins mid-stream, and the rebalance moves partitions from A to B with their state
 (windows, decisions). The union of A's and B's closed windows equals the single
 daemon's, window by window and score by score.
+
+The replicas here run on kafka-python; ``test_rebalance_confluent.py`` runs them on
+confluent-kafka through :func:`check_partition_move` (in its own module, so that the two
+slow runs go to different workers). The single daemon is always the kafka-python
+reference.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from prometheus_client import CollectorRegistry
 from monitor.config import Settings
 from monitor.engine.outcome import BatchOutcome
 from monitor.ingest.demo_stream import SEGMENTS, DemoStream
+from monitor.ingest.kafka.confluent_source import ConfluentSource
 from monitor.ingest.kafka.source import KafkaSource
 from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, produce, unique_topic
@@ -46,11 +52,14 @@ def _messages() -> dict[int, list[bytes]]:
     return by_partition
 
 
-def _settings(bootstrap: str, topic: str, group: str, reference: Path, store: str) -> Settings:
+def _settings(
+    bootstrap: str, topic: str, group: str, reference: Path, store: str, client: str
+) -> Settings:
     """Replicas of one group share the group name, and so the checkpoint topic."""
     return Settings(
         model="credit-risk",
         kafka={  # type: ignore[arg-type]
+            "client": client,
             "bootstrap_servers": [bootstrap],
             "topics": [topic],
             "group_id": group,
@@ -95,7 +104,7 @@ class Replica:
     def owned(self) -> list[tuple[str, int]]:
         """The partitions this replica owns now."""
         source = self.daemon.source
-        assert isinstance(source, KafkaSource)
+        assert isinstance(source, KafkaSource | ConfluentSource)
         return source.assignment()
 
     def stop(self) -> None:
@@ -125,6 +134,11 @@ def test_partition_moved_mid_stream_changes_no_result(
     tmp_path: Path,
 ) -> None:
     """A's windows plus B's equal one daemon's, though partitions moved between them."""
+    check_partition_move(kafka_bootstrap, tmp_path, "kafka-python")
+
+
+def check_partition_move(kafka_bootstrap: str, tmp_path: Path, client: str) -> None:
+    """Replicas A and B on ``client`` against one kafka-python daemon (see module doc)."""
     topic = unique_topic("driftd-rebalance")
     create_topic(kafka_bootstrap, topic, partitions=len(SEGMENTS))
     reference = tmp_path / "reference.json"
@@ -135,10 +149,10 @@ def test_partition_moved_mid_stream_changes_no_result(
         produce(kafka_bootstrap, topic, m[: cut[p]], partition=p, timeout=120)
 
     group = unique_topic("driftd-rebalance-group")
-    a = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka"))
+    a = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka", client))
     a.thread.start()
     _wait("A to read the first part", lambda: a.daemon.stats.records >= FIRST_PART)
-    b = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka"))
+    b = Replica(_settings(kafka_bootstrap, topic, group, reference, "kafka", client))
     b.thread.start()
     try:
         _wait("B to take partitions over", lambda: bool(b.owned()) and len(a.owned()) < 3)
@@ -155,7 +169,9 @@ def test_partition_moved_mid_stream_changes_no_result(
     assert b.windows, "B closed no window: no partition moved"
 
     single_group = unique_topic("driftd-single-group")
-    single = Replica(_settings(kafka_bootstrap, topic, single_group, reference, "none"))
+    single = Replica(
+        _settings(kafka_bootstrap, topic, single_group, reference, "none", "kafka-python")
+    )
     single.thread.start()
     try:
         _wait("the single daemon", lambda: single.daemon.stats.records >= N_EVENTS)

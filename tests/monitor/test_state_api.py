@@ -309,7 +309,8 @@ def test_state_agrees_with_metrics_on_the_same_daemon() -> None:
         schema={"segment_by": ["features.region"], "categorical": []},  # type: ignore[arg-type]
         reference={"warmup_events": 30_000},  # type: ignore[arg-type]
         windows={"size_events": 5_000, "min_samples": 500},  # type: ignore[arg-type]
-        metrics={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
+        # Every row as a gauge, to compare with every row of the state.
+        metrics={"host": "127.0.0.1", "port": 0, "detail": "full"},  # type: ignore[arg-type]
     )
     daemon = build_daemon(
         settings,

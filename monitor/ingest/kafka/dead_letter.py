@@ -128,12 +128,20 @@ class DeadLetterWriter:
 
     The producer is built on first use and dropped after a failure (the next ``write``
     builds a fresh one). ``ack_timeout_s`` bounds how long one ``write`` waits.
+    ``make_producer`` builds something with kafka-python's ``send`` / ``flush`` / ``close``
+    (the confluent-kafka source passes an adapter); by default a kafka-python producer.
     """
 
     def __init__(
-        self, kafka: KafkaConfig, *, connect_timeout_s: float, ack_timeout_s: float
+        self,
+        kafka: KafkaConfig,
+        *,
+        connect_timeout_s: float,
+        ack_timeout_s: float,
+        make_producer: Callable[[], Any] | None = None,
     ) -> None:
         self._cfg = kafka
+        self._make_producer = make_producer
         self._connect_timeout_s = connect_timeout_s
         self._ack_timeout_s = ack_timeout_s
         self._producer: Any = None
@@ -282,10 +290,13 @@ class DeadLetterWriter:
             return self._producer
         if self._closed:
             raise SourceError("kafka", "dead_letter() after close()")
-        settings = dead_letter_producer_settings(
-            self._cfg, self._connect_timeout_s, self._ack_timeout_s
-        )
-        producer = build_client(KafkaProducer, settings)
+        if self._make_producer is not None:
+            producer = self._make_producer()
+        else:
+            settings = dead_letter_producer_settings(
+                self._cfg, self._connect_timeout_s, self._ack_timeout_s
+            )
+            producer = build_client(KafkaProducer, settings)
         self._producer = producer
         log.info("dead_letter_producer_started", topic=self._cfg.dead_letter_topic)
         return producer

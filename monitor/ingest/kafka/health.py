@@ -33,6 +33,15 @@ BACKOFF_INITIAL_S = 0.5
 ``kafka.retry_backoff_max_ms``."""
 
 
+def _retriable(exc: BaseException) -> bool:
+    """Whether the client says a retry may succeed (kafka-python's error classes, or the
+    ``retriable()`` of the librdkafka error a confluent-kafka exception carries)."""
+    if isinstance(exc, kafka_errors.RetriableError | OSError):
+        return True
+    said = getattr(exc.args[0] if exc.args else None, "retriable", None)
+    return bool(said()) if callable(said) else False
+
+
 class PollHealth:
     """The account of the source's polls: failures in a row, the last success, the backoff.
 
@@ -78,7 +87,7 @@ class PollHealth:
         log.warning(
             "kafka_poll_failed",
             error=self.last_error,
-            retriable=isinstance(exc, kafka_errors.RetriableError | OSError),
+            retriable=_retriable(exc),
             failures=self.consecutive_failures,
             retry_in_s=round(delay, 3),
         )

@@ -44,10 +44,20 @@ def _without(
 
 
 class LagTracker:
-    """Committed-offset and read-position lag of the partitions a consumer owns."""
+    """Committed-offset and read-position lag of the partitions a consumer owns.
 
-    def __init__(self, errors: Counter[str]) -> None:
+    The consumer it refreshes from has kafka-python's ``assignment``, ``highwater``,
+    ``position``, ``end_offsets`` and ``committed``; ``failures`` are the exceptions
+    that count as a failed lookup (the confluent-kafka source adds its own).
+    """
+
+    def __init__(
+        self,
+        errors: Counter[str],
+        failures: tuple[type[BaseException], ...] = (kafka_errors.KafkaError, OSError),
+    ) -> None:
         self._errors = errors
+        self._failures = failures
         self._committed_lag: dict[TopicPartition, int] = {}
         self._read_lag: dict[TopicPartition, int] = {}
         self._ends: dict[TopicPartition, int] = {}
@@ -69,6 +79,12 @@ class LagTracker:
         started)."""
         for record in records:
             self._started_from.setdefault((record.topic, record.partition), record.offset)
+
+    def note_first_offsets(self, firsts: Mapping[TopicPartition, int]) -> None:
+        """As ``note_records``, from the first offset of each partition in a batch (a
+        source that groups its records by partition knows them without a loop)."""
+        for tp, offset in firsts.items():
+            self._started_from.setdefault(tp, offset)
 
     def note_end_offsets(self, ends: Mapping[Any, Any]) -> None:
         """End offsets the source asked for anyway (its liveness probe)."""
@@ -120,7 +136,7 @@ class LagTracker:
                 position = consumer.position(tp, timeout_ms=0)
                 if position is not None:
                     read_lag[key] = max(0, int(end) - int(position))
-        except (kafka_errors.KafkaError, OSError) as exc:
+        except self._failures as exc:
             self._errors["lag"] += 1
             log.debug("kafka_lag_refresh_failed", error=f"{type(exc).__name__}: {exc}")
             return answered
@@ -153,7 +169,7 @@ class LagTracker:
                 if offset is not None:
                     committed[key] = int(offset)
             self._committed = committed
-        except (kafka_errors.KafkaError, OSError) as exc:
+        except self._failures as exc:
             self._errors["lag"] += 1
             log.debug("kafka_lag_lookup_failed", error=f"{type(exc).__name__}: {exc}")
             return False

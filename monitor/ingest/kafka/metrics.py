@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from monitor.ingest.kafka.choice import AnyKafkaSource
 from monitor.ingest.kafka.dead_letter import TruncatedDeadLetters
-from monitor.ingest.kafka.source import KAFKA_ERROR_KINDS, KafkaSource
+from monitor.ingest.kafka.source import KAFKA_ERROR_KINDS
 
 
 class KafkaHealthCollector(Collector):
@@ -25,7 +26,7 @@ class KafkaHealthCollector(Collector):
     ``rate()`` and ``increase()`` see the first failure instead of a new series.
     """
 
-    def __init__(self, source: KafkaSource) -> None:
+    def __init__(self, source: AnyKafkaSource) -> None:
         self.source = source
 
     def describe(self) -> Iterable[Metric]:
@@ -80,7 +81,7 @@ class KafkaHealthCollector(Collector):
         return [errors, read_lag, stable, assigned, rebalances]
 
 
-def kafka_collectors(source: KafkaSource, model: str) -> list[Collector]:
+def kafka_collectors(source: AnyKafkaSource, model: str) -> list[Collector]:
     """Every collector of a Kafka source's own health, to register beside the daemon's."""
     return [
         KafkaHealthCollector(source),

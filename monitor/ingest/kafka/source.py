@@ -84,7 +84,13 @@ from monitor.kafka.api import (
 from monitor.kafka.api import TopicPartition as KafkaTopicPartition
 from monitor.kafka.clients import build_client, connection_settings, consumer_settings
 
-__all__ = ["KAFKA_ERROR_KINDS", "PROBE_TIMEOUT_S", "KafkaSource"]
+__all__ = [
+    "KAFKA_ERROR_KINDS",
+    "PROBE_TIMEOUT_S",
+    "KafkaSource",
+    "checked_offsets",
+    "subscribed_topics",
+]
 
 log = structlog.get_logger()
 
@@ -98,7 +104,7 @@ probe went unanswered (the broker is away); ``commit``: an offset commit not sto
 with an expired membership, or a rebalance callback that raised."""
 
 
-def _subscribed(kafka: KafkaConfig) -> list[str]:
+def subscribed_topics(kafka: KafkaConfig) -> list[str]:
     """The inference topics, then the label topic (one consumer reads both, so their
     offsets are committed together with the state that holds their events)."""
     topics = list(kafka.topics)
@@ -107,7 +113,7 @@ def _subscribed(kafka: KafkaConfig) -> list[str]:
     return topics
 
 
-def _checked_offsets(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+def checked_offsets(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
     """``offsets`` with plain types; ``ValueError`` naming the partitions of negative ones."""
     wanted = {(str(t), int(p)): int(o) for (t, p), o in offsets.items()}
     negative = [tp for tp, offset in wanted.items() if offset < 0]
@@ -242,14 +248,14 @@ class KafkaSource:
         cfg = self._cfg
         settings = consumer_settings(cfg, self._connect_timeout_s, self._max_poll_interval_ms)
         consumer = build_client(KafkaConsumer, settings)
-        consumer.subscribe(topics=_subscribed(cfg), listener=self._rebalances)
+        consumer.subscribe(topics=subscribed_topics(cfg), listener=self._rebalances)
         net = getattr(consumer, "_net", None)
         self._rebalances.io_sleep = getattr(net, "sleep", None)
         self._consumer = consumer
         log.info(
             "kafka_consumer_started",
             bootstrap_servers=list(cfg.bootstrap_servers),
-            topics=_subscribed(cfg),
+            topics=subscribed_topics(cfg),
             group_id=cfg.group_id,
             security_protocol=cfg.security_protocol,
             sasl_mechanism=cfg.sasl_mechanism,
@@ -326,7 +332,7 @@ class KafkaSource:
         """
         if not offsets:
             return
-        wanted = _checked_offsets(offsets)
+        wanted = checked_offsets(offsets)
         consumer = self._consumer
         if consumer is None or self._closed:
             raise OffsetCommitError(wanted, "the consumer is not running", retriable=True)
@@ -400,7 +406,7 @@ class KafkaSource:
 
         Raises ``PartitionNotAssignedError`` (and seeks nothing) if any is not owned.
         """
-        wanted = _checked_offsets(offsets)
+        wanted = checked_offsets(offsets)
         owned = set(self.assignment())
         missing = sorted(tp for tp in wanted if tp not in owned)
         if missing:

@@ -1,0 +1,464 @@
+"""The Kafka source on confluent-kafka (librdkafka): ``kafka.client: confluent``.
+
+Same contract as :class:`~monitor.ingest.kafka.source.KafkaSource` (the reference), on
+a client that parses records in C:
+
+Offsets. librdkafka never stores nor commits an offset by itself here
+(``enable.auto.commit`` and ``enable.auto.offset.store`` are off); ``commit`` writes
+exactly the next offsets it is given, synchronously, and raises ``OffsetCommitError``
+when they were not stored (``retriable=False`` once this member is out of its
+generation, as kafka-python's ``CommitFailedError``). ``close`` commits nothing.
+
+Rebalances. librdkafka runs the rebalance callbacks inside ``consume``, on the thread
+that polls, so they never run beside the pipeline and may call ``commit``, ``seek`` and
+``assignment``. The eager protocol gives up every partition before any is reassigned:
+
+* ``on_revoke(partitions)`` runs while this member still owns them: the daemon
+  checkpoints, then commits. Records of those partitions fetched but not yet returned
+  are dropped by librdkafka and read again by their next owner from that commit.
+  When the membership was lost instead (session or poll interval expired), the callback
+  runs too, its commits fail, and ``kafka_errors["rebalance"]`` counts it.
+* ``on_assign(partitions)`` runs before anything is fetched from them; ``seek`` called
+  there sets where each partition starts (librdkafka cannot seek a partition before it
+  is assigned, so the offsets go into the assignment itself).
+
+An exception raised by a callback is raised from ``poll`` as ``RebalanceCallbackError``;
+the records that poll returned are kept for the next one. The relay between librdkafka's
+callbacks and the daemon's is ``monitor.ingest.kafka.confluent_rebalance``.
+
+Health, lag, membership and dead letters use the kafka-python source's parts through the
+adapters of ``monitor.ingest.kafka.confluent_parts``: an empty poll counts as a success
+only if the broker answered lately (else a metadata request probes it), lag comes from the
+committed offsets and the cached high watermark, and refused records go to the dead-letter
+topic with the same headers, through a librdkafka producer. librdkafka's log lines and
+client errors go to structlog (``monitor.kafka.confluent``), never to stderr.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+import structlog
+
+from monitor.config import KafkaConfig
+from monitor.errors import (
+    OffsetCommitError,
+    PartitionNotAssignedError,
+    SourceError,
+)
+from monitor.ingest.kafka.confluent_parts import DeadLetterProducer, LagView, commit_failure
+from monitor.ingest.kafka.confluent_rebalance import ConfluentRebalances
+from monitor.ingest.kafka.dead_letter import DeadLetterWriter
+from monitor.ingest.kafka.health import PollHealth
+from monitor.ingest.kafka.lag import LagTracker
+from monitor.ingest.kafka.membership import GroupMembership, MembershipTracker
+from monitor.ingest.kafka.source import (
+    KAFKA_ERROR_KINDS,
+    PROBE_TIMEOUT_S,
+    checked_offsets,
+    subscribed_topics,
+)
+from monitor.ingest.source import PartitionsCallback, RebalanceListener, Record, TopicPartition
+from monitor.kafka.confluent import (
+    StructlogBridge,
+    connection_config,
+    consumer_config,
+    dead_letter_producer_config,
+)
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, KafkaError, Message
+
+__all__ = ["ConfluentSource"]
+
+log = structlog.get_logger()
+
+
+class ConfluentSource:
+    """A consumer-group member on librdkafka implementing ``Source`` (see module doc)."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        on_assign: PartitionsCallback | None = None,
+        on_revoke: PartitionsCallback | None = None,
+        *,
+        commit_timeout_s: float = 10.0,
+        dead_letter_timeout_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
+        max_poll_interval_s: float | None = None,
+    ) -> None:
+        from confluent_kafka import KafkaException  # noqa: PLC0415
+
+        self._cfg = kafka
+        self._failure_types: tuple[type[BaseException], ...] = (KafkaException, RuntimeError)
+        # Accepted as KafkaSource accepts it; librdkafka's commit has no timeout of its
+        # own (its request timeout, socket.timeout.ms, bounds it).
+        del commit_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._max_poll_interval_ms = (
+            None if max_poll_interval_s is None else max(1, int(max_poll_interval_s * 1000))
+        )
+        self._consumer: Consumer | None = None
+        self._closed = False
+        self._bridge = StructlogBridge("consumer")
+        self._health = PollHealth(kafka.retry_backoff_max_ms / 1000)
+        self._dead_letters = DeadLetterWriter(
+            kafka,
+            connect_timeout_s=connect_timeout_s,
+            ack_timeout_s=dead_letter_timeout_s,
+            make_producer=lambda: DeadLetterProducer(
+                {
+                    **dead_letter_producer_config(kafka, connect_timeout_s, dead_letter_timeout_s),
+                    **StructlogBridge("dead_letter_producer").config(),
+                }
+            ),
+        )
+        self.kafka_errors: Counter[str] = Counter(dict.fromkeys(KAFKA_ERROR_KINDS, 0))
+        """Failures by kind (``KAFKA_ERROR_KINDS``), counted since start; every kind present."""
+        self._lag = LagTracker(self.kafka_errors, (*self._failure_types, OSError))
+        self._rebalances = ConfluentRebalances(on_assign, on_revoke, self.kafka_errors, self._lag)
+        self._membership = MembershipTracker(kafka.group_id)
+        self._held: list[Record] = []
+        self._message_errors_seen: set[str] = set()
+
+    # ---------------------------------------------------------------- health
+
+    @property
+    def consecutive_poll_failures(self) -> int:
+        """Polls in a row that failed (client error or unanswered probe); 0 when healthy."""
+        return self._health.consecutive_failures
+
+    @property
+    def last_successful_poll(self) -> float | None:
+        """``time.monotonic()`` of the last poll that returned records or had the broker answer."""
+        return self._health.last_success
+
+    @property
+    def membership(self) -> GroupMembership:
+        """This member's place in its group after the last poll (any thread may read it)."""
+        return self._membership.snapshot
+
+    @property
+    def last_poll_error(self) -> str | None:
+        """The last poll failure, as ``ErrorType: message`` (kept after recovery)."""
+        return self._health.last_error
+
+    # ------------------------------------------------------------------ poll
+
+    def poll(self, timeout_s: float) -> list[Record]:
+        """Up to ``kafka.max_poll_records`` records, by partition then offset; [] if none in time.
+
+        Broker errors are logged, counted and retried with backoff, never raised.
+        Raises ``RebalanceCallbackError`` when ``on_assign`` / ``on_revoke`` raised,
+        and ``SourceError`` when the client settings are refused or after ``close``.
+        """
+        if self._closed:
+            raise SourceError("kafka", "poll() after close()")
+        if self._held:
+            held, self._held = self._held, []
+            return held
+        timeout_s = max(0.0, timeout_s)
+        backoff_s = self._health.backoff_left()
+        if backoff_s > 0:
+            time.sleep(min(backoff_s, timeout_s))
+            return []
+        consumer = self._ensure_consumer()
+        wanted = self._cfg.max_poll_records
+        try:
+            # What is fetched already, at once; else wait for a full batch or the timeout.
+            messages = consumer.consume(wanted, 0)
+            if not messages and timeout_s > 0:
+                messages = consumer.consume(wanted, timeout_s)
+        except self._failure_types as exc:
+            failure = self._rebalances.take_failure()
+            if failure is not None:
+                raise failure from exc
+            self._poll_failed(exc)
+            self._membership.observe(self._rebalances.group)
+            return []
+        records = self._records(messages)
+        self._membership.observe(self._rebalances.group)
+        if self._lag.refresh(LagView(consumer)):
+            self._health.broker_answered()
+        failure = self._rebalances.take_failure()
+        if failure is not None:
+            self._held = records  # returned by the next poll: nothing is skipped
+            raise failure
+        if records:
+            self._health.succeeded()
+        else:
+            self._confirm_idle(consumer)
+        return records
+
+    def _records(self, messages: Sequence[Message]) -> list[Record]:
+        """The messages as records, grouped by partition (in order), errors logged; the
+        lag tracker learns where each partition's reading started."""
+        by_partition: dict[TopicPartition, list[Record]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._message_error(error)
+                continue
+            tp = (message.topic() or "", message.partition() or 0)
+            batch = by_partition.get(tp)
+            if batch is None:  # librdkafka may interleave partitions message by message
+                batch = by_partition[tp] = []
+            kind, timestamp = message.timestamp()
+            value = message.value()
+            batch.append(
+                Record(
+                    b"" if value is None else value,
+                    tp[0],
+                    tp[1],
+                    message.offset() or 0,
+                    timestamp if kind and timestamp >= 0 else None,
+                )
+            )
+        self._lag.note_first_offsets({tp: batch[0].offset for tp, batch in by_partition.items()})
+        if len(by_partition) == 1:
+            return next(iter(by_partition.values()))
+        return [record for tp in sorted(by_partition) for record in by_partition[tp]]
+
+    def _message_error(self, error: KafkaError) -> None:
+        """A partition-level error in place of a message (a subscribed topic that does not
+        exist yet...): logged once per kind, as librdkafka keeps retrying it."""
+        text = f"{error.name()}: {error.str()}"
+        if text not in self._message_errors_seen:
+            self._message_errors_seen.add(text)
+            log.warning("kafka_consume_error", error=text)
+
+    def _ensure_consumer(self) -> Consumer:
+        """The consumer, built and subscribed on first use (it connects in the background)."""
+        if self._consumer is not None:
+            return self._consumer
+        from confluent_kafka import Consumer, KafkaException  # noqa: PLC0415
+
+        cfg = self._cfg
+        config = consumer_config(cfg, self._connect_timeout_s, self._max_poll_interval_ms)
+        config.update(self._bridge.config())
+        try:
+            consumer = Consumer(config)
+            consumer.subscribe(
+                subscribed_topics(cfg),
+                on_assign=self._rebalances.on_assign,
+                on_revoke=self._rebalances.on_revoke,
+                on_lost=self._rebalances.on_lost,
+            )
+        except (KafkaException, ValueError, TypeError) as exc:
+            raise SourceError("kafka", f"client settings refused: {exc}") from exc
+        self._consumer = consumer
+        log.info(
+            "kafka_consumer_started",
+            client="confluent",
+            bootstrap_servers=list(cfg.bootstrap_servers),
+            topics=subscribed_topics(cfg),
+            group_id=cfg.group_id,
+            security_protocol=cfg.security_protocol,
+            sasl_mechanism=cfg.sasl_mechanism,
+        )
+        return consumer
+
+    def committed_before(self) -> bool | None:
+        """Whether the consumer group has committed offsets on the inference topics; None
+        when the broker cannot tell. Asked with a short-lived client of the same group that
+        joins nothing, so the daemon's own consumer is untouched."""
+        from confluent_kafka import Consumer  # noqa: PLC0415
+        from confluent_kafka import TopicPartition as Partition  # noqa: PLC0415
+
+        cfg = self._cfg
+        config = connection_config(cfg, self._connect_timeout_s)
+        config.update({"group.id": cfg.group_id, "enable.auto.commit": False})
+        config.update(StructlogBridge("offsets_probe").config())
+        consumer: Consumer | None = None
+        try:
+            consumer = Consumer(config)
+            for topic in cfg.topics:
+                metadata = consumer.list_topics(topic, timeout=self._connect_timeout_s)
+                found = metadata.topics.get(topic)
+                if found is None or found.error is not None:
+                    continue
+                asked = [Partition(topic, p) for p in sorted(found.partitions)]
+                committed = consumer.committed(asked, timeout=self._connect_timeout_s)
+                if any(tp.offset >= 0 for tp in committed):
+                    return True
+            return False
+        except Exception as exc:  # any client failure: unknown, never fatal here
+            log.warning("kafka_committed_offsets_unknown", error=f"{type(exc).__name__}: {exc}")
+            return None
+        finally:
+            if consumer is not None:
+                with suppress(Exception):
+                    consumer.close()
+
+    def _poll_failed(self, exc: BaseException) -> None:
+        self.kafka_errors["poll"] += 1
+        self._health.failed(exc)
+
+    def _confirm_idle(self, consumer: Consumer) -> None:
+        """After an empty poll: success if the broker answered lately, else probe it."""
+        if not self._health.needs_probe():
+            self._health.succeeded(confirmed=False)
+            return
+        try:
+            consumer.list_topics(self._cfg.topics[0], timeout=PROBE_TIMEOUT_S)
+        except self._failure_types as exc:
+            self._poll_failed(exc)
+            return
+        self._health.succeeded()
+
+    # ------------------------------------------------------------------- lag
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Messages past the group's committed offset, per owned partition."""
+        return self._lag.committed_lag()
+
+    def read_lag(self) -> dict[TopicPartition, int]:
+        """Messages past the read position, per owned partition (fetched is not committed)."""
+        return self._lag.read_lag()
+
+    def dead_letters_written_to(self) -> str | None:
+        """Dead letters go to a topic, named in the configuration: nothing to point at."""
+        return None
+
+    # ---------------------------------------------------------------- commit
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit exactly these next offsets, synchronously.
+
+        Raises ``OffsetCommitError`` (nothing committed) on a rebalance, a lost
+        membership or an unreachable coordinator.
+        """
+        if not offsets:
+            return
+        from confluent_kafka import KafkaException  # noqa: PLC0415
+        from confluent_kafka import TopicPartition as Partition  # noqa: PLC0415
+
+        wanted = checked_offsets(offsets)
+        consumer = self._consumer
+        if consumer is None or self._closed:
+            raise OffsetCommitError(wanted, "the consumer is not running", retriable=True)
+        payload = [Partition(t, p, o) for (t, p), o in sorted(wanted.items())]
+        error: KafkaError | None = None
+        try:
+            stored = consumer.commit(offsets=payload, asynchronous=False) or []
+        except KafkaException as exc:
+            error = exc.args[0]
+        else:
+            error = next((tp.error for tp in stored if tp.error is not None), None)
+        if error is not None:
+            self._commit_failed(wanted, error)
+        self._lag.note_committed(wanted)
+        for (topic, partition), offset in sorted(wanted.items()):
+            log.debug("committed", topic=topic, partition=partition, offset=offset)
+
+    def _commit_failed(self, wanted: dict[TopicPartition, int], error: KafkaError) -> None:
+        reason, retriable = commit_failure(error)
+        self.kafka_errors["commit"] += 1
+        for (topic, partition), offset in sorted(wanted.items()):
+            log.warning(
+                "commit_failed",
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                error=reason,
+                retriable=retriable,
+            )
+        raise OffsetCommitError(wanted, reason, retriable=retriable)
+
+    # ----------------------------------------------------------- dead letter
+
+    def dead_letter(self, records: Sequence[tuple[Record, str, str]]) -> None:
+        """Write refused records (original bytes, reason, origin headers) and wait for acks.
+
+        Raises ``DeadLetterError`` when any record was not acknowledged.
+        """
+        self._dead_letters.write(records)
+
+    @property
+    def dead_letter_counts(self) -> Counter[str]:
+        """Records handed to ``dead_letter``, by reason."""
+        return self._dead_letters.counts
+
+    @property
+    def dead_letter_written(self) -> int:
+        """Records acknowledged by the dead-letter topic."""
+        return self._dead_letters.written
+
+    @property
+    def dead_letter_discarded(self) -> int:
+        """Records only counted because no dead-letter topic is configured."""
+        return self._dead_letters.discarded
+
+    @property
+    def dead_letter_truncated(self) -> int:
+        """Records written with a prefix of their value, or none: too large for the topic."""
+        return self._dead_letters.truncated
+
+    # ------------------------------------------------------- seek, rebalance
+
+    def listen(self, listener: RebalanceListener) -> None:
+        """Tell ``listener`` of every partition revoked or assigned from now on (it
+        replaces ``on_assign`` / ``on_revoke`` given to the constructor)."""
+        self._rebalances.listen(listener.on_partitions_assigned, listener.on_partitions_revoked)
+
+    def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Position owned partitions at these next offsets (call it from ``on_assign``).
+
+        Raises ``PartitionNotAssignedError`` (and seeks nothing) if any is not owned.
+        """
+        from confluent_kafka import TopicPartition as Partition  # noqa: PLC0415
+
+        wanted = checked_offsets(offsets)
+        owned = set(self.assignment())
+        missing = sorted(tp for tp in wanted if tp not in owned)
+        if missing:
+            raise PartitionNotAssignedError(missing)
+        deferred = self._rebalances.start_at(wanted)
+        for (topic, partition), offset in sorted(wanted.items()):
+            if not deferred and self._consumer is not None:
+                self._consumer.seek(Partition(topic, partition, offset))
+            log.info("seeked", topic=topic, partition=partition, offset=offset)
+
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this member owns now, sorted (inside ``on_assign``: the ones being
+        assigned); [] before the group is joined. Any thread may ask (the answer is kept
+        from the rebalance callbacks, not asked of librdkafka)."""
+        return self._rebalances.owned()
+
+    # ----------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Leave the group and close the clients; commits nothing and calls no callback."""
+        if self._closed:
+            return
+        self._rebalances.closing = True
+        consumer, self._consumer = self._consumer, None
+        self._dead_letters.close()
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception as exc:
+                log.warning("kafka_consumer_close_failed", error=str(exc))
+        self._closed = True
+        self._rebalances.forget()
+        self._lag.clear()
+        self._membership.observe(None)
+        log.info("kafka_source_closed")
+
+    def __enter__(self) -> ConfluentSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def exhausted(self) -> bool:
+        """Never: a topic has no end."""
+        return False
