@@ -19,10 +19,13 @@ Why this can be exact:
   the only libm call, ``ln``, is evaluated with ``math.log`` (the same libm), never
   ``np.log``. The arithmetic is therefore the same, not merely close:
   ``closest_call`` records the smallest relative margin ``| |dmu| - eps | / eps`` seen,
-  so tests can show that no check sat on a knife edge either.
+  so tests can show that no check sat on a knife edge either. Where a line regroups
+  river's expression for speed (counts, which are whole numbers; doubling, which is
+  exact), its comment says why the rounding cannot differ.
 * A detection ends the run: river's wrapper discards the window on the next
   update. The width and estimation river reports right after a detection come from
-  its delete-and-rescan loop, replayed by ``adwin_scalar`` once per detection.
+  its delete-and-rescan loop, replayed by ``adwin_scalar`` for all of a pass's
+  detections at once.
 
 Memory per stream is river's own: at most ``max_buckets`` totals and variances per row.
 """
@@ -35,9 +38,16 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detectors.adwin_checks import LevelArrays, bucket_index, check_positions, score_checks
+from detectors.adwin_checks import (
+    DeltaPrimeTable,
+    LevelArrays,
+    bucket_index,
+    check_positions,
+    score_checks,
+    slot_index,
+)
 from detectors.adwin_layout import blocks_formed, n_levels_for, ragged_concat
-from detectors.adwin_scalar import settle_after_cut
+from detectors.adwin_scalar import settle_after_cuts
 from detectors.base import DriftResult, FloatArray, IntArray, State, as_segments
 
 _CHECK_CHUNK = 1024
@@ -135,6 +145,7 @@ class BatchADWIN:
         self.min_window_length = min_window_length
         self.grace_period = grace_period
         self.track_closest_call = track_closest_call
+        self._delta_primes = DeltaPrimeTable(self.delta, clock)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -323,13 +334,14 @@ class BatchADWIN:
         """Run every stream over its values until its first detection (or the end)."""
         m_buckets = self.max_buckets
         start = self._run_length[streams]
-        width_after = (start[:, None] + np.arange(1, x.shape[1] + 1)).astype(np.float64)
+        width_before = (start[:, None] + np.arange(x.shape[1])).astype(np.float64)
 
         totals = np.cumsum(np.concatenate([self._total[streams][:, None], x], axis=1), axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dv = x - totals[:, :-1] / (width_after - 1.0)
-            increment = (width_after - 1.0) * dv * dv / width_after
-        increment = np.where(width_after > 1.0, increment, 0.0)
+            dv = x - totals[:, :-1] / width_before
+            increment = width_before * dv * dv / (width_before + 1.0)
+        # River adds no variance for a run's first value (width 1).
+        increment[start == 0, 0] = 0.0
         variances = np.cumsum(
             np.concatenate([self._variance[streams][:, None], increment], axis=1), axis=1
         )
@@ -338,12 +350,9 @@ class BatchADWIN:
         n_levels = n_levels_for(int(end.max()), m_buckets)
         self._ensure_levels(n_levels)
         formed_before = blocks_formed(start, m_buckets, n_levels)
-        level_totals, level_variances, level_lo = self._level_arrays(
-            streams, x, lengths, formed_before, n_levels
-        )
+        levels, variance_levels = self._level_arrays(streams, x, lengths, formed_before, n_levels)
 
         detection = np.full(streams.size, -1, dtype=np.int64)
-        levels = LevelArrays.build(level_totals, level_lo)
         check_row, check_col = check_positions(
             start, lengths, self.clock, self.grace_period, self.min_window_length
         )
@@ -362,7 +371,7 @@ class BatchADWIN:
                 levels,
                 self.max_buckets,
                 self.min_window_length,
-                self.delta,
+                self._delta_primes,
                 self.track_closest_call,
             )
             self.closest_call = min(self.closest_call, closest)
@@ -374,37 +383,40 @@ class BatchADWIN:
         hit_rows = np.flatnonzero(detection >= 0)
         if hit_rows.size:
             hit_width = start[hit_rows] + detection[hit_rows] + 1
+            hit_cols = detection[hit_rows] + 1
             index, sizes = bucket_index(hit_rows, hit_width, levels, self.max_buckets)
-            bucket_totals = levels.flat[index]
-            bucket_variances = LevelArrays.build(level_variances, level_lo).flat[index]
-            for j, row in enumerate(hit_rows.tolist()):
-                k = int(detection[row])
-                present = sizes[:, j] > 0
-                settled = settle_after_cut(
-                    sizes[present, j],
-                    bucket_totals[present, j],
-                    bucket_variances[present, j],
-                    float(hit_width[j]),
-                    float(totals[row, k + 1]),
-                    float(variances[row, k + 1]),
-                    self.delta,
-                    self.min_window_length,
-                )
-                if not settled.fired:
-                    raise AssertionError("batched and scalar ADWIN disagree on a cut")
-                settled_width[row] = int(settled.width)
-                settled_total[row] = settled.total
+            # One row per window, its buckets oldest first and empty slots moved last.
+            index, sizes = index.T, sizes.T
+            packed = np.argsort(sizes == 0.0, axis=1, kind="stable")
+            index = np.take_along_axis(index, packed, axis=1)
+            sizes = np.take_along_axis(sizes, packed, axis=1)
+            n_slots = int(np.count_nonzero(sizes, axis=1).max())
+            index, sizes = index[:, :n_slots], sizes[:, :n_slots]
+            settled = settle_after_cuts(
+                sizes,
+                levels.flat[index],
+                variance_levels.flat[index],
+                hit_width.astype(np.float64),
+                totals[hit_rows, hit_cols],
+                variances[hit_rows, hit_cols],
+                self.delta,
+                self.min_window_length,
+            )
+            if not settled.fired.all():
+                raise AssertionError("batched and scalar ADWIN disagree on a cut")
+            settled_width[hit_rows] = settled.width.astype(np.int64)
+            settled_total[hit_rows] = settled.total
 
-        keep = detection < 0
-        self._store_rows(
-            streams[keep],
-            end[keep],
-            totals[keep, lengths[keep]],
-            variances[keep, lengths[keep]],
-            [t[keep] for t in level_totals],
-            [v[keep] for v in level_variances],
-            [lo_[keep] for lo_ in level_lo],
-        )
+        keep = np.flatnonzero(detection < 0)
+        self._run_length[streams[keep]] = end[keep]
+        self._total[streams[keep]] = totals[keep, lengths[keep]]
+        self._variance[streams[keep]] = variances[keep, lengths[keep]]
+        if keep.size:
+            # Keep, per level, exactly the buckets river holds at the end of the batch.
+            index = slot_index(keep, end[keep], levels, self.max_buckets).index
+            index = index.transpose(2, 0, 1)
+            self._row_totals[streams[keep], :n_levels] = levels.flat[index]
+            self._row_variances[streams[keep], :n_levels] = variance_levels.flat[index]
         return _Pass(detection, settled_width, settled_total)
 
     def _level_arrays(
@@ -414,67 +426,56 @@ class BatchADWIN:
         lengths: IntArray,
         formed_before: IntArray,
         n_levels: int,
-    ) -> tuple[list[FloatArray], list[FloatArray], list[IntArray]]:
+    ) -> tuple[LevelArrays, LevelArrays]:
         """Per level: the stored row followed by every block this batch completes.
 
         Column 0 of level ``i`` is block ``2 * J_{i+1}`` (the oldest bucket of row ``i``),
         which is even, so pairing adjacent columns yields aligned level ``i + 1`` blocks
-        that continue row ``i + 1`` exactly where it ended.
+        that continue row ``i + 1`` exactly where it ended. Returns the bucket totals
+        and the bucket variances, in the same layout.
         """
-        new_tot, new_var, new_len = x, x, lengths
-        level_totals: list[FloatArray] = []
-        level_variances: list[FloatArray] = []
-        level_lo: list[IntArray] = []
+        rows = streams.size
+        stored_counts = (formed_before[:, :-1] - 2 * formed_before[:, 1:]).T.copy()
+        # Every level's width is known up front, so all levels are written straight
+        # into one flat buffer per plane (totals, variances), ending in a zero slot.
+        new_lengths = [lengths]
+        for level in range(n_levels - 1):
+            new_lengths.append((stored_counts[level] + new_lengths[-1]) >> 1)
+        widths = np.array(
+            [int((stored_counts[i] + new_lengths[i]).max()) for i in range(n_levels)],
+            dtype=np.int64,
+        )
+        offsets = np.cumsum(widths * rows) - widths * rows
+        flat = np.empty((2, int(widths.sum()) * rows + 1))
+        flat[:, -1] = 0.0
+        # Plane 0 holds bucket totals, plane 1 bucket variances: one gather and one
+        # pairwise sum serve both.
+        stored_rows = np.stack([self._row_totals[streams], self._row_variances[streams]])
+        new_blocks = x[None]
         for level in range(n_levels):
-            stored = formed_before[:, level] - 2 * formed_before[:, level + 1]
-            tot = ragged_concat(self._row_totals[streams, level], stored, new_tot, new_len)
+            begin, width = int(offsets[level]), int(widths[level])
+            blocks = flat[:, begin : begin + rows * width].reshape(2, rows, width)
             if level == 0:
                 # Single items carry variance 0.0, so a level-1 merge is 0.0 + 0.0 + temp.
-                var = np.zeros_like(tot)
+                ragged_concat(stored_rows[:1, :, 0], stored_counts[0], new_blocks, blocks[:1])
+                blocks[1] = 0.0
             else:
-                var = ragged_concat(self._row_variances[streams, level], stored, new_var, new_len)
-            level_totals.append(tot)
-            level_variances.append(var)
-            level_lo.append(2 * formed_before[:, level + 1])
-            pairs = tot.shape[1] // 2
-            size = float(1 << level)
-            older, newer = tot[:, 0 : 2 * pairs : 2], tot[:, 1 : 2 * pairs : 2]
-            gap = older / size - newer / size
-            new_tot = older + newer
-            new_var = var[:, 0 : 2 * pairs : 2] + var[:, 1 : 2 * pairs : 2] + size * 0.5 * gap * gap
-            new_len = (stored + new_len) // 2
-        return level_totals, level_variances, level_lo
-
-    def _store_rows(
-        self,
-        streams: IntArray,
-        end: IntArray,
-        total: FloatArray,
-        variance: FloatArray,
-        level_totals: list[FloatArray],
-        level_variances: list[FloatArray],
-        level_lo: list[IntArray],
-    ) -> None:
-        """Keep, per level, exactly the buckets river holds at the end of the batch."""
-        self._run_length[streams] = end
-        self._total[streams] = total
-        self._variance[streams] = variance
-        if streams.size == 0:
-            return
-        n_levels = len(level_totals)
-        formed = blocks_formed(end, self.max_buckets, n_levels)
-        slot = np.arange(self.max_buckets)
-        for level in range(n_levels):
-            count = formed[:, level] - 2 * formed[:, level + 1]
-            present = slot < count[:, None]
-            if level_totals[level].shape[1] == 0:
-                self._row_totals[streams, level] = 0.0
-                self._row_variances[streams, level] = 0.0
-                continue
-            col = 2 * formed[:, level + 1] - level_lo[level]
-            idx = np.where(present, col[:, None] + slot, 0)
-            r = np.arange(streams.size)[:, None]
-            self._row_totals[streams, level] = np.where(present, level_totals[level][r, idx], 0.0)
-            self._row_variances[streams, level] = np.where(
-                present, level_variances[level][r, idx], 0.0
-            )
+                ragged_concat(stored_rows[:, :, level], stored_counts[level], new_blocks, blocks)
+            pairs = width // 2
+            older, newer = blocks[:, :, 0 : 2 * pairs : 2], blocks[:, :, 1 : 2 * pairs : 2]
+            if level == 0:
+                # Dividing by a size of 1.0 is exact, so level 0 skips it.
+                new_blocks = np.empty((2, rows, pairs))
+                np.add(older[0], newer[0], out=new_blocks[0])
+                gap = np.subtract(older[0], newer[0], out=new_blocks[1])
+                np.multiply(0.5 * gap, gap, out=new_blocks[1])
+            else:
+                size = float(1 << level)
+                gap = older[0] / size - newer[0] / size
+                new_blocks = older + newer
+                new_blocks[1] += size * 0.5 * gap * gap
+        lo = 2 * formed_before[:, 1:].T
+        return (
+            LevelArrays(flat[0], offsets, widths, lo),
+            LevelArrays(flat[1], offsets, widths, lo),
+        )
