@@ -30,132 +30,79 @@ Only ``firing`` and ``resolved`` are reported as :class:`Transition`; ``pending`
 visible through :meth:`DecisionBook.states` (and the metrics built on it).
 
 The book is pure: no I/O besides structlog events for each transition. It is
-thread-safe so the metrics collector can read it while the consumer thread writes.
+thread-safe so the metrics collector can read it while the consumer thread writes. The
+state machines are held as arrays (:mod:`monitor.engine.decision_store`).
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Final, Literal
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import structlog
 
-from detectors.rules import BAND, BREACH, CLEAR, SEVERE, SKIP
 from monitor.config import DetectorsConfig, MethodConfig
+from monitor.engine.decision_checkpoint import (
+    STATE_VERSION,
+    checkpoint_entries,
+    nan_to_none,
+    parse,
+)
+from monitor.engine.decision_store import (
+    CLEAR_LEVEL,
+    FIRING,
+    LAST_TS,
+    OK,
+    P_VALUE,
+    PENDING,
+    SCORE,
+    SINCE_TS,
+    STATE_NAMES,
+    THRESHOLD,
+    MachineStore,
+    SegmentMachines,
+)
+from monitor.engine.decision_types import (
+    DecisionState,
+    Key,
+    StateName,
+    Transition,
+    TransitionName,
+    Verdict,
+    dedup_key,
+)
+from monitor.engine.decision_verdicts import (
+    BREACH_CODE,
+    CLEAR_CODE,
+    P_VALUE_METHODS,
+    SEVERE_CODE,
+    SKIPPED,
+    ColumnConfigs,
+    classify,
+    column_configs,
+    engine_verdicts,
+    method_config,
+)
 from monitor.engine.results import WindowResults
 from monitor.errors import CheckpointError
 
-StateName = Literal["ok", "pending", "firing"]
-TransitionName = Literal["firing", "resolved"]
-
-STATE_VERSION: Final = 1
-P_VALUE_METHODS: Final = frozenset({"ks", "chi2"})
-"""Methods whose fixed-threshold breach also needs ``p_value < detectors.ks_alpha``."""
+__all__ = [
+    "P_VALUE_METHODS",
+    "STATE_VERSION",
+    "DecisionBook",
+    "DecisionState",
+    "Key",
+    "StateName",
+    "Transition",
+    "TransitionName",
+    "Verdict",
+    "dedup_key",
+]
 
 _log = structlog.get_logger()
-
-Key = tuple[str, str, str]
-"""(segment, column, method)"""
-
-
-def dedup_key(model: str, segment: str, column: str, method: str) -> str:
-    """The alert deduplication key shared by every sink."""
-    return f"driftd/{model}/{segment}/{column}/{method}"
-
-
-class Verdict(Enum):
-    """How one window's score counts towards the state machine."""
-
-    SEVERE = "severe"
-    BREACH = "breach"
-    BAND = "band"
-    CLEAR = "clear"
-
-
-_VERDICTS: Final = {
-    SEVERE: Verdict.SEVERE,
-    BREACH: Verdict.BREACH,
-    BAND: Verdict.BAND,
-    CLEAR: Verdict.CLEAR,
-}
-
-
-@dataclass(frozen=True)
-class Transition:
-    """An alert transition: a state machine started firing, or resolved.
-
-    ``consecutive`` is the breach streak behind it: for ``firing`` the breaching
-    windows that fired it (``detectors.consecutive``); for ``resolved`` the breaching
-    windows the episode counted before the clearing window.
-    """
-
-    model: str
-    segment: str
-    column: str
-    method: str
-    previous: StateName
-    current: TransitionName
-    score: float
-    threshold: float
-    clear: float
-    p_value: float
-    n: int
-    window_end_ts: float
-    dedup_key: str
-    consecutive: int
-
-
-@dataclass(frozen=True)
-class DecisionState:
-    """The current state of one state machine, for metrics and introspection.
-
-    ``score``, ``p_value``, ``n``, ``threshold`` and ``clear`` are those of the last
-    evaluated window; ``since_ts`` is the window end (event time) at which ``state``
-    was entered, ``last_ts`` that of the last evaluated window.
-    """
-
-    segment: str
-    column: str
-    method: str
-    state: StateName
-    streak: int
-    score: float
-    p_value: float
-    threshold: float
-    clear: float
-    n: int
-    since_ts: float
-    last_ts: float
-    verdict: str | None = None
-    """How the last judged window counted (``severe``, ``breach``, ``band``, ``clear``);
-    None when unknown (restored from a checkpoint written before it was kept)."""
-
-
-@dataclass
-class _Entry:
-    state: StateName
-    streak: int
-    score: float
-    p_value: float
-    threshold: float
-    clear: float
-    n: int
-    since_ts: float
-    last_ts: float
-    verdict: str | None = None
-
-
-def _nan_to_none(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-def _none_to_nan(x: Any) -> float:
-    return float("nan") if x is None else float(x)
 
 
 class DecisionBook:
@@ -168,20 +115,28 @@ class DecisionBook:
         self.detectors = detectors
         self.min_samples = min_samples
         self._lock = threading.Lock()
-        self._entries: dict[Key, _Entry] = {}
+        self._store = MachineStore()
         self._transitions: dict[tuple[str, str, str, TransitionName], int] = {}
         self._skipped: dict[str, int] = {}
         self._unknown_methods: set[str] = set()
+        self._configs: dict[tuple[tuple[str, ...], str], ColumnConfigs] = {}
+        self._configs_of = detectors
 
     # -- configuration -------------------------------------------------------------
 
     def method_config(self, column: str, method: str) -> MethodConfig | None:
         """Thresholds for ``column`` and ``method``, or None when it is not evaluated."""
-        override = self.detectors.overrides.get(column, {}).get(method)
-        cfg = override if override is not None else self.detectors.method(method)
-        if not isinstance(cfg, MethodConfig) or not cfg.enabled:
-            return None
-        return cfg
+        return method_config(self.detectors, column, method)
+
+    def _column_configs(self, columns: tuple[str, ...], method: str) -> ColumnConfigs:
+        if self._configs_of is not self.detectors:
+            self._configs, self._configs_of = {}, self.detectors
+        found = self._configs.get((columns, method))
+        if found is None:
+            found = self._configs[(columns, method)] = column_configs(
+                self.detectors, columns, method
+            )
+        return found
 
     # -- evaluation ----------------------------------------------------------------
 
@@ -192,120 +147,119 @@ class DecisionBook:
         out: list[Transition] = []
         with self._lock:
             for row in range(len(results)):
-                out.extend(self._observe_row(results, row))
+                self._observe_row(results, row, out)
         for t in out:
             self._log_transition(t)
         return out
 
-    def _observe_row(self, results: WindowResults, row: int) -> Iterator[Transition]:
+    def _observe_row(self, results: WindowResults, row: int, out: list[Transition]) -> None:
+        """One window: each method's columns at once (each its own state machine)."""
         segment = results.segments[row]
         end = float(results.window_end_ts[row])
         n_row = np.broadcast_to(
             results.n[row] if results.n.ndim == 2 else results.n[row : row + 1],
             (len(results.columns),),
-        )
-        enough = n_row >= self.min_samples
+        ).astype(np.int64)
+        columns = self._store.column_indices(results.columns)
+        distinct = len(set(results.columns)) == len(results.columns)
         for method, scores in results.scores.items():
+            score = np.asarray(scores[row], np.float64)
+            valid = ~np.isnan(score)
+            if not valid.any():
+                continue
+            cfg = self._column_configs(results.columns, method)
+            if (valid & ~cfg.enabled).any():
+                self._note_unknown(method)
+            valid &= cfg.enabled
             p_values = results.p_values.get(method)
-            verdicts = results.verdicts.get(method)
-            for j, column in enumerate(results.columns):
-                score = float(scores[row, j])
-                if math.isnan(score):
-                    continue
-                cfg = self.method_config(column, method)
-                if cfg is None:
-                    self._note_unknown(method)
-                    continue
-                p = float(p_values[row, j]) if p_values is not None else float("nan")
-                if verdicts is not None:
-                    # The engine judged it (calibrated or fixed thresholds, BH, floors).
-                    code = int(verdicts[row, j])
-                    if code == SKIP:
-                        self._skipped[segment] = self._skipped.get(segment, 0) + 1
-                        continue
-                    verdict = _VERDICTS[code]
-                    threshold = float(results.thresholds[method][row, j])
-                    clear = float(results.clears[method][row, j])
-                else:
-                    if not enough[j]:
-                        self._skipped[segment] = self._skipped.get(segment, 0) + 1
-                        continue
-                    verdict = self._classify(method, cfg, score, p)
-                    threshold, clear = cfg.threshold, cfg.clear
-                transition = self._step(
-                    (segment, column, method),
-                    verdict,
-                    cfg,
-                    (score, p, threshold, clear),
-                    int(n_row[j]),
-                    end,
-                )
-                if transition is not None:
-                    yield transition
-
-    def _classify(self, method: str, cfg: MethodConfig, score: float, p: float) -> Verdict:
-        """Fixed thresholds, for rows the engine did not judge (ADWIN, fairness)."""
-        if score >= cfg.threshold:
-            if method not in P_VALUE_METHODS:
-                return Verdict.BREACH
-            if p < self.detectors.ks_alpha:  # False for NaN
-                return Verdict.BREACH
-        if score < cfg.clear:
-            return Verdict.CLEAR
-        return Verdict.BAND
+            p = (
+                np.full(len(score), np.nan)
+                if p_values is None
+                else np.asarray(p_values[row], np.float64)
+            )
+            engine = results.verdicts.get(method)
+            if engine is not None:
+                # The engine judged it (calibrated or fixed thresholds, BH, floors).
+                verdict = engine_verdicts(np.asarray(engine[row]), valid)
+                skip = valid & (verdict == SKIPPED)
+            else:
+                skip = valid & (n_row < self.min_samples)
+                verdict = classify(method, score, p, cfg, self.detectors.ks_alpha)
+            skipped = int(np.count_nonzero(skip))
+            if skipped:
+                self._skipped[segment] = self._skipped.get(segment, 0) + skipped
+            picked = np.flatnonzero(valid & ~skip)
+            if not picked.size:
+                continue
+            if engine is not None:
+                threshold = np.asarray(results.thresholds[method][row], np.float64)
+                clear = np.asarray(results.clears[method][row], np.float64)
+            else:
+                threshold, clear = cfg.threshold, cfg.clear
+            blocks = [picked] if distinct else [picked[i : i + 1] for i in range(len(picked))]
+            for at in blocks:
+                slots = self._store.slots(columns[at], self._store.method_index(method))
+                machines = self._store.machines(segment)  # after slots() numbered new ones
+                step = (verdict[at], cfg.needed[at], end)
+                judged_values = (score[at], p[at], threshold[at], clear[at], n_row[at])
+                self._step(segment, machines, slots, step, judged_values, out)
 
     def _step(
         self,
-        key: Key,
-        verdict: Verdict,
-        cfg: MethodConfig,
-        judged: tuple[float, float, float, float],
-        n: int,
-        end: float,
-    ) -> Transition | None:
-        score, p, threshold, clear = judged
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = _Entry("ok", 0, score, p, threshold, clear, n, end, end)
-            self._entries[key] = entry
-        entry.score, entry.p_value, entry.n, entry.last_ts = score, p, n, end
-        entry.threshold, entry.clear = threshold, clear
-        entry.verdict = verdict.value
-        previous = entry.state
-        if verdict in (Verdict.BREACH, Verdict.SEVERE):
-            entry.streak += 1
-            if previous == "firing":
-                return None
-            needed = cfg.consecutive if cfg.consecutive is not None else self.detectors.consecutive
-            if entry.streak >= needed or verdict is Verdict.SEVERE:
-                return self._move(key, entry, "firing", end)
-            if previous == "ok":
-                entry.state, entry.since_ts = "pending", end
-            return None
-        if verdict is Verdict.BAND:
-            return None
-        # clear
-        streak, entry.streak = entry.streak, 0
-        if previous == "firing":
-            return self._move(key, entry, "resolved", end, streak)
-        if previous == "pending":
-            entry.state, entry.since_ts = "ok", end
-        return None
+        segment: str,
+        machines: SegmentMachines,
+        slots: npt.NDArray[np.int64],
+        step: tuple[npt.NDArray[np.int8], npt.NDArray[np.int64], float],
+        judged: tuple[npt.NDArray[Any], ...],
+        out: list[Transition],
+    ) -> None:
+        """Advance the state machines at ``slots`` of one segment by one window each."""
+        verdict, needed, end = step
+        score, p, threshold, clear, n = judged
+        new = machines.seq[slots] < 0
+        if new.any():
+            self._store.create(machines, slots[new], end)
+        values = machines.values
+        values[SCORE, slots], values[P_VALUE, slots] = score, p
+        values[THRESHOLD, slots], values[CLEAR_LEVEL, slots] = threshold, clear
+        values[LAST_TS, slots] = end
+        machines.set_n(slots, n)
+        machines.verdict[slots] = verdict
+        previous = machines.state[slots]
+        streak = machines.streak[slots]
+        severe = verdict == SEVERE_CODE
+        breach = severe | (verdict == BREACH_CODE)
+        cleared = verdict == CLEAR_CODE
+        after = np.where(breach, streak + 1, np.where(cleared, 0, streak))
+        machines.streak[slots] = after
+        fire = breach & (previous != FIRING) & ((after >= needed) | severe)
+        pending = slots[breach & (previous == OK) & ~fire]
+        machines.state[pending], values[SINCE_TS, pending] = PENDING, end
+        back = slots[cleared & (previous == PENDING)]
+        machines.state[back], values[SINCE_TS, back] = OK, end
+        resolve = cleared & (previous == FIRING)
+        for i in np.flatnonzero(fire | resolve).tolist():
+            to: TransitionName = "firing" if fire[i] else "resolved"
+            out.append(self._move(segment, machines, int(slots[i]), to, end, int(streak[i])))
 
     def _move(
         self,
-        key: Key,
-        entry: _Entry,
+        segment: str,
+        machines: SegmentMachines,
+        slot: int,
         to: TransitionName,
         end: float,
-        streak: int | None = None,
+        streak_before: int,
     ) -> Transition:
-        segment, column, method = key
-        previous = entry.state
-        entry.state = "firing" if to == "firing" else "ok"
-        entry.since_ts = end
+        """Move one state machine to ``to`` at ``end``; ``resolved`` reports the streak the
+        episode counted (``streak_before``), ``firing`` the streak now."""
+        column, method = self._store.names(slot)
+        previous = STATE_NAMES[machines.state[slot]]
+        machines.state[slot] = FIRING if to == "firing" else OK
+        machines.values[SINCE_TS, slot] = end
         counter = (segment, column, method, to)
         self._transitions[counter] = self._transitions.get(counter, 0) + 1
+        values = machines.values[:, slot].tolist()
         return Transition(
             model=self.model,
             segment=segment,
@@ -313,14 +267,14 @@ class DecisionBook:
             method=method,
             previous=previous,
             current=to,
-            score=entry.score,
-            threshold=entry.threshold,
-            clear=entry.clear,
-            p_value=entry.p_value,
-            n=entry.n,
+            score=values[SCORE],
+            threshold=values[THRESHOLD],
+            clear=values[CLEAR_LEVEL],
+            p_value=values[P_VALUE],
+            n=int(machines.n[slot]),
             window_end_ts=end,
             dedup_key=dedup_key(self.model, segment, column, method),
-            consecutive=entry.streak if streak is None else streak,
+            consecutive=int(machines.streak[slot]) if to == "firing" else streak_before,
         )
 
     def _note_unknown(self, method: str) -> None:
@@ -335,7 +289,7 @@ class DecisionBook:
             "score": t.score,
             "threshold": t.threshold,
             "clear": t.clear,
-            "p_value": _nan_to_none(t.p_value),
+            "p_value": nan_to_none(t.p_value),
             "n": t.n,
             "consecutive": t.consecutive,
             "window_end_ts": t.window_end_ts,
@@ -352,25 +306,15 @@ class DecisionBook:
         """A consistent copy of every state machine's current state (of ``segments`` only,
         when given)."""
         with self._lock:
-            return [
-                DecisionState(
-                    segment=s,
-                    column=c,
-                    method=m,
-                    state=e.state,
-                    streak=e.streak,
-                    score=e.score,
-                    p_value=e.p_value,
-                    threshold=e.threshold,
-                    clear=e.clear,
-                    n=e.n,
-                    since_ts=e.since_ts,
-                    last_ts=e.last_ts,
-                    verdict=e.verdict,
-                )
-                for (s, c, m), e in self._entries.items()
-                if segments is None or s in segments
-            ]
+            rows = self._store.rows(self._asked(segments))
+        return [DecisionState(*row) for row in rows]
+
+    def _asked(self, segments: Collection[str] | None) -> list[str]:
+        """The held segments among ``segments`` (all when None)."""
+        held = self._store.segments
+        if segments is None:
+            return list(held)
+        return [s for s in dict.fromkeys(segments) if s in held]
 
     def transition_counts(self) -> dict[tuple[str, str, str, TransitionName], int]:
         """Transitions so far, by (segment, column, method, to)."""
@@ -390,10 +334,12 @@ class DecisionBook:
         """
         out: list[Transition] = []
         with self._lock:
-            for key in [k for k in self._entries if k[0] in segments]:
-                entry = self._entries.pop(key)
-                if entry.state == "firing":
-                    out.append(self._move(key, entry, "resolved", end, entry.streak))
+            asked = self._asked(segments)
+            for segment, machines, slot in self._store.firing(asked):
+                streak = int(machines.streak[slot])
+                out.append(self._move(segment, machines, slot, "resolved", end, streak))
+            for segment in asked:
+                self._store.forget(segment)
             self._transitions = {k: v for k, v in self._transitions.items() if k[0] not in segments}
             for segment in segments:
                 self._skipped.pop(segment, None)
@@ -413,27 +359,11 @@ class DecisionBook:
     def state_dict(self) -> dict[str, Any]:
         """The whole book as plain, JSON-safe data (NaN is stored as None)."""
         with self._lock:
+            rows = self._store.rows(list(self._store.segments))
             return {
                 "version": STATE_VERSION,
                 "model": self.model,
-                "entries": [
-                    {
-                        "segment": s,
-                        "column": c,
-                        "method": m,
-                        "state": e.state,
-                        "streak": e.streak,
-                        "score": _nan_to_none(e.score),
-                        "p_value": _nan_to_none(e.p_value),
-                        "threshold": e.threshold,
-                        "clear": e.clear,
-                        "n": e.n,
-                        "since_ts": e.since_ts,
-                        "last_ts": e.last_ts,
-                        "verdict": e.verdict,
-                    }
-                    for (s, c, m), e in self._entries.items()
-                ],
+                "entries": checkpoint_entries(rows),
                 "transitions": [[*k, v] for k, v in self._transitions.items()],
                 "skipped": dict(self._skipped),
             }
@@ -445,34 +375,7 @@ class DecisionBook:
         firing one is logged as ``drift_state_dropped``: its alert is left open).
         Raises ``CheckpointError`` if the data is malformed or for another model.
         """
-        where = "decision_state"
-        if state.get("version") != STATE_VERSION:
-            raise CheckpointError(where, f"unsupported version {state.get('version')!r}")
-        if state.get("model") != self.model:
-            raise CheckpointError(where, f"state of model {state.get('model')!r}")
-        try:
-            entries = {
-                (str(d["segment"]), str(d["column"]), str(d["method"])): _Entry(
-                    state=_state_name(d["state"]),
-                    streak=int(d["streak"]),
-                    score=_none_to_nan(d["score"]),
-                    p_value=_none_to_nan(d["p_value"]),
-                    threshold=float(d["threshold"]),
-                    clear=float(d["clear"]),
-                    n=int(d["n"]),
-                    since_ts=float(d["since_ts"]),
-                    last_ts=float(d["last_ts"]),
-                    verdict=_verdict_name(d.get("verdict")),
-                )
-                for d in _seq(state["entries"])
-            }
-            transitions = {
-                (str(s), str(c), str(m), _transition_name(to)): int(v)
-                for s, c, m, to, v in _seq(state["transitions"])
-            }
-            skipped = {str(k): int(v) for k, v in dict(state["skipped"]).items()}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(where, f"malformed: {exc!r}") from exc
+        entries, transitions, skipped = parse(state, self.model)
         for key in [k for k in entries if self.method_config(k[1], k[2]) is None]:
             dropped = entries.pop(key)
             if dropped.state == "firing":
@@ -484,8 +387,13 @@ class DecisionBook:
                     method=key[2],
                     dedup_key=dedup_key(self.model, *key),
                 )
+        store = MachineStore()
+        try:
+            store.restore(list(entries.values()))
+        except OverflowError as exc:
+            raise CheckpointError("decision_state", f"malformed: {exc!r}") from exc
         with self._lock:
-            self._entries = entries
+            self._store = store
             self._transitions = transitions
             self._skipped = skipped
 
@@ -511,34 +419,3 @@ class DecisionBook:
         book = self.state_dict()
         book["entries"] = [e for e in book["entries"] if e["segment"] not in unwanted]
         self.load_state_dict(book)
-
-
-def _seq(x: Any) -> Sequence[Any]:
-    if not isinstance(x, list | tuple):
-        raise TypeError(f"expected a list, got {type(x).__name__}")
-    return x
-
-
-def _state_name(x: Any) -> StateName:
-    if x == "ok":
-        return "ok"
-    if x == "pending":
-        return "pending"
-    if x == "firing":
-        return "firing"
-    raise ValueError(f"unknown state {x!r}")
-
-
-def _verdict_name(x: Any) -> str | None:
-    """A saved verdict; absent (older checkpoints) is None."""
-    if x is None:
-        return None
-    return Verdict(x).value  # ValueError on anything else
-
-
-def _transition_name(x: Any) -> TransitionName:
-    if x == "firing":
-        return "firing"
-    if x == "resolved":
-        return "resolved"
-    raise ValueError(f"unknown transition {x!r}")
