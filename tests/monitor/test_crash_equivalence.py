@@ -105,7 +105,15 @@ def _config(
         "reference": {"path": str(reference)},
         "windows": {"size_events": WINDOW, "min_samples": 500},
         "metrics": {"host": "127.0.0.1", "port": 0},
-        "checkpoint": {"directory": str(root / "state"), "interval_s": 0.5},
+        # Saved every few batches, not every half second: the kill-point search freezes
+        # the daemon most of the time, so a wall-clock cadence would save after nearly
+        # every batch and leave no closed window uncovered to replay. The 5 s bound only
+        # commits the tail of the stream once the daemon goes idle.
+        "checkpoint": {
+            "directory": str(root / "state"),
+            "interval_s": 5.0,
+            "interval_batches": 4,
+        },
         "journal": {"path": str(root / "journal.jsonl")},
         # Info: a run that never gets its partitions shows why in the assertion's tail.
         "logging": {"level": "info", "format": "json"},
