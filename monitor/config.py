@@ -1299,7 +1299,8 @@ def unknown_env_settings(exempt: frozenset[str] = frozenset()) -> list[ConfigErr
             hint = f" ({parts[0]} is a plain value: {(prefix + parts[0]).upper()})"
         else:
             continue
-        key = ".".join(parts) if any(parts) else "<environment>"
+        # A variable that addresses no key at all (DRIFTD___) is named as it was written.
+        key = ".".join(parts) if any(part.strip("_") for part in parts) else name
         errors.append(ConfigError(key, f"unknown setting {name}{hint}"))
     return errors
 

@@ -73,8 +73,10 @@ def outcome(path: Path | None, env: dict[str, str]) -> Settings | InvalidConfigE
 
 
 def env_roots(env: dict[str, str]) -> set[str]:
-    """The top-level keys the DRIFTD_ variables address."""
-    return {name[len("DRIFTD_") :].split("__")[0].lower() for name in env}
+    """The top-level keys the DRIFTD_ variables address; a variable that addresses none
+    (``DRIFTD___``) is named by its own name."""
+    roots = {name[len("DRIFTD_") :].split("__")[0].lower() for name in env}
+    return roots | {name for name in env if not name[len("DRIFTD_") :].strip("_")}
 
 
 def assert_names_keys(
@@ -290,6 +292,14 @@ def test_env_overrides_alone_load_or_name_a_key(env: dict[str, str]) -> None:
     assert_names_keys(result, set(), env)
     if isinstance(result, InvalidConfigError):
         assert not set(result.keys) & FILE_KEYS
+
+
+def test_a_variable_that_addresses_no_key_is_named_as_written() -> None:
+    """DRIFTD___ (found by the fuzzer) is refused under its own name, not '<environment>'."""
+    for name in ("DRIFTD___", "DRIFTD____", "DRIFTD_"):
+        result = outcome(None, {"DRIFTD_MODEL": "m", name: ""})
+        assert isinstance(result, InvalidConfigError)
+        assert result.keys == [name], result
 
 
 # --- named regressions: each once crashed with something other than InvalidConfigError
