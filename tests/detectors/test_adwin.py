@@ -14,6 +14,12 @@ from detectors.adwin_layout import blocks_formed, n_levels_for
 from tests.detectors.adwin_oracle import KINDS, Case, make_case, river_trace
 
 SEEDS_PER_KIND = 44  # 5 kinds x 44 = 220 seeded multi-stream cases
+FAST_SEEDS = 11
+"""Seeds per kind in the fast tier; the other 33 run with the whole suite (``slow``)."""
+SEED_RANGES = [
+    pytest.param(range(FAST_SEEDS), id="fast"),
+    pytest.param(range(FAST_SEEDS, SEEDS_PER_KIND), id="rest", marks=pytest.mark.slow),
+]
 
 
 def _replay(
@@ -30,12 +36,13 @@ def _replay(
     return positions, widths, estimations
 
 
+@pytest.mark.parametrize("seeds", SEED_RANGES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_identical_to_river_on_seeded_streams(kind: str) -> None:
+def test_identical_to_river_on_seeded_streams(kind: str, seeds: range) -> None:
     """Same drift indices, widths and estimations as river on 44 seeded cases per kind."""
     closest = math.inf
     total_detections = 0
-    for i in range(SEEDS_PER_KIND):
+    for i in seeds:
         case = make_case(1000 * KINDS.index(kind) + i, kind)
         expected = river_trace(case)
         detector = BatchADWIN(case.n_streams, track_closest_call=True, **case.params)
