@@ -58,7 +58,7 @@ QUICK_CHECKPOINT_INTERVAL_S = 1.0
 CONFLUENT_TARGET_EVENTS_PER_S = 100_000.0
 
 
-def _chunk(rng: np.random.Generator, first: int, n: int, now: float) -> list[bytes]:
+def event_messages(rng: np.random.Generator, first: int, n: int, now: float) -> list[bytes]:
     values = rng.normal(size=(n, len(NUMERIC))).round(4).tolist()
     cats = rng.integers(0, 4, (n, len(CATEGORICAL))).tolist()
     segment = rng.integers(0, N_SEGMENTS, n).tolist()
@@ -88,7 +88,7 @@ def _produce(bootstrap: str, topic: str, label_topic: str, n: int) -> list[bytes
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=1 << 20)
     first: list[bytes] = []
     for lo in range(0, n, 20_000):
-        chunk = _chunk(rng, lo, min(20_000, n - lo), now)
+        chunk = event_messages(rng, lo, min(20_000, n - lo), now)
         first = first or chunk
         labels = rng.integers(0, 2, len(chunk)).tolist()
         for i, message in enumerate(chunk):
@@ -100,7 +100,7 @@ def _produce(bootstrap: str, topic: str, label_topic: str, n: int) -> list[bytes
     return first
 
 
-def _reference(messages: list[bytes]) -> dict[str, np.ndarray]:
+def reference_columns(messages: list[bytes]) -> dict[str, np.ndarray]:
     events = [orjson.loads(m) for m in messages]
     columns: dict[str, np.ndarray] = {
         name: np.array([e["features"][name] for e in events]) for name in NUMERIC + CATEGORICAL
@@ -114,7 +114,7 @@ def _rss_mib() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def _settings(
+def bench_settings(
     bootstrap: str,
     topic: str,
     reference: Path,
@@ -214,13 +214,13 @@ def main() -> None:
         create_topic(bootstrap, topic, partitions=2)
         create_topic(bootstrap, label_topic, partitions=2)
         started = time.perf_counter()
-        columns = _reference(_produce(bootstrap, topic, label_topic, n))
+        columns = reference_columns(_produce(bootstrap, topic, label_topic, n))
         produce_s = time.perf_counter() - started
 
         profile = build_profile(columns, categorical=CATEGORICAL, prediction="prediction")
         reference = Path(tmp) / "reference.json"
         reference.write_bytes(orjson.dumps(profile.to_dict()))
-        settings = _settings(bootstrap, topic, reference)
+        settings = bench_settings(bootstrap, topic, reference)
         decoder = Decoder(settings.schema_, NUMERIC, CATEGORICAL)
         with kafka_source(settings.kafka) as source:
             ceiling_s = _drain(source, n, lambda r: decoder.decode([x.value for x in r]))
@@ -231,18 +231,20 @@ def main() -> None:
         state = Path(tmp) / "state"
         interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
         checkpoint_s, checkpointed = _daemon_run(
-            _settings(bootstrap, topic, reference, state=state, interval_s=interval), n
+            bench_settings(bootstrap, topic, reference, state=state, interval_s=interval), n
         )
         saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
-        labels_s, labelled = _daemon_run(_settings(bootstrap, topic, reference, label_topic), 2 * n)
+        labels_s, labelled = _daemon_run(
+            bench_settings(bootstrap, topic, reference, label_topic), 2 * n
+        )
 
-        fast = _settings(bootstrap, topic, reference, client="confluent")
+        fast = bench_settings(bootstrap, topic, reference, client="confluent")
         raw_s = _raw_consume(fast, n)
         with kafka_source(fast.kafka) as source:
             fast_ceiling_s = _drain(source, n, lambda r: decoder.decode([x.value for x in r]))
         fast_state = Path(tmp) / "fast-state"
         fast_s, fast_daemon = _daemon_run(
-            _settings(
+            bench_settings(
                 bootstrap,
                 topic,
                 reference,

@@ -47,7 +47,17 @@ import numpy.typing as npt
 # scipy is imported inside the functions that use it: loading it takes about 0.9 s,
 # which every start of the command line (check-config, --help) would otherwise pay.
 from detectors.base import FloatArray
-from detectors.stats import DEFAULT_SMOOTHING, chi_square, jensen_shannon, ks_from_counts, psi
+from detectors.stats import (
+    DEFAULT_SMOOTHING,
+    chi2_isf,
+    chi2_sf,
+    chi_square,
+    jensen_shannon,
+    ks_from_counts,
+    normal_isf,
+    normal_sf,
+    psi,
+)
 
 CHI_FAMILY: Final = ("psi", "chi2", "js")
 """Methods whose statistic, scaled by ``n_eff``, is chi-square-like."""
@@ -125,16 +135,12 @@ class ChiNull:
 
     def critical(self, alpha: float) -> FloatArray:
         """The ``1 - alpha`` quantile of ``T``."""
-        from scipy import stats  # noqa: PLC0415
-
-        return np.asarray(self.scale * stats.chi2.isf(alpha, self.dof), dtype=np.float64)
+        return np.asarray(self.scale * chi2_isf(alpha, self.dof), dtype=np.float64)
 
     def sf(self, t: npt.ArrayLike) -> FloatArray:
         """``P(T >= t)``."""
-        from scipy import stats  # noqa: PLC0415
-
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(stats.chi2.sf(np.asarray(t) / self.scale, self.dof), np.float64)
+            return chi2_sf(np.asarray(t) / self.scale, self.dof)
 
     def level(self, sigmas: float) -> FloatArray:
         """Mean plus ``sigmas`` standard deviations of ``T``."""
@@ -237,14 +243,45 @@ def proportion_sd(p0: npt.ArrayLike, n_ref: npt.ArrayLike, n_cur: npt.ArrayLike)
     return np.asarray(sd, dtype=np.float64)
 
 
+def _betabinom_sf(
+    k: npt.ArrayLike, n: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike
+) -> FloatArray:
+    """``scipy.stats.betabinom.sf(k, n, a, b)``, the same operations in the same order.
+
+    scipy.stats has no closed form either: it sums the pmf from 0 to ``floor(k)`` one
+    element at a time (``rv_discrete._cdf_single``) and returns ``1 - cdf`` clipped to
+    [0, 1]. Repeated here on scipy.special so that the hot path does not load
+    scipy.stats (~45 MiB); the tests compare both bit for bit.
+    """
+    from scipy import special  # noqa: PLC0415
+
+    shaped = np.broadcast_arrays(
+        np.asarray(k, np.float64),
+        np.asarray(n, np.float64),
+        np.asarray(a, np.float64),
+        np.asarray(b, np.float64),
+    )
+    kk, nn, aa, bb = (x.ravel() for x in shaped)
+    valid = (nn >= 0) & (nn == np.round(nn)) & (aa > 0) & (bb > 0)
+    out = np.zeros(kk.shape)
+    out[~valid | np.isnan(kk)] = np.nan
+    out[((kk < 0) | np.isneginf(kk)) & valid] = 1.0
+    inside = valid & (kk >= 0) & (kk < nn) & np.isfinite(kk)
+    for i in np.flatnonzero(inside):
+        n_i, a_i, b_i = nn[i], aa[i], bb[i]
+        m = np.floor(np.arange(0, np.floor(kk[i]) + 1))
+        combiln = -np.log(n_i + 1) - special.betaln(n_i - m + 1, m + 1)
+        log_pmf = combiln + special.betaln(m + a_i, n_i - m + b_i) - special.betaln(a_i, b_i)
+        out[i] = np.clip(1.0 - np.sum(np.exp(log_pmf), axis=0), 0, 1)
+    return np.asarray(out.reshape(shaped[0].shape), dtype=np.float64)
+
+
 def beta_binomial_sf(
     k: npt.ArrayLike, n: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike
 ) -> FloatArray:
     """``P(K >= k)`` for ``K ~ BetaBinomial(n, a, b)``."""
-    from scipy import stats  # noqa: PLC0415
-
     kk = np.asarray(k, dtype=np.float64)
-    out = np.asarray(stats.betabinom.sf(kk - 1, n, a, b), dtype=np.float64)
+    out = _betabinom_sf(kk - 1, n, a, b)
     return np.asarray(np.where(kk <= 0, 1.0, np.clip(out, 0.0, 1.0)), dtype=np.float64)
 
 
@@ -256,7 +293,7 @@ def beta_binomial_critical(
     Exact on a grid of counts where the expected count is small (the usual case: a few
     values out of range), the normal approximation where it is large.
     """
-    from scipy import special, stats  # noqa: PLC0415
+    from scipy import special  # noqa: PLC0415
 
     n_, a_, b_ = np.broadcast_arrays(
         np.asarray(n, dtype=np.float64), np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -266,7 +303,7 @@ def beta_binomial_critical(
     mean = n_ * a_ / (a_ + b_)
     var = n_ * a_ * b_ * (a_ + b_ + n_) / ((a_ + b_) ** 2 * (a_ + b_ + 1))
     sd = np.sqrt(var)
-    out = np.minimum(mean + stats.norm.isf(alpha) * sd, n_) + 1
+    out = np.minimum(mean + normal_isf(alpha) * sd, n_) + 1
     small = (mean < 40) & (n_ > 0)
     if small.any():
         ns, as_, bs = n_[small], a_[small], b_[small]
@@ -311,8 +348,6 @@ def chunk_spread(
     i.i.d. null at the chunk sizes; else 0. ``null`` is the method's i.i.d. fit for the
     chi-square family (:func:`simulate_chi_null` on the whole reference).
     """
-    from scipy import stats  # noqa: PLC0415
-
     chunks = np.asarray(chunk_ref, dtype=np.float64)
     if chunks.ndim != 3:
         raise ValueError(f"chunk counts must be (chunks, features, bins), got {chunks.shape}")
@@ -330,7 +365,7 @@ def chunk_spread(
             sd = proportion_sd(p0[None], rows_r, rows_c)
             score = np.abs(share_c - share_r)
             z2 = np.where(sd > 0, (score / sd) ** 2, 0.0).sum(axis=0)
-        over = stats.chi2.sf(z2, k) < SPREAD_P
+        over = chi2_sf(z2, k) < SPREAD_P
         iid = sd.mean(axis=0) * (math.sqrt(2 / math.pi) + sigmas * math.sqrt(1 - 2 / math.pi))
     elif method == "ks":
         ks = ks_from_counts(rest, chunks, "kstwobign")
@@ -338,7 +373,7 @@ def chunk_spread(
         score = np.nan_to_num(ks.statistic)
         t = score * np.sqrt(n_eff)
         z = (t.mean(axis=0) - _KOLMOGOROV_MEAN) / (_KOLMOGOROV_SD / math.sqrt(k))
-        over = stats.norm.sf(z) < SPREAD_P
+        over = normal_sf(z) < SPREAD_P
         with np.errstate(invalid="ignore", divide="ignore"):
             iid = _kolmogorov_level(sigmas) / np.sqrt(n_eff).mean(axis=0)
     else:
@@ -348,7 +383,7 @@ def chunk_spread(
         score = np.nan_to_num(statistic(method, rest, chunks, nb, smoothing))
         n_eff = n_effective(rest.sum(axis=-1), chunks.sum(axis=-1))
         t = to_chi(method, score, n_eff) / null.scale
-        over = stats.chi2.sf(t.sum(axis=0), k * null.dof) < SPREAD_P
+        over = chi2_sf(t.sum(axis=0), k * null.dof) < SPREAD_P
         iid = from_chi(method, null.level(sigmas), n_eff.mean(axis=0))
     level = score.mean(axis=0) + sigmas * score.std(axis=0, ddof=1)
     excess = np.where(over, np.maximum(level - np.nan_to_num(iid), 0.0), 0.0)

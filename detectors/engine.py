@@ -77,6 +77,8 @@ from detectors.stats import (
     jensen_shannon,
     ks_from_counts,
     ks_p_value,
+    normal_isf,
+    normal_sf,
     psi,
 )
 from detectors.verdicts import VerdictBuilder, WindowScores
@@ -284,8 +286,6 @@ class DriftEngine:
         self, counts: npt.ArrayLike, references: Sequence[Reference], which: npt.ArrayLike = 0
     ) -> WindowScores:
         """Score windows ``(k, F, stride)``; window ``i`` against ``references[which[i]]``."""
-        from scipy import stats  # noqa: PLC0415
-
         cur = np.asarray(counts, dtype=np.int64)
         if cur.ndim != 3 or cur.shape[1:] != (self.binner.n_features, self.binner.stride):
             raise ValueError(
@@ -365,10 +365,10 @@ class DriftEngine:
                 score = np.abs(missing_rate - _share(ref[..., width], ref_rows))
                 p0 = (ref[..., width] + 0.5) / (ref_rows[:, None] + 1.0)
                 sd = proportion_sd(p0, ref_rows[:, None], np.maximum(rows, 1)[:, None])
-                z = stats.norm.isf(self.rules.alpha / 2)
+                z = normal_isf(self.rules.alpha / 2)
                 thr = z * sd + spread[method]
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    p = 2 * stats.norm.sf(np.maximum(score - spread[method], 0.0) / sd)
+                    p = 2 * normal_sf(np.maximum(score - spread[method], 0.0) / sd)
                 tested = rows_enough.copy()
             elif method in ("range", "unseen"):
                 last = np.broadcast_to(self.n_bins - 1, (k, f))

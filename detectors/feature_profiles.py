@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -16,6 +17,8 @@ from detectors.values import Category, check_int, factorize
 OTHER = "__other__"
 UNSEEN = "__unseen__"
 _INTEGRAL_FLOAT_TEXT = re.compile(r"[+-]?[0-9]+\.0+")
+_MISSED = -1.0
+"""What a categorical value missing from the lookup table reads as (codes are >= 0)."""
 
 
 def category_key(value: object) -> str:
@@ -310,18 +313,25 @@ class CategoricalProfile:
         [1.0, 1.0, 0.0, 1.0, 1.0, nan]
         """
         unknown = float(self.unseen_code if self.rare is not None else self.other_code)
-        if isinstance(values, list) and all(type(v) is str or v is None for v in values):
-            # The daemon's fast path: the decoder hands over text or None.
+        if isinstance(values, list):
+            # The daemon's fast path: the decoder hands over text or None. Exact text is
+            # looked up with no Python call per value (None is in the table, as NaN);
+            # only a miss pays for canonicalising ("21.0" -> "21"). Keys are text, so a
+            # value of any other type misses too, and takes the general path below.
             lookup = self._lookup()
-            # Exact text first; only a miss pays for canonicalising ("21.0" -> "21").
-            return np.fromiter(
-                (
-                    lookup[v] if v in lookup else lookup.get(category_key(v), unknown)
-                    for v in values
-                ),
-                np.float64,
-                len(values),
-            )
+            codes: FloatArray | None
+            try:
+                codes = np.fromiter(
+                    map(lookup.get, values, repeat(_MISSED)), np.float64, len(values)
+                )
+            except TypeError:  # an unhashable value
+                codes = None
+            if codes is not None:
+                misses = np.flatnonzero(codes == _MISSED).tolist()
+                if all(type(values[i]) is str for i in misses):
+                    for i in misses:
+                        codes[i] = lookup.get(category_key(values[i]), unknown)
+                    return codes
         arr = np.asarray(values, dtype=object) if isinstance(values, list) else np.asarray(values)
         uniques, inverse, missing = factorize(arr)
         lookup = self._lookup()

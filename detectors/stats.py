@@ -17,6 +17,10 @@ import numpy.typing as npt
 
 # scipy is imported inside the functions that use it: loading it takes about 0.9 s,
 # which every start of the command line (check-config, --help) would otherwise pay.
+# Only scipy.special: scipy.stats costs another ~45 MiB of RSS and 0.5 s of imports, and
+# the distributions used here are one special function each (chi2_sf and its
+# neighbours below); the exact finite-n KS law (kstwo) is the one exception, imported
+# only for the small windows that need it (ks_p_value).
 from detectors.base import FloatArray, IntArray
 
 # Additive smoothing of 0.5 per bin is the Jeffreys / Krichevsky-Trofimov estimator.
@@ -30,6 +34,68 @@ DEFAULT_SMOOTHING = 0.5
 # Effective sample sizes up to this use kstwo.sf; above it the limiting Kolmogorov
 # distribution. See ks_p_value.
 KSTWO_MAX_N = 1000
+
+
+def chi2_sf(x: npt.ArrayLike, dof: npt.ArrayLike) -> FloatArray:
+    """``P(X >= x)`` for ``X ~ chi2(dof)``: ``scipy.stats.chi2.sf`` without scipy.stats.
+
+    ``scipy.special.chdtrc`` with scipy.stats' edges: 1 at ``x <= 0``, NaN where
+    ``dof <= 0`` or either argument is NaN.
+
+    >>> round(float(chi2_sf(3.841458820694124, 1)), 6)
+    0.05
+    >>> chi2_sf([-1.0, 0.0, np.inf], 2).tolist()
+    [1.0, 1.0, 0.0]
+    """
+    from scipy import special  # noqa: PLC0415
+
+    xs, df = np.broadcast_arrays(np.asarray(x, np.float64), np.asarray(dof, np.float64))
+    with np.errstate(invalid="ignore"):
+        tail = special.chdtrc(df, np.maximum(xs, 0.0))
+        out = np.where(xs <= 0, 1.0, tail)
+        out = np.where((df > 0) & ~np.isnan(xs), out, np.nan)
+    return np.asarray(out, dtype=np.float64)
+
+
+def chi2_isf(alpha: npt.ArrayLike, dof: npt.ArrayLike) -> FloatArray:
+    """The ``1 - alpha`` quantile of ``chi2(dof)``: ``scipy.stats.chi2.isf`` for
+    ``0 < alpha < 1`` (``scipy.special.chdtri``); NaN where ``dof <= 0`` or ``alpha`` is
+    outside (0, 1).
+
+    >>> round(float(chi2_isf(0.05, 1)), 6)
+    3.841459
+    """
+    from scipy import special  # noqa: PLC0415
+
+    q, df = np.broadcast_arrays(np.asarray(alpha, np.float64), np.asarray(dof, np.float64))
+    with np.errstate(invalid="ignore"):
+        ok = (df > 0) & (q > 0) & (q < 1)
+        out = np.where(ok, special.chdtri(np.where(ok, df, 1.0), np.where(ok, q, 0.5)), np.nan)
+    return np.asarray(out, dtype=np.float64)
+
+
+def normal_sf(x: npt.ArrayLike) -> FloatArray:
+    """``P(Z >= x)`` for a standard normal ``Z``: ``scipy.stats.norm.sf``, as
+    ``scipy.special.ndtr(-x)``.
+
+    >>> float(normal_sf(0.0))
+    0.5
+    """
+    from scipy import special  # noqa: PLC0415
+
+    return np.asarray(special.ndtr(-np.asarray(x, np.float64)), dtype=np.float64)
+
+
+def normal_isf(alpha: npt.ArrayLike) -> FloatArray:
+    """The ``1 - alpha`` quantile of the standard normal: ``scipy.stats.norm.isf``, as
+    ``-scipy.special.ndtri(alpha)`` (NaN outside [0, 1]).
+
+    >>> round(float(normal_isf(0.025)), 6)
+    1.959964
+    """
+    from scipy import special  # noqa: PLC0415
+
+    return np.asarray(-special.ndtri(np.asarray(alpha, np.float64)), dtype=np.float64)
 
 
 def _pair(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -130,7 +196,7 @@ def ks_p_value(
     is within 1.5% of it for n >= 10,000 at p >= 1e-4, far inside the uncertainty of a
     statistic bracketed to within one fine bin.
     """
-    from scipy import special, stats  # noqa: PLC0415
+    from scipy import special  # noqa: PLC0415
 
     d = np.asarray(statistic, dtype=np.float64)
     n = np.asarray(n_eff, dtype=np.float64)
@@ -150,6 +216,9 @@ def ks_p_value(
     limit = ok & ~exact
     out[limit] = special.kolmogorov(np.sqrt(n[limit]) * d[limit])
     if exact.any():
+        # Only here: scipy.stats is ~45 MiB that windows with n_eff > KSTWO_MAX_N never use.
+        from scipy import stats  # noqa: PLC0415
+
         out[exact] = stats.kstwo.sf(d[exact], n[exact])
     return out
 
@@ -226,8 +295,6 @@ def chi_square(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> ChiSquar
     ``sqrt(sum_k (p_k - q_k)^2 / m_k)`` with ``m_k`` the pooled proportion: an effect size
     that does not grow with the sample sizes (0.1 small, 0.3 medium, 0.5 large).
     """
-    from scipy import stats  # noqa: PLC0415
-
     ref, cur = _pair(ref_counts, cur_counts)
     n_ref, n_cur = ref.sum(axis=-1), cur.sum(axis=-1)
     total = n_ref + n_cur
@@ -243,7 +310,7 @@ def chi_square(ref_counts: npt.ArrayLike, cur_counts: npt.ArrayLike) -> ChiSquar
     dof = present.sum(axis=-1) - 1
     empty = (n_ref == 0) | (n_cur == 0)
     statistic = np.where(empty, np.nan, np.where(dof > 0, statistic, 0.0))
-    p_value = np.where(dof > 0, stats.chi2.sf(statistic, np.maximum(dof, 1)), 1.0)
+    p_value = np.where(dof > 0, chi2_sf(statistic, np.maximum(dof, 1)), 1.0)
     return ChiSquareStatistics(
         statistic=statistic,
         p_value=np.where(empty, np.nan, p_value),

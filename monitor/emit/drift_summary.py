@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from monitor.emit.state_api import RowColumns, SegmentRows
+
 __all__ = [
     "COUNTING_METHODS",
     "DRIFT_LABELS",
@@ -198,27 +200,40 @@ class DriftSummary:
         return self._view
 
     def _digest(self, segment_rows: Sequence[Row]) -> SegmentDigest:
-        rows = list(segment_rows)  # once: the state API may build each row as it is read
-        ids = np.array([self._pair_id(r["feature"], r["method"]) for r in rows], dtype=np.intp)
-        row_ratios = [_ratio(r) for r in rows]
-        drifting_rows = [is_drifting(r) for r in rows]
-        counting = [r["method"] in COUNTING_METHODS for r in rows]
+        if isinstance(segment_rows, SegmentRows):
+            # Column by column: a dict per row (~370 per segment, rebuilt after each of
+            # its windows) was most of what a refresh allocated, and freed, on the heap.
+            cols = segment_rows.columns()
+            row_at: Sequence[Row] = segment_rows
+        else:
+            row_at = list(segment_rows)  # once: a provider may build each row as it is read
+            cols = _columns_of(row_at)
+        ids = np.array(
+            [self._pair_id(f, m) for f, m in zip(cols.features, cols.methods, strict=True)],
+            dtype=np.intp,
+        )
+        row_ratios = cols.ratio.tolist()
+        drifting_rows = [
+            state == "firing" or streak > 0
+            for state, streak in zip(cols.states, cols.breach_streak.tolist(), strict=True)
+        ]
+        counting = [m in COUNTING_METHODS for m in cols.methods]
         width = len(self._pair_ids)
         ratios = np.full(width, math.nan)
         thresholds = np.full(width, math.nan)
         clears = np.full(width, math.nan)
         drifting = np.zeros(width, dtype=bool)
         ratios[ids] = row_ratios
-        thresholds[ids] = [_number(r.get("threshold")) for r in rows]
-        clears[ids] = [_number(r.get("clear_threshold")) for r in rows]
+        thresholds[ids] = cols.threshold
+        clears[ids] = cols.clear_threshold
         drifting[ids] = drifting_rows
-        detail = tuple(r for r, d in zip(rows, drifting_rows, strict=True) if d)
+        detail = tuple(row_at[i] for i, d in enumerate(drifting_rows) if d)
         others = [
             (ratio, i)
             for i, (ratio, d, c) in enumerate(zip(row_ratios, drifting_rows, counting, strict=True))
             if not (d or c or math.isnan(ratio))
         ]
-        top = [rows[i] for _, i in heapq.nlargest(self.top_k, others)] if self.top_k else []
+        top = [row_at[i] for _, i in heapq.nlargest(self.top_k, others)] if self.top_k else []
         scored = [x for x, c in zip(row_ratios, counting, strict=True) if not (c or math.isnan(x))]
         return SegmentDigest(
             worst_ratio=max(scored, default=math.nan),
@@ -226,7 +241,9 @@ class DriftSummary:
             detail=detail,
             top=tuple(top),
             schema_firing=frozenset(
-                r["feature"] for r in rows if r["method"] == "schema" and r["state"] == "firing"
+                f
+                for f, m, state in zip(cols.features, cols.methods, cols.states, strict=True)
+                if m == "schema" and state == "firing"
             ),
             ratios=ratios,
             thresholds=thresholds,
@@ -240,6 +257,21 @@ class DriftSummary:
         if found is None:
             found = self._pair_ids[pair] = len(self._pair_ids)
         return found
+
+
+def _columns_of(rows: Sequence[Row]) -> RowColumns:
+    """Plain rows (one mapping each) column by column, as ``SegmentRows.columns`` gives them."""
+    return RowColumns(
+        features=tuple(r["feature"] for r in rows),
+        methods=tuple(r["method"] for r in rows),
+        states=tuple(r["state"] for r in rows),
+        breach_streak=np.array([int(r["breach_streak"]) for r in rows], dtype=np.int64),
+        ratio=np.array([_ratio(r) for r in rows], dtype=np.float64),
+        threshold=np.array([_number(r.get("threshold")) for r in rows], dtype=np.float64),
+        clear_threshold=np.array(
+            [_number(r.get("clear_threshold")) for r in rows], dtype=np.float64
+        ),
+    )
 
 
 def summary_families(model: str, view: SummaryView) -> Iterator[Metric]:

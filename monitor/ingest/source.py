@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
+from typing import NamedTuple, Protocol
 
 TopicPartition = tuple[str, int]
 
 
-@dataclass(frozen=True)
-class Record:
-    """One raw message and where it came from."""
+class Record(NamedTuple):
+    """One raw message and where it came from.
+
+    A named tuple, not a dataclass: a source makes one per message, and a tuple can be
+    made in C from columns (``make_records``), about a microsecond cheaper per message.
+    """
 
     value: bytes
     topic: str
     partition: int
     offset: int
     timestamp_ms: int | None = None
+
+
+_new_tuple = tuple.__new__
+
+
+def make_records(
+    values: Iterable[bytes],
+    topics: Iterable[str],
+    partitions: Iterable[int],
+    offsets: Iterable[int],
+    timestamps_ms: Iterable[int | None],
+) -> list[Record]:
+    """Records from columns, one per position, without a Python call per message."""
+    rows = zip(values, topics, partitions, offsets, timestamps_ms, strict=True)
+    return list(map(_new_tuple, repeat(Record), rows))
 
 
 class RebalanceListener(Protocol):

@@ -327,7 +327,9 @@ def _struct(tree: _Tree, name: str) -> tuple[type, Any]:
         else:
             kinds = tuple(_TYPES[t] for t in sorted(node))
             fields.append((attr, Union[(*kinds, None)], msgspec.field(default=None, name=key)))
-    struct = msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=True)
+    # gc=False: a struct holds scalars and structs only, so it can be in no cycle, and a
+    # poll batch of tracked structs would set off collections (~1 us per event).
+    struct = msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=True, gc=False)
     return struct, struct(**blanks)
 
 

@@ -11,15 +11,20 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
+import confluent_kafka
 import pytest
 import structlog
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitor.cli import main
 from monitor.config import KafkaConfig
 from monitor.ingest.kafka.choice import kafka_source
 from monitor.ingest.kafka.confluent_source import ConfluentSource
+from monitor.ingest.source import Record
 from monitor.kafka.confluent import (
     StructlogBridge,
     consumer_config,
@@ -150,3 +155,96 @@ def test_structlog_bridge_maps_levels() -> None:
         ("warning", "FAIL [rdkafka#consumer-1] connection refused"),
         ("debug", "FETCH [rdkafka#consumer-1] fetching"),
     ]
+
+
+class _ScriptedConsumer:
+    """A librdkafka consumer stand-in: ``consume`` hands out scripted messages."""
+
+    script: ClassVar[list[list[Message]]] = []
+
+    def __init__(self, config: dict[str, object]) -> None:
+        self.config = config
+
+    def subscribe(self, topics: list[str], **callbacks: object) -> None:
+        self.topics = topics
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        return self.script.pop(0) if self.script else []
+
+    def assignment(self) -> list[object]:
+        return []
+
+    def list_topics(self, topic: str, timeout: float) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _scripted_source(
+    monkeypatch: pytest.MonkeyPatch, script: list[list[Message]]
+) -> ConfluentSource:
+    monkeypatch.setattr(confluent_kafka, "Consumer", _ScriptedConsumer)
+    monkeypatch.setattr(_ScriptedConsumer, "script", script)
+    return ConfluentSource(KafkaConfig(client="confluent", topics=["events"]))
+
+
+def test_per_message_errors_count_as_poll_errors_and_spare_their_batch_mates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each message carrying an error counts as one poll error; its batch-mates are read."""
+    missing = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "Subscribed topic not available")
+    good = Message(topic="events", partition=0, offset=7, value=b"{}", timestamp=(1, 5))
+    source = _scripted_source(monkeypatch, [[Message(error=missing), good, Message(error=missing)]])
+    with structlog.testing.capture_logs() as logs:
+        records = source.poll(0.0)
+    source.close()
+
+    assert records == [Record(b"{}", "events", 0, 7, 5)]
+    assert source.kafka_errors["poll"] == 2
+    assert sum(entry["event"] == "kafka_consume_error" for entry in logs) == 1  # once per kind
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([("events", 0), ("events", 1), ("labels", 0)]),
+            st.sampled_from([(1, 1_700), (0, -1), (2, -5)]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_records_are_grouped_by_partition_in_offset_order_like_one_loop(
+    messages: list[tuple[tuple[str, int], tuple[int, int], bool]],
+) -> None:
+    """Interleaved partitions come out sorted by partition, offsets in order, times checked."""
+    next_offset: dict[tuple[str, int], int] = {}
+    script = []
+    for (topic, partition), stamp, tombstone in messages:
+        offset = next_offset[topic, partition] = next_offset.get((topic, partition), -1) + 1
+        value = None if tombstone else f"{topic}{partition}@{offset}".encode()
+        script.append(
+            Message(topic=topic, partition=partition, offset=offset, value=value, timestamp=stamp)
+        )
+    expected = [
+        Record(
+            m.value() or b"",
+            m.topic() or "",
+            m.partition() or 0,
+            m.offset() or 0,
+            m.timestamp()[1] if m.timestamp()[0] and m.timestamp()[1] >= 0 else None,
+        )
+        for tp in sorted(next_offset)
+        for m in script
+        if (m.topic(), m.partition()) == tp
+    ]
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        source = _scripted_source(monkeypatch, [script])
+        records = source.poll(0.0)
+        source.close()
+
+    assert records == expected
+    assert source.kafka_errors["poll"] == 0

@@ -37,32 +37,33 @@ client errors go to structlog (``monitor.kafka.confluent``), never to stderr.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from itertools import repeat
+from operator import is_not, itemgetter
+from typing import TYPE_CHECKING, cast
 
 import structlog
 
 from monitor.config import KafkaConfig
 from monitor.errors import (
-    OffsetCommitError,
-    PartitionNotAssignedError,
     SourceError,
 )
 from monitor.ingest.kafka.confluent_parts import DeadLetterProducer, LagView, commit_failure
 from monitor.ingest.kafka.confluent_rebalance import ConfluentRebalances
 from monitor.ingest.kafka.dead_letter import DeadLetterWriter
-from monitor.ingest.kafka.health import PollHealth
 from monitor.ingest.kafka.lag import LagTracker
-from monitor.ingest.kafka.membership import GroupMembership, MembershipTracker
-from monitor.ingest.kafka.source import (
-    KAFKA_ERROR_KINDS,
+from monitor.ingest.kafka.member import (
     PROBE_TIMEOUT_S,
-    checked_offsets,
+    KafkaMember,
     subscribed_topics,
 )
-from monitor.ingest.source import PartitionsCallback, RebalanceListener, Record, TopicPartition
+from monitor.ingest.source import (
+    PartitionsCallback,
+    Record,
+    TopicPartition,
+    make_records,
+)
 from monitor.kafka.confluent import (
     StructlogBridge,
     connection_config,
@@ -77,11 +78,16 @@ __all__ = ["ConfluentSource"]
 
 log = structlog.get_logger()
 
+_first = itemgetter(0)
+_second = itemgetter(1)
+_topic_partition = itemgetter(1, 2)
+"""A record's (topic, partition)."""
 
-class ConfluentSource:
+
+class ConfluentSource(KafkaMember):
     """A consumer-group member on librdkafka implementing ``Source`` (see module doc)."""
 
-    name = "kafka"
+    _rebalances: ConfluentRebalances
 
     def __init__(
         self,
@@ -94,22 +100,9 @@ class ConfluentSource:
         connect_timeout_s: float = 10.0,
         max_poll_interval_s: float | None = None,
     ) -> None:
-        from confluent_kafka import KafkaException  # noqa: PLC0415
+        from confluent_kafka import KafkaException, Message  # noqa: PLC0415
 
-        self._cfg = kafka
-        self._failure_types: tuple[type[BaseException], ...] = (KafkaException, RuntimeError)
-        # Accepted as KafkaSource accepts it; librdkafka's commit has no timeout of its
-        # own (its request timeout, socket.timeout.ms, bounds it).
-        del commit_timeout_s
-        self._connect_timeout_s = connect_timeout_s
-        self._max_poll_interval_ms = (
-            None if max_poll_interval_s is None else max(1, int(max_poll_interval_s * 1000))
-        )
-        self._consumer: Consumer | None = None
-        self._closed = False
-        self._bridge = StructlogBridge("consumer")
-        self._health = PollHealth(kafka.retry_backoff_max_ms / 1000)
-        self._dead_letters = DeadLetterWriter(
+        dead_letters = DeadLetterWriter(
             kafka,
             connect_timeout_s=connect_timeout_s,
             ack_timeout_s=dead_letter_timeout_s,
@@ -120,35 +113,21 @@ class ConfluentSource:
                 }
             ),
         )
-        self.kafka_errors: Counter[str] = Counter(dict.fromkeys(KAFKA_ERROR_KINDS, 0))
-        """Failures by kind (``KAFKA_ERROR_KINDS``), counted since start; every kind present."""
+        super().__init__(kafka, dead_letters, connect_timeout_s=connect_timeout_s)
+        self._message_type = Message
+        self._failure_types: tuple[type[BaseException], ...] = (KafkaException, RuntimeError)
+        # Accepted as KafkaSource accepts it; librdkafka's commit has no timeout of its
+        # own (its request timeout, socket.timeout.ms, bounds it).
+        del commit_timeout_s
+        self._max_poll_interval_ms = (
+            None if max_poll_interval_s is None else max(1, int(max_poll_interval_s * 1000))
+        )
+        self._consumer: Consumer | None = None
+        self._bridge = StructlogBridge("consumer")
         self._lag = LagTracker(self.kafka_errors, (*self._failure_types, OSError))
         self._rebalances = ConfluentRebalances(on_assign, on_revoke, self.kafka_errors, self._lag)
-        self._membership = MembershipTracker(kafka.group_id)
         self._held: list[Record] = []
         self._message_errors_seen: set[str] = set()
-
-    # ---------------------------------------------------------------- health
-
-    @property
-    def consecutive_poll_failures(self) -> int:
-        """Polls in a row that failed (client error or unanswered probe); 0 when healthy."""
-        return self._health.consecutive_failures
-
-    @property
-    def last_successful_poll(self) -> float | None:
-        """``time.monotonic()`` of the last poll that returned records or had the broker answer."""
-        return self._health.last_success
-
-    @property
-    def membership(self) -> GroupMembership:
-        """This member's place in its group after the last poll (any thread may read it)."""
-        return self._membership.snapshot
-
-    @property
-    def last_poll_error(self) -> str | None:
-        """The last poll failure, as ``ErrorType: message`` (kept after recovery)."""
-        return self._health.last_error
 
     # ------------------------------------------------------------------ poll
 
@@ -159,8 +138,7 @@ class ConfluentSource:
         Raises ``RebalanceCallbackError`` when ``on_assign`` / ``on_revoke`` raised,
         and ``SourceError`` when the client settings are refused or after ``close``.
         """
-        if self._closed:
-            raise SourceError("kafka", "poll() after close()")
+        self._check_open()
         if self._held:
             held, self._held = self._held, []
             return held
@@ -198,37 +176,44 @@ class ConfluentSource:
         return records
 
     def _records(self, messages: Sequence[Message]) -> list[Record]:
-        """The messages as records, grouped by partition (in order), errors logged; the
-        lag tracker learns where each partition's reading started."""
-        by_partition: dict[TopicPartition, list[Record]] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._message_error(error)
-                continue
-            tp = (message.topic() or "", message.partition() or 0)
-            batch = by_partition.get(tp)
-            if batch is None:  # librdkafka may interleave partitions message by message
-                batch = by_partition[tp] = []
-            kind, timestamp = message.timestamp()
-            value = message.value()
-            batch.append(
-                Record(
-                    b"" if value is None else value,
-                    tp[0],
-                    tp[1],
-                    message.offset() or 0,
-                    timestamp if kind and timestamp >= 0 else None,
-                )
-            )
-        self._lag.note_first_offsets({tp: batch[0].offset for tp, batch in by_partition.items()})
-        if len(by_partition) == 1:
-            return next(iter(by_partition.values()))
-        return [record for tp in sorted(by_partition) for record in by_partition[tp]]
+        """The messages as records, grouped by partition (in order), errors logged and
+        counted; the lag tracker learns where each partition's reading started.
+
+        Column by column (one C-level ``map`` per field, the records made from the
+        columns), as a Python statement per message would cost more than the parse."""
+        message = self._message_type
+        errors = list(map(message.error, messages))
+        if any(map(is_not, errors, repeat(None))):  # by identity: KafkaError == None raises
+            for error in errors:
+                if error is not None:
+                    self._message_error(error)
+            messages = [m for m, error in zip(messages, errors, strict=True) if error is None]
+        if not messages:
+            return []
+        # Only an error message lacks its topic, partition or offset.
+        topics = cast("list[str]", list(map(message.topic, messages)))
+        partitions = cast("list[int]", list(map(message.partition, messages)))
+        offsets = cast("list[int]", list(map(message.offset, messages)))
+        values = cast("list[bytes]", list(map(message.value, messages)))
+        if None in values:  # a tombstone: an empty value, refused by the decoder
+            values = [b"" if value is None else value for value in values]
+        stamps = list(map(message.timestamp, messages))
+        times = list(map(_second, stamps))
+        if 0 in set(map(_first, stamps)) or min(times) < 0:  # kind 0: none available
+            times = [stamp if kind and stamp >= 0 else None for kind, stamp in stamps]
+        # The first offset of each partition: the last one written wins, so go backwards.
+        keys = list(zip(topics, partitions, strict=True))
+        self._lag.note_first_offsets(dict(zip(reversed(keys), reversed(offsets), strict=True)))
+        records = make_records(values, topics, partitions, offsets, times)
+        if len(set(keys)) > 1:  # librdkafka may interleave partitions message by message
+            records.sort(key=_topic_partition)  # stable: offsets stay in order
+        return records
 
     def _message_error(self, error: KafkaError) -> None:
         """A partition-level error in place of a message (a subscribed topic that does not
-        exist yet...): logged once per kind, as librdkafka keeps retrying it."""
+        exist yet...): counted as a ``poll`` error each time, logged once per kind, as
+        librdkafka keeps retrying it."""
+        self.kafka_errors["poll"] += 1
         text = f"{error.name()}: {error.str()}"
         if text not in self._message_errors_seen:
             self._message_errors_seen.add(text)
@@ -254,15 +239,7 @@ class ConfluentSource:
         except (KafkaException, ValueError, TypeError) as exc:
             raise SourceError("kafka", f"client settings refused: {exc}") from exc
         self._consumer = consumer
-        log.info(
-            "kafka_consumer_started",
-            client="confluent",
-            bootstrap_servers=list(cfg.bootstrap_servers),
-            topics=subscribed_topics(cfg),
-            group_id=cfg.group_id,
-            security_protocol=cfg.security_protocol,
-            sasl_mechanism=cfg.sasl_mechanism,
-        )
+        self._log_started(client="confluent")
         return consumer
 
     def committed_before(self) -> bool | None:
@@ -297,10 +274,6 @@ class ConfluentSource:
                 with suppress(Exception):
                     consumer.close()
 
-    def _poll_failed(self, exc: BaseException) -> None:
-        self.kafka_errors["poll"] += 1
-        self._health.failed(exc)
-
     def _confirm_idle(self, consumer: Consumer) -> None:
         """After an empty poll: success if the broker answered lately, else probe it."""
         if not self._health.needs_probe():
@@ -313,37 +286,14 @@ class ConfluentSource:
             return
         self._health.succeeded()
 
-    # ------------------------------------------------------------------- lag
-
-    def lag(self) -> dict[TopicPartition, int]:
-        """Messages past the group's committed offset, per owned partition."""
-        return self._lag.committed_lag()
-
-    def read_lag(self) -> dict[TopicPartition, int]:
-        """Messages past the read position, per owned partition (fetched is not committed)."""
-        return self._lag.read_lag()
-
-    def dead_letters_written_to(self) -> str | None:
-        """Dead letters go to a topic, named in the configuration: nothing to point at."""
-        return None
-
     # ---------------------------------------------------------------- commit
 
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit exactly these next offsets, synchronously.
-
-        Raises ``OffsetCommitError`` (nothing committed) on a rebalance, a lost
-        membership or an unreachable coordinator.
-        """
-        if not offsets:
-            return
+    def _store_offsets(self, wanted: dict[TopicPartition, int]) -> None:
         from confluent_kafka import KafkaException  # noqa: PLC0415
         from confluent_kafka import TopicPartition as Partition  # noqa: PLC0415
 
-        wanted = checked_offsets(offsets)
         consumer = self._consumer
-        if consumer is None or self._closed:
-            raise OffsetCommitError(wanted, "the consumer is not running", retriable=True)
+        assert consumer is not None  # checked by ``commit``
         payload = [Partition(t, p, o) for (t, p), o in sorted(wanted.items())]
         error: KafkaError | None = None
         try:
@@ -353,60 +303,9 @@ class ConfluentSource:
         else:
             error = next((tp.error for tp in stored if tp.error is not None), None)
         if error is not None:
-            self._commit_failed(wanted, error)
-        self._lag.note_committed(wanted)
-        for (topic, partition), offset in sorted(wanted.items()):
-            log.debug("committed", topic=topic, partition=partition, offset=offset)
-
-    def _commit_failed(self, wanted: dict[TopicPartition, int], error: KafkaError) -> None:
-        reason, retriable = commit_failure(error)
-        self.kafka_errors["commit"] += 1
-        for (topic, partition), offset in sorted(wanted.items()):
-            log.warning(
-                "commit_failed",
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                error=reason,
-                retriable=retriable,
-            )
-        raise OffsetCommitError(wanted, reason, retriable=retriable)
-
-    # ----------------------------------------------------------- dead letter
-
-    def dead_letter(self, records: Sequence[tuple[Record, str, str]]) -> None:
-        """Write refused records (original bytes, reason, origin headers) and wait for acks.
-
-        Raises ``DeadLetterError`` when any record was not acknowledged.
-        """
-        self._dead_letters.write(records)
-
-    @property
-    def dead_letter_counts(self) -> Counter[str]:
-        """Records handed to ``dead_letter``, by reason."""
-        return self._dead_letters.counts
-
-    @property
-    def dead_letter_written(self) -> int:
-        """Records acknowledged by the dead-letter topic."""
-        return self._dead_letters.written
-
-    @property
-    def dead_letter_discarded(self) -> int:
-        """Records only counted because no dead-letter topic is configured."""
-        return self._dead_letters.discarded
-
-    @property
-    def dead_letter_truncated(self) -> int:
-        """Records written with a prefix of their value, or none: too large for the topic."""
-        return self._dead_letters.truncated
+            raise self._commit_refused(wanted, *commit_failure(error))
 
     # ------------------------------------------------------- seek, rebalance
-
-    def listen(self, listener: RebalanceListener) -> None:
-        """Tell ``listener`` of every partition revoked or assigned from now on (it
-        replaces ``on_assign`` / ``on_revoke`` given to the constructor)."""
-        self._rebalances.listen(listener.on_partitions_assigned, listener.on_partitions_revoked)
 
     def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Position owned partitions at these next offsets (call it from ``on_assign``).
@@ -415,11 +314,7 @@ class ConfluentSource:
         """
         from confluent_kafka import TopicPartition as Partition  # noqa: PLC0415
 
-        wanted = checked_offsets(offsets)
-        owned = set(self.assignment())
-        missing = sorted(tp for tp in wanted if tp not in owned)
-        if missing:
-            raise PartitionNotAssignedError(missing)
+        wanted = self._owned_offsets(offsets)
         deferred = self._rebalances.start_at(wanted)
         for (topic, partition), offset in sorted(wanted.items()):
             if not deferred and self._consumer is not None:
@@ -434,31 +329,8 @@ class ConfluentSource:
 
     # ----------------------------------------------------------------- close
 
-    def close(self) -> None:
-        """Leave the group and close the clients; commits nothing and calls no callback."""
-        if self._closed:
-            return
-        self._rebalances.closing = True
-        consumer, self._consumer = self._consumer, None
-        self._dead_letters.close()
-        if consumer is not None:
-            try:
-                consumer.close()
-            except Exception as exc:
-                log.warning("kafka_consumer_close_failed", error=str(exc))
-        self._closed = True
+    def _close_client(self, consumer: Consumer) -> None:
+        consumer.close()
+
+    def _forget_owned(self) -> None:
         self._rebalances.forget()
-        self._lag.clear()
-        self._membership.observe(None)
-        log.info("kafka_source_closed")
-
-    def __enter__(self) -> ConfluentSource:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def exhausted(self) -> bool:
-        """Never: a topic has no end."""
-        return False

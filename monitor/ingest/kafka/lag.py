@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from monitor.ingest.source import Record, TopicPartition
+from monitor.ingest.source import TopicPartition
 from monitor.kafka.api import kafka_errors
 
 log = structlog.get_logger()
@@ -74,15 +74,9 @@ class LagTracker:
         """Messages past the read position, per owned partition."""
         return dict(self._read_lag)
 
-    def note_records(self, records: Sequence[Record]) -> None:
-        """Remember the first offset read from each partition (where an uncommitted one
-        started)."""
-        for record in records:
-            self._started_from.setdefault((record.topic, record.partition), record.offset)
-
     def note_first_offsets(self, firsts: Mapping[TopicPartition, int]) -> None:
-        """As ``note_records``, from the first offset of each partition in a batch (a
-        source that groups its records by partition knows them without a loop)."""
+        """Remember the first offset of each partition in a batch (where reading an
+        uncommitted one started); a partition's first batch is the one that counts."""
         for tp, offset in firsts.items():
             self._started_from.setdefault(tp, offset)
 

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from monitor.ingest.kafka.choice import AnyKafkaSource
 from monitor.ingest.kafka.dead_letter import TruncatedDeadLetters
-from monitor.ingest.kafka.source import KAFKA_ERROR_KINDS
+from monitor.ingest.kafka.member import KAFKA_ERROR_KINDS
 
 
 class KafkaHealthCollector(Collector):

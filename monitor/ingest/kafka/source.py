@@ -52,29 +52,33 @@ logged and never part of an exception message raised here.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import structlog
 
 from monitor.config import KafkaConfig
 from monitor.errors import (
-    OffsetCommitError,
-    PartitionNotAssignedError,
     SourceError,
 )
 from monitor.ingest.kafka.dead_letter import DeadLetterWriter
-from monitor.ingest.kafka.health import PollHealth
 from monitor.ingest.kafka.lag import LagTracker
-from monitor.ingest.kafka.membership import GroupMembership, MembershipTracker
-from monitor.ingest.kafka.rebalance import RebalanceRelay, partition_names
+from monitor.ingest.kafka.member import (
+    KAFKA_ERROR_KINDS,
+    PROBE_TIMEOUT_S,
+    KafkaMember,
+    checked_offsets,
+    subscribed_topics,
+)
+from monitor.ingest.kafka.rebalance import RebalanceRelay
 from monitor.ingest.source import (
     PartitionsCallback,
-    RebalanceListener,
     Record,
     TopicPartition,
+    make_records,
 )
 from monitor.kafka.api import (
     KafkaConsumer,
@@ -94,38 +98,15 @@ __all__ = [
 
 log = structlog.get_logger()
 
-PROBE_TIMEOUT_S = 2.0
-"""How long a liveness probe (or a lag fallback) may block the polling thread."""
-
-KAFKA_ERROR_KINDS = ("poll", "commit", "lag", "rebalance")
-"""What ``kafka_errors`` counts. ``poll``: a poll the client failed or whose liveness
-probe went unanswered (the broker is away); ``commit``: an offset commit not stored;
-``lag``: an end or committed offset lookup that failed; ``rebalance``: partitions lost
-with an expired membership, or a rebalance callback that raised."""
+_value = attrgetter("value")
+_timestamp = attrgetter("timestamp")
+_offset = attrgetter("offset")
 
 
-def subscribed_topics(kafka: KafkaConfig) -> list[str]:
-    """The inference topics, then the label topic (one consumer reads both, so their
-    offsets are committed together with the state that holds their events)."""
-    topics = list(kafka.topics)
-    if kafka.labels_topic is not None and kafka.labels_topic not in topics:
-        topics.append(kafka.labels_topic)
-    return topics
-
-
-def checked_offsets(offsets: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
-    """``offsets`` with plain types; ``ValueError`` naming the partitions of negative ones."""
-    wanted = {(str(t), int(p)): int(o) for (t, p), o in offsets.items()}
-    negative = [tp for tp, offset in wanted.items() if offset < 0]
-    if negative:
-        raise ValueError(f"negative offsets for {partition_names(sorted(negative))}")
-    return wanted
-
-
-class KafkaSource:
+class KafkaSource(KafkaMember):
     """A Kafka consumer-group member implementing the ``Source`` protocol (see module doc)."""
 
-    name = "kafka"
+    _rebalances: RebalanceRelay
 
     def __init__(
         self,
@@ -138,47 +119,19 @@ class KafkaSource:
         connect_timeout_s: float = 10.0,
         max_poll_interval_s: float | None = None,
     ) -> None:
-        self._cfg = kafka
+        dead_letters = DeadLetterWriter(
+            kafka, connect_timeout_s=connect_timeout_s, ack_timeout_s=dead_letter_timeout_s
+        )
+        super().__init__(kafka, dead_letters, connect_timeout_s=connect_timeout_s)
         self._commit_timeout_ms = max(1, int(commit_timeout_s * 1000))
-        self._connect_timeout_s = connect_timeout_s
         self._max_poll_interval_ms = (
             kafka.max_poll_interval_ms
             if max_poll_interval_s is None
             else max(1, int(max_poll_interval_s * 1000))
         )
         self._consumer: Any = None
-        self._closed = False
-        self._health = PollHealth(kafka.retry_backoff_max_ms / 1000)
-        self._dead_letters = DeadLetterWriter(
-            kafka, connect_timeout_s=connect_timeout_s, ack_timeout_s=dead_letter_timeout_s
-        )
-        self.kafka_errors: Counter[str] = Counter(dict.fromkeys(KAFKA_ERROR_KINDS, 0))
-        """Failures by kind (``KAFKA_ERROR_KINDS``), counted since start; every kind present."""
         self._lag = LagTracker(self.kafka_errors)
         self._rebalances = RebalanceRelay(on_assign, on_revoke, self.kafka_errors, self._lag)
-        self._membership = MembershipTracker(kafka.group_id)
-
-    # ---------------------------------------------------------------- health
-
-    @property
-    def consecutive_poll_failures(self) -> int:
-        """Polls in a row that failed (client error or unanswered probe); 0 when healthy."""
-        return self._health.consecutive_failures
-
-    @property
-    def last_successful_poll(self) -> float | None:
-        """``time.monotonic()`` of the last poll that returned records or had the broker answer."""
-        return self._health.last_success
-
-    @property
-    def membership(self) -> GroupMembership:
-        """This member's place in its group after the last poll (any thread may read it)."""
-        return self._membership.snapshot
-
-    @property
-    def last_poll_error(self) -> str | None:
-        """The last poll failure, as ``ErrorType: message`` (kept after recovery)."""
-        return self._health.last_error
 
     # ------------------------------------------------------------------ poll
 
@@ -189,8 +142,7 @@ class KafkaSource:
         Raises ``RebalanceCallbackError`` when ``on_assign`` / ``on_revoke`` raised,
         and ``SourceError`` when the client settings are refused or after ``close``.
         """
-        if self._closed:
-            raise SourceError("kafka", "poll() after close()")
+        self._check_open()
         timeout_s = max(0.0, timeout_s)
         backoff_s = self._health.backoff_left()
         if backoff_s > 0:
@@ -212,7 +164,6 @@ class KafkaSource:
             return []
         self._membership.observe(consumer)
         records = self._flatten(batches)
-        self._lag.note_records(records)
         if self._lag.refresh(consumer):
             self._health.broker_answered()
         if records:
@@ -221,24 +172,26 @@ class KafkaSource:
             self._confirm_idle(consumer)
         return records
 
-    @staticmethod
-    def _flatten(batches: Mapping[Any, Sequence[Any]]) -> list[Record]:
+    def _flatten(self, batches: Mapping[Any, Sequence[Any]]) -> list[Record]:
+        """The records by partition then offset, made column by column (a ``map`` per
+        field); the lag tracker learns where each partition's reading started."""
         records: list[Record] = []
-        append = records.append
         for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
-            topic, partition = tp.topic, tp.partition
-            for rec in batches[tp]:
-                value = rec.value
-                timestamp = rec.timestamp
-                append(
-                    Record(
-                        b"" if value is None else value,
-                        topic,
-                        partition,
-                        rec.offset,
-                        timestamp if timestamp is not None and timestamp >= 0 else None,
-                    )
-                )
+            batch = batches[tp]
+            if not batch:
+                continue
+            n = len(batch)
+            values = list(map(_value, batch))
+            if None in values:  # a tombstone: an empty value, refused by the decoder
+                values = [b"" if value is None else value for value in values]
+            stamps = list(map(_timestamp, batch))
+            if None in stamps or min(stamps) < 0:
+                stamps = [t if t is not None and t >= 0 else None for t in stamps]
+            offsets = list(map(_offset, batch))
+            self._lag.note_first_offsets({(tp.topic, tp.partition): offsets[0]})
+            records.extend(
+                make_records(values, repeat(tp.topic, n), repeat(tp.partition, n), offsets, stamps)
+            )
         return records
 
     def _ensure_consumer(self) -> Any:
@@ -252,14 +205,7 @@ class KafkaSource:
         net = getattr(consumer, "_net", None)
         self._rebalances.io_sleep = getattr(net, "sleep", None)
         self._consumer = consumer
-        log.info(
-            "kafka_consumer_started",
-            bootstrap_servers=list(cfg.bootstrap_servers),
-            topics=subscribed_topics(cfg),
-            group_id=cfg.group_id,
-            security_protocol=cfg.security_protocol,
-            sasl_mechanism=cfg.sasl_mechanism,
-        )
+        self._log_started()
         return consumer
 
     def committed_before(self) -> bool | None:
@@ -288,10 +234,6 @@ class KafkaSource:
                 with suppress(Exception):
                     consumer.close(autocommit=False)
 
-    def _poll_failed(self, exc: BaseException) -> None:
-        self.kafka_errors["poll"] += 1
-        self._health.failed(exc)
-
     def _confirm_idle(self, consumer: Any) -> None:
         """After an empty poll: success if the broker answered lately, else probe it."""
         if not self._health.needs_probe():
@@ -308,34 +250,10 @@ class KafkaSource:
             self._lag.note_end_offsets(ends)
         self._health.succeeded()
 
-    # ------------------------------------------------------------------- lag
-
-    def lag(self) -> dict[TopicPartition, int]:
-        """Messages past the group's committed offset, per owned partition (see module doc)."""
-        return self._lag.committed_lag()
-
-    def dead_letters_written_to(self) -> str | None:
-        """Dead letters go to a topic, named in the configuration: nothing to point at."""
-        return None
-
-    def read_lag(self) -> dict[TopicPartition, int]:
-        """Messages past the read position, per owned partition (fetched is not committed)."""
-        return self._lag.read_lag()
-
     # ---------------------------------------------------------------- commit
 
-    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit exactly these next offsets, synchronously.
-
-        Raises ``OffsetCommitError`` (nothing committed) on a rebalance, a lost
-        membership or an unreachable coordinator.
-        """
-        if not offsets:
-            return
-        wanted = checked_offsets(offsets)
+    def _store_offsets(self, wanted: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
-        if consumer is None or self._closed:
-            raise OffsetCommitError(wanted, "the consumer is not running", retriable=True)
         payload = {
             KafkaTopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
             for (topic, partition), offset in wanted.items()
@@ -350,67 +268,16 @@ class KafkaSource:
                 | kafka_errors.RetriableError,
             ) and not isinstance(exc, kafka_errors.CommitFailedError)
             reason = f"{type(exc).__name__}: {exc}"
-            self.kafka_errors["commit"] += 1
-            for (topic, partition), offset in sorted(wanted.items()):
-                log.warning(
-                    "commit_failed",
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    error=reason,
-                    retriable=retriable,
-                )
-            raise OffsetCommitError(wanted, reason, retriable=retriable) from exc
-        self._lag.note_committed(wanted)
-        for (topic, partition), offset in sorted(wanted.items()):
-            log.debug("committed", topic=topic, partition=partition, offset=offset)
-
-    # ----------------------------------------------------------- dead letter
-
-    def dead_letter(self, records: Sequence[tuple[Record, str, str]]) -> None:
-        """Write refused records (original bytes, reason, origin headers) and wait for acks.
-
-        Raises ``DeadLetterError`` when any record was not acknowledged.
-        """
-        self._dead_letters.write(records)
-
-    @property
-    def dead_letter_counts(self) -> Counter[str]:
-        """Records handed to ``dead_letter``, by reason."""
-        return self._dead_letters.counts
-
-    @property
-    def dead_letter_written(self) -> int:
-        """Records acknowledged by the dead-letter topic."""
-        return self._dead_letters.written
-
-    @property
-    def dead_letter_discarded(self) -> int:
-        """Records only counted because no dead-letter topic is configured."""
-        return self._dead_letters.discarded
-
-    @property
-    def dead_letter_truncated(self) -> int:
-        """Records written with a prefix of their value, or none: too large for the topic."""
-        return self._dead_letters.truncated
+            raise self._commit_refused(wanted, reason, retriable) from exc
 
     # ------------------------------------------------------- seek, rebalance
-
-    def listen(self, listener: RebalanceListener) -> None:
-        """Tell ``listener`` of every partition revoked or assigned from now on (it
-        replaces ``on_assign`` / ``on_revoke`` given to the constructor)."""
-        self._rebalances.listen(listener.on_partitions_assigned, listener.on_partitions_revoked)
 
     def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Position owned partitions at these next offsets (call it from ``on_assign``).
 
         Raises ``PartitionNotAssignedError`` (and seeks nothing) if any is not owned.
         """
-        wanted = checked_offsets(offsets)
-        owned = set(self.assignment())
-        missing = sorted(tp for tp in wanted if tp not in owned)
-        if missing:
-            raise PartitionNotAssignedError(missing)
+        wanted = self._owned_offsets(offsets)
         for (topic, partition), offset in sorted(wanted.items()):
             self._consumer.seek(KafkaTopicPartition(topic, partition), offset)
             log.info("seeked", topic=topic, partition=partition, offset=offset)
@@ -424,30 +291,5 @@ class KafkaSource:
 
     # ----------------------------------------------------------------- close
 
-    def close(self) -> None:
-        """Leave the group and close the clients; commits nothing and calls no callback."""
-        if self._closed:
-            return
-        self._rebalances.closing = True
-        self._closed = True
-        consumer, self._consumer = self._consumer, None
-        self._dead_letters.close()
-        if consumer is not None:
-            try:
-                consumer.close(autocommit=False, timeout_ms=self._commit_timeout_ms)
-            except Exception as exc:
-                log.warning("kafka_consumer_close_failed", error=str(exc))
-        self._lag.clear()
-        self._membership.observe(None)
-        log.info("kafka_source_closed")
-
-    def __enter__(self) -> KafkaSource:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def exhausted(self) -> bool:
-        """Never: a topic has no end."""
-        return False
+    def _close_client(self, consumer: Any) -> None:
+        consumer.close(autocommit=False, timeout_ms=self._commit_timeout_ms)
