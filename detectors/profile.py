@@ -21,6 +21,7 @@ import numpy.typing as npt
 from detectors.base import FloatArray
 from detectors.binning import Binner
 from detectors.calibration import SPREAD_CHUNKS, chunk_ids
+from detectors.embedding import EmbeddingReference
 from detectors.engine import DriftEngine
 from detectors.feature_profiles import (
     OTHER,
@@ -31,6 +32,10 @@ from detectors.feature_profiles import (
     category_key,
     feature_from_dict,
 )
+from detectors.label_noise import LabelNoiseTest
+from detectors.multivariate import PCAReference
+from detectors.performance import PerformanceEstimator
+from detectors.segment_mix import SegmentMix
 from detectors.sketch import Sketch
 from detectors.values import check_int, factorize, is_numeric_column
 
@@ -43,7 +48,10 @@ __all__ = [
     "NumericProfile",
     "ReferenceProfile",
     "build_profile",
+    "embeddings_from_dict",
     "feature_from_dict",
+    "multivariate_from_dict",
+    "performance_from_dict",
 ]
 
 SCHEMA = 2
@@ -67,6 +75,22 @@ class ReferenceProfile:
     prediction: FeatureProfile | None = None
     label: FeatureProfile | None = None
     version: str = ""
+    segments: SegmentMix | None = None
+    """The reference's events per segment key, when the training data carried the
+    schema's ``segment_by`` paths (saved only when present, so older profiles load
+    and keep their version)."""
+    performance: Mapping[str, Any] | None = None
+    """The score calibration (``"estimator"``: ``PerformanceEstimator.to_dict()``) and the
+    confident-learning thresholds (``"noise"``: ``LabelNoiseTest.to_dict()``) of a binary
+    classifier, when the training data had probability scores and 0/1 labels (saved only
+    when present, like ``segments``)."""
+    multivariate: Mapping[str, Any] | None = None
+    """The PCA of the numeric features and the held-out law of its reconstruction error
+    (``PCAReference.to_dict()``), when the data had two or more numeric features with
+    spread (saved only when present, like ``segments``)."""
+    embeddings: Mapping[str, Any] | None = None
+    """Per vector feature, its embedding model (``EmbeddingReference.to_dict()``), when
+    the data had vector features (saved only when present, like ``segments``)."""
 
     def __post_init__(self) -> None:
         features = tuple(self.features)
@@ -77,6 +101,12 @@ class ReferenceProfile:
         if duplicates:
             raise ValueError(f"duplicate feature names: {duplicates}")
         object.__setattr__(self, "features", features)
+        if self.performance is not None:
+            performance_from_dict(self.performance)  # refuses one that does not load
+        if self.multivariate is not None:
+            multivariate_from_dict(self.multivariate)
+        if self.embeddings is not None:
+            embeddings_from_dict(self.embeddings)
         content = hashlib.sha256(_canonical_json(self._content()).encode()).hexdigest()[:16]
         if self.version and self.version != content:
             raise ValueError(
@@ -129,12 +159,21 @@ class ReferenceProfile:
         return out
 
     def _content(self) -> dict[str, Any]:
-        return {
+        content = {
             "schema": SCHEMA,
             "features": [f.to_dict() for f in self.features],
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "label": None if self.label is None else self.label.to_dict(),
         }
+        if self.segments is not None:
+            content["segments"] = self.segments.to_dict()
+        if self.performance is not None:
+            content["performance"] = dict(self.performance)
+        if self.multivariate is not None:
+            content["multivariate"] = dict(self.multivariate)
+        if self.embeddings is not None:
+            content["embeddings"] = {k: dict(v) for k, v in self.embeddings.items()}
+        return content
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form, including ``schema`` and ``version``."""
@@ -156,17 +195,57 @@ class ReferenceProfile:
             # An older layout hashes differently: its content gets a version of today's.
             version = ""
         prediction, label = data.get("prediction"), data.get("label")
+        segments = data.get("segments")
+        performance = data.get("performance")
+        multivariate = data.get("multivariate")
+        embeddings = data.get("embeddings")
         return cls(
             features=tuple(feature_from_dict(f) for f in data["features"]),
             prediction=None if prediction is None else feature_from_dict(prediction),
             label=None if label is None else feature_from_dict(label),
             version=version,
+            segments=None if segments is None else SegmentMix.from_dict(segments),
+            performance=None if performance is None else dict(performance),
+            multivariate=None if multivariate is None else dict(multivariate),
+            embeddings=None if embeddings is None else dict(embeddings),
         )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ReferenceProfile) and self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def performance_from_dict(
+    data: Mapping[str, Any],
+) -> tuple[PerformanceEstimator, LabelNoiseTest]:
+    """The estimator and the label-noise test of a profile's ``performance`` field;
+    ValueError when it does not hold them."""
+    try:
+        return (
+            PerformanceEstimator.from_dict(data["estimator"]),
+            LabelNoiseTest.from_dict(data["noise"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"reference performance field does not load: {exc!r}") from None
+
+
+def multivariate_from_dict(data: Mapping[str, Any]) -> PCAReference:
+    """The reference PCA of a profile's ``multivariate`` field; ValueError when it does not
+    hold one."""
+    try:
+        return PCAReference.from_dict(data)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"reference multivariate field does not load: {exc!r}") from None
+
+
+def embeddings_from_dict(data: Mapping[str, Any]) -> dict[str, EmbeddingReference]:
+    """The embedding model of each vector feature of a profile's ``embeddings`` field;
+    ValueError when it does not hold them."""
+    try:
+        return {str(name): EmbeddingReference.from_dict(model) for name, model in data.items()}
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise ValueError(f"reference embeddings field does not load: {exc!r}") from None
 
 
 POINT_MASS = 0.02

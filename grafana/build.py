@@ -571,6 +571,48 @@ def overview() -> dash.Dashboard:
         )
     )
 
+    d = d.with_row(dash.Row("Segment mix"))
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Segment mix drift",
+            "How the model's traffic splits across segments against the reference's split: "
+            "Cohen's w of the latest segment-mix window (it pages at the dashed threshold), "
+            "and the share of its events in segments the reference never saw.",
+            "none",
+            [
+                query(f"max(driftd_segment_mix_score{{{M}}})", "Cohen's w"),
+                query(f"max(driftd_segment_mix_threshold{{{M}}})", "threshold", ref="B"),
+                query(f"max(driftd_segment_mix_new_share{{{M}}})", "new segments' share", ref="C"),
+            ],
+            w=16,
+            threshold_series=["threshold"],
+            min_val=0,
+        )
+    )
+    d = d.with_panel(
+        table.Panel()
+        .id(ids())
+        .title("New segments")
+        .description(
+            "Segments of the latest segment-mix window that the reference never saw (the "
+            "first segment_mix.max_new_segments). Rebuild the reference once they are expected."
+        )
+        .datasource(DS)
+        .unit("none")
+        .span(8)
+        .height(8)
+        .with_target(
+            query(f"max by (segment) (driftd_segment_new{{{M}}})", instant=True, table_fmt=True)
+        )
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={"excludeByName": {"Time": True, "Value": True}},
+            )
+        )
+    )
+
     d = d.with_row(dash.Row("Labels, performance and fairness"))
     d = d.with_panel(
         ts_panel(
@@ -968,6 +1010,72 @@ def segment() -> dash.Dashboard:
                 )
             ],
             w=12,
+            min_val=0,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Estimated vs realized performance",
+            "Accuracy estimated from the scores alone (CBPE) on every event window, and on "
+            "the joined pairs next to their realized accuracy: the gap is the estimate's "
+            "error. Needs a reference with a score calibration.",
+            "percentunit",
+            [
+                query(
+                    f'max(driftd_estimated_performance{{{S1}, metric="accuracy"}})',
+                    "estimated (events)",
+                ),
+                query(
+                    f'max(driftd_estimated_performance_on_pairs{{{S1}, metric="accuracy"}})',
+                    "estimated (joined pairs)",
+                ),
+                query(
+                    f'max(driftd_realized_performance_on_pairs{{{S1}, metric="accuracy"}})',
+                    "realized (joined pairs)",
+                ),
+            ],
+            w=12,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Label-noise share",
+            "Share of the latest window's joined pairs whose label the model confidently "
+            "disputes, and the share at which it pages (label_noise).",
+            "percentunit",
+            [
+                query(f"max(driftd_label_noise_share{{{S1}}})", "share"),
+                query(f"max(driftd_label_noise_threshold{{{S1}}})", "threshold"),
+            ],
+            w=12,
+            min_val=0,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Multivariate drift",
+            "Mean reconstruction error of the reference PCA over the segment's latest window: "
+            "it leaves the band between the dashed bounds when features stop moving together "
+            "as in the reference, even if no single feature drifts (multivariate).",
+            "none",
+            [
+                query(f"max(driftd_multivariate_reconstruction_error{{{S1}}})", "error"),
+                query(
+                    f"max(driftd_multivariate_reconstruction_error_threshold{{{S1}}})",
+                    "upper bound",
+                    ref="B",
+                ),
+                query(
+                    f"max(driftd_multivariate_reconstruction_error_lower{{{S1}}})",
+                    "lower bound",
+                    ref="C",
+                ),
+            ],
+            w=12,
+            threshold_series=["upper bound", "lower bound"],
             min_val=0,
         )
     )

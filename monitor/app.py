@@ -36,6 +36,8 @@ from monitor.emit.drift_collector import DriftCollector, data_quality_families
 from monitor.emit.http import Heartbeat, LoopHealth, MetricsServer
 from monitor.emit.label_metrics import LabelCollector, LabelDelay
 from monitor.emit.metrics import DaemonMetrics
+from monitor.emit.multivariate_metrics import embedding_families, multivariate_families
+from monitor.emit.segment_mix_metrics import segment_mix_families
 from monitor.engine.outcome import BatchOutcome
 from monitor.engine.pipeline import Pipeline
 from monitor.engine.results import LatestResults
@@ -138,7 +140,14 @@ class Daemon:
                     pipeline.invalid_values,
                     pipeline.unexpected_features,
                     pipeline.feature_names_refused,
-                )
+                ),
+                lambda: segment_mix_families(settings.model, pipeline.segment_mix_status()),
+                lambda: multivariate_families(
+                    settings.model, pipeline.multivariate, pipeline.multivariate_unavailable
+                ),
+                lambda: embedding_families(
+                    settings.model, pipeline.embeddings, pipeline.embedding_unavailable
+                ),
             ],
             detail=settings.metrics.detail,
             top_k=settings.metrics.top_k,

@@ -108,6 +108,8 @@ def _build_command(args: argparse.Namespace) -> int:
             leave_out=_leave_out(settings),
             warn=_warn,
             grid=grid,
+            multivariate=settings.detectors.multivariate_drift,
+            embedding=settings.detectors.embedding_drift,
         )
     except ReferenceProfileError as exc:
         option = {str(args.input): "--input ", str(args.output): "--output "}.get(exc.path, "")

@@ -257,6 +257,10 @@ class SchemaConfig(Section):
     """Features that are categorical whatever their values (warm-up references and
     ``driftd reference build``); a warm-up monitors them however few of its events carry
     them. Other types are learned by majority (see events.md)."""
+    vector_features: list[str] = Field(default_factory=list)
+    """Features whose value is an array of numbers (an embedding, say): ``driftd reference
+    build`` fits an embedding model for each, and the daemon reads them where the reference
+    has one (see events.md); never numeric or categorical features."""
     min_feature_share: float = Field(default=0.05, gt=0, le=1)
     """A feature name seen in warm-up traffic is monitored only if at least this share of the
     warm-up events carries it with a value (names listed in ``numeric`` or ``categorical``
@@ -299,6 +303,9 @@ class SchemaConfig(Section):
         both = sorted(set(self.numeric) & set(self.categorical))
         if both:
             raise ValueError(f"features listed as both numeric and categorical: {both}")
+        clash = sorted(set(self.vector_features) & (set(self.numeric) | set(self.categorical)))
+        if clash:
+            raise ValueError(f"vector_features also listed as numeric or categorical: {clash}")
         listed = len(set(self.numeric) | set(self.categorical))
         if listed > self.max_features:
             raise ValueError(
@@ -439,6 +446,80 @@ equal), written out because importing ``detectors`` loads numpy: validating a co
 (``driftd check-config``) needs neither."""
 
 
+class MultivariateDriftConfig(Section):
+    """Multivariate drift: the reconstruction error of a PCA of the reference's numeric
+    features, per segment and window.
+
+    A change in how features move together (a correlation that flips while every
+    feature's own distribution stays put) shows in no single feature; events off the
+    reference's principal subspace raise the window's mean reconstruction error. It runs
+    where its inputs exist: two or more numeric features with spread, and a reference
+    that carries the fitted PCA (``driftd reference build`` and a warm-up fit it). The
+    decision is ``detectors.multivariate`` (column ``__multivariate__``).
+    """
+
+    enabled: bool = True
+    """Score the reconstruction error wherever the reference has a fitted PCA; without one
+    the daemon says so at start (log ``multivariate_unmonitored``, gauge
+    ``driftd_multivariate_unmonitored``). Off: never."""
+    variance_share: float = Field(default=0.9, gt=0, lt=1)
+    """Share of the standardised features' variance the principal components keep, when
+    the PCA is fitted (``driftd reference build``, a warm-up)."""
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    """The chance that a stationary window breaches (two-sided: an error that falls, as
+    features lock together, is a change too)."""
+    min_samples: int = Field(default=500, ge=2)
+    """Events with at least one of the PCA's features a segment window needs before it is
+    judged."""
+
+
+class EmbeddingDriftConfig(Section):
+    """Embedding drift: the mean of each vector feature's events, projected to a few
+    whitened coordinates, against the reference's (``schema.vector_features``).
+
+    A seeded random projection reduces each vector (64 to 1,024 numbers) to ``dimensions``
+    coordinates, whitened on the reference so that they are uncorrelated with unit
+    variance there; a window's distance from the reference mean in those coordinates is
+    tested with Hotelling's T-squared. Memory per segment depends on ``dimensions``, never
+    on the vectors' length. The decision is ``detectors.embedding`` (column: the vector
+    feature's name).
+    """
+
+    enabled: bool = True
+    """Score each vector feature the reference has an embedding model for; a vector feature
+    listed in ``schema.vector_features`` without one makes the daemon say so at start (log
+    ``embedding_unmonitored``, gauge ``driftd_embedding_unmonitored``). Off: never."""
+    dimensions: int = Field(default=32, ge=2, le=256)
+    """Coordinates each vector is projected to, when the model is fitted (``driftd
+    reference build``)."""
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    """The chance that a stationary window breaches."""
+    min_samples: int = Field(default=500, ge=2)
+    """Valid vectors a segment window needs before it is judged."""
+
+
+class PerformanceEstimationConfig(Section):
+    """Estimated performance before labels (CBPE) of a binary classifier's scores.
+
+    It runs where its inputs exist: the reference carries a score calibration (built from
+    training data whose prediction is a probability and whose labels are 0/1). Each event
+    window's scores give its expected accuracy, precision, recall, F1 and ROC AUC; the
+    ``perf_drop`` decision (column ``prediction``) pages when the chosen ``metric`` falls.
+    """
+
+    enabled: bool = True
+    """Estimate performance wherever the reference has a calibration; off: never."""
+    metric: Literal["accuracy", "precision", "recall", "f1", "roc_auc"] = "accuracy"
+    """The metric whose drop pages (every metric is exported)."""
+    lower_bound: float | None = Field(default=None, ge=0, le=1)
+    """A window breaches when the estimate falls below this, even within sampling error;
+    None: only the calibrated drop."""
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    """The chance that a window whose true performance did not drop breaches (one-sided)."""
+    min_samples: int = Field(default=500, ge=1)
+    """Valid scores a segment window needs before its estimate is judged."""
+
+
 class DetectorsConfig(Section):
     """Which drift methods run, their thresholds, and the decision rules."""
 
@@ -483,6 +564,39 @@ class DetectorsConfig(Section):
     resolves once ``labels.adwin_hold_windows`` performance windows passed without one."""
     fairness: MethodConfig = _method(0.2, 0.1)
     """Fairness gaps (demographic parity, TPR and FPR gaps) between groups."""
+    perf_drop: MethodConfig = _method(1.0, 0.5)
+    """Estimated performance (column ``prediction``): the drop of the estimate from the
+    reference's; its threshold and clear level come from
+    ``detectors.performance_estimation`` (``threshold``/``clear`` here are unused)."""
+    label_noise: MethodConfig = _method(1.0, 0.5)
+    """Label noise (column ``__label__``): the share of joined pairs whose label the model
+    confidently disputes; its threshold comes from ``labels.noise`` (``threshold``/``clear``
+    here are unused)."""
+    segment_mix: MethodConfig = _method(1.0, 0.5)
+    """Segment-mix drift (segment ``__all__``, column ``__segments__``): Cohen's w of the
+    chi-square of the traffic's split across segments against the reference's; its
+    threshold comes from ``segment_mix`` (``threshold``/``clear`` here are unused)."""
+    segment_new: MethodConfig = _method(0.01, 0.005, consecutive=1, enabled=False)
+    """New segments (segment ``__all__``, column ``__segments__``): the share of a segment-mix
+    window's events in segments the reference never saw. Off by default: new segments
+    are a metric either way (``driftd_segment_new``); on, a share at or above
+    ``threshold`` pages, and the alert resolves below ``clear``."""
+    performance_estimation: PerformanceEstimationConfig = Field(
+        default_factory=PerformanceEstimationConfig
+    )
+    """Estimated performance before labels (CBPE)."""
+    multivariate: MethodConfig = _method(1.0, 0.5)
+    """Multivariate drift (column ``__multivariate__``): the window's mean reconstruction
+    error of the reference PCA; its thresholds come from ``detectors.multivariate_drift``
+    (``threshold``/``clear`` here are unused)."""
+    multivariate_drift: MultivariateDriftConfig = Field(default_factory=MultivariateDriftConfig)
+    """Multivariate drift (reference PCA reconstruction error)."""
+    embedding: MethodConfig = _method(1.0, 0.5)
+    """Embedding drift (column: the vector feature's name): the window mean's distance from
+    the reference's in whitened coordinates; its thresholds come from
+    ``detectors.embedding_drift`` (``threshold``/``clear`` here are unused)."""
+    embedding_drift: EmbeddingDriftConfig = Field(default_factory=EmbeddingDriftConfig)
+    """Embedding drift (vector features)."""
     ks_alpha: float = Field(default=0.01, gt=0, lt=1)
     """Fixed mode: KS and chi-square breaches also need ``p < ks_alpha``."""
     psi_smoothing: float = Field(default=0.5, gt=0)
@@ -558,6 +672,80 @@ class DetectorsConfig(Section):
         return out
 
 
+class SegmentMixConfig(Section):
+    """Segment-mix drift: how the model's traffic splits across segments, against the
+    reference's split (its ``segments`` mix, recorded by ``driftd reference build`` when the
+    training data holds every ``schema.segment_by`` path), and the segments it never saw.
+
+    Every event counts, by its segment key, before the segment table admits it, so
+    admission and ``__other__`` do not distort the mix. Each window of ``window_events``
+    events (all segments together) is tested with Pearson's chi-square; the decision is
+    ``detectors.segment_mix``, that of new segments ``detectors.segment_new``.
+    """
+
+    enabled: bool = True
+    """Count the mix wherever the reference has one (a warm-up records its own); without one, or
+    with ``checkpoint.store: kafka`` (each replica reads only its partitions), the daemon says
+    so at start (log ``segment_mix_unavailable``, gauge ``driftd_segment_mix_unavailable``).
+    Off: never."""
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    """The chance that a window of a stationary mix breaches (the chi-square's p-value)."""
+    min_effect: float = Field(default=0.05, ge=0)
+    """The smallest Cohen's w that may breach, however large the window (0.1 is a small
+    effect in Cohen's terms): a huge window does not page on a tiny change of mix."""
+    min_samples: int = Field(default=500, ge=1)
+    """Events in the reference's segments a window needs before its mix is judged."""
+    window_events: int = Field(default=5_000, ge=1)
+    """Events per window: a count of all of the model's events, whatever their segment."""
+    max_new_segments: int = Field(default=20, ge=0, le=1_000)
+    """New segments named per window at most (``driftd_segment_new{segment}``, in order of
+    arrival); ``driftd_segments_new`` counts them all (up to 1,000)."""
+
+
+class LabelNoiseConfig(Section):
+    """The label-noise signal: per segment and performance window, the share of joined pairs
+    whose label the model disputes at a confidence above the reference's per-class threshold
+    (confident learning). It runs where the reference carries those thresholds; the
+    ``label_noise`` decision (column ``__label__``) pages on its rise."""
+
+    enabled: bool = True
+    """Compute the share wherever the reference has thresholds; off: never."""
+    alpha: float = Field(default=1e-4, gt=0, lt=0.5)
+    """The chance that a window as noisy as the reference breaches (one-sided)."""
+    min_samples: int = Field(default=200, ge=1)
+    """Valid joined pairs a segment window needs before its share is judged."""
+
+
+class RelabelConfig(Section):
+    """The relabel queue: each performance window's most suspicious pairs per segment, written
+    as Label Studio import tasks (one JSON object per line), deduplicated by event id."""
+
+    enabled: bool = False
+    """Write the queue; needs ``path`` (and the label-noise signal)."""
+    path: Path | None = None
+    """File the tasks are appended to (created with mode 0600)."""
+    top_n: int = Field(default=20, ge=1, le=10_000)
+    """Tasks per segment and performance window at most: the pairs with the largest margin."""
+    max_tasks: int = Field(default=100_000, ge=1)
+    """Tasks the file may hold; past it, new tasks are dropped and counted
+    (``driftd_relabel_tasks_dropped_total{reason="queue_full"}``) until the file is moved."""
+    dedup_ids: int = Field(default=100_000, ge=1)
+    """Event ids remembered (the most recent, also read back from the file at start) so an
+    event is queued once."""
+    from_name: str = Field(default="label", min_length=1)
+    """The ``name`` of the Choices tag of the Label Studio labeling config."""
+    to_name: str = Field(default="event", min_length=1)
+    """The ``name`` of the object tag the Choices refer to (``toName``)."""
+    choices: tuple[str, str] = ("0", "1")
+    """The Choice values of label 0 and label 1."""
+
+    @model_validator(mode="after")
+    def _needs_path(self) -> RelabelConfig:
+        if self.enabled and self.path is None:
+            raise ValueError("enabled needs path: the file the tasks go to")
+        return self
+
+
 class LabelsConfig(Section):
     """Ground truth: the label events, the join to predictions, and what is computed.
 
@@ -616,6 +804,10 @@ class LabelsConfig(Section):
     fires in the batch of an ADWIN detection; it stays open while a detection lies in
     the segment's last this many performance windows, and resolves at the first
     window close after this many windows without one."""
+    noise: LabelNoiseConfig = Field(default_factory=LabelNoiseConfig)
+    """The label-noise signal (needs a reference with labels)."""
+    relabel: RelabelConfig = Field(default_factory=RelabelConfig)
+    """The relabel queue of suspicious labels (Label Studio tasks)."""
 
 
 class CheckpointConfig(Section):
@@ -1039,6 +1231,7 @@ class Settings(BaseSettings):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    segment_mix: SegmentMixConfig = Field(default_factory=SegmentMixConfig)
 
     @classmethod
     def settings_customise_sources(

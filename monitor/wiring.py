@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+import structlog
 from prometheus_client import CollectorRegistry
 
 from monitor.app import Daemon, loop_health, make_results
@@ -26,6 +27,8 @@ from monitor.config import Settings
 from monitor.emit.alerts.service import AlertService
 from monitor.emit.http import MetricsServer
 from monitor.emit.journal import Journal
+from monitor.emit.label_metrics import PerformanceCollector
+from monitor.emit.relabel import RelabelQueue
 from monitor.emit.state_api import LiveState
 from monitor.engine.outcome import BatchOutcome
 from monitor.engine.pipeline import Pipeline
@@ -45,6 +48,7 @@ from monitor.state.checkpointer import (
 from monitor.state.partitioned import PartitionCheckpointer, partition_checkpointer
 from monitor.state.reference_store import ReferenceStore
 
+log = structlog.get_logger()
 SourceKind = Literal["kafka", "file", "stdin", "demo"]
 AnyCheckpointer = NoCheckpoint | StateCheckpointer | PartitionCheckpointer
 
@@ -92,6 +96,17 @@ def build_daemon(
     journal = _journal(settings, checkpointer, reference_store)
     if journal is not None:
         on_batch = journal if on_batch is None else _both(journal, on_batch)
+    relabel = _relabel_queue(settings, pipeline, registry, checkpointer, reference_store)
+    if relabel is not None:
+        on_batch = relabel if on_batch is None else _both(relabel, on_batch)
+    registry.register(
+        PerformanceCollector(
+            settings.model,
+            lambda: pipeline.performance_estimate,
+            lambda: pipeline.labels.quality if pipeline.labels is not None else None,
+            lambda: pipeline.performance_unavailable,
+        )
+    )
     health = loop_health(settings)
     server = None
     if serve_metrics:
@@ -208,6 +223,37 @@ def _probe(settings: Settings, checkpointer: AnyCheckpointer) -> None:
             raise
         raise StorageUnusableError(
             "checkpoint.topic", settings.checkpoint.topic, exc.message
+        ) from exc
+
+
+def _relabel_queue(
+    settings: Settings,
+    pipeline: Pipeline,
+    registry: CollectorRegistry,
+    checkpointer: AnyCheckpointer,
+    reference_store: ReferenceStore | None,
+) -> RelabelQueue | None:
+    """The relabel queue ``labels.relabel`` asks for, where the label-noise signal runs."""
+    cfg = settings.labels.relabel
+    if not cfg.enabled or cfg.path is None:
+        return None
+    quality = pipeline.labels.quality if pipeline.labels is not None else None
+    if quality is None or quality.noise is None:
+        log.warning(
+            "relabel_queue_unavailable",
+            model=settings.model,
+            reason="the label-noise signal does not run: labels.enabled, labels.noise.enabled "
+            "and a reference with a score calibration are needed",
+        )
+        return None
+    try:
+        return RelabelQueue(cfg.path, settings.model, cfg, registry)
+    except OSError as exc:
+        checkpointer.close()
+        if reference_store is not None:
+            reference_store.close()
+        raise StorageUnusableError(
+            "labels.relabel.path", str(cfg.path), f"cannot open: {exc.strerror or exc}"
         ) from exc
 
 

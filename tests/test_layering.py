@@ -19,6 +19,7 @@ ENGINE_OUTPUTS = (
     "monitor.engine.results",
     "monitor.engine.decision",
     "monitor.engine.labels.monitor",
+    "monitor.engine.segment_mix",
 )
 """What the emit side may read of the flow before it: the outcome of a batch and its parts."""
 STAGES = {

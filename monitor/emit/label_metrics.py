@@ -7,8 +7,8 @@ checkpoint with the store; only the delay histogram is observed as pairs are joi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
-from typing import Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Final, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -164,4 +164,164 @@ class LabelCollector(Collector):
         for segment, width, mean in m.adwin_state(self.segment_names()):
             f["adwin_width"].add_metric([model, segment], width)
             f["adwin_mean"].add_metric([model, segment], mean)
+        return list(f.values())
+
+
+class _WindowEstimate(Protocol):
+    @property
+    def segment(self) -> str: ...
+    @property
+    def metrics(self) -> dict[str, float]: ...
+    @property
+    def drop(self) -> float: ...
+    @property
+    def threshold(self) -> float: ...
+
+
+class _PairWindow(Protocol):
+    @property
+    def segment(self) -> str: ...
+    @property
+    def realized(self) -> dict[str, float]: ...
+    @property
+    def estimated(self) -> dict[str, float]: ...
+    @property
+    def noise_share(self) -> float: ...
+    @property
+    def noise_threshold(self) -> float: ...
+
+
+class EstimateSource(Protocol):
+    """What the collector reads of ``engine.performance_estimate.EstimatedPerformance``."""
+
+    @property
+    def invalid_scores(self) -> int:
+        """Scores that could not be used, since start."""
+        ...
+
+    def latest(self) -> Sequence[_WindowEstimate]:
+        """The latest window of every segment."""
+        ...
+
+
+class PairSource(Protocol):
+    """What the collector reads of ``engine.labels.pair_quality.PairQuality``."""
+
+    @property
+    def noise(self) -> object | None:
+        """The label-noise test, or None when it does not run."""
+        ...
+
+    def latest(self) -> Sequence[_PairWindow]:
+        """The latest pair window of every segment."""
+        ...
+
+
+class PerformanceCollector(Collector):
+    """Estimated performance (CBPE) of the event windows, realized against estimated on the
+    joined pairs, and the label-noise share, read at scrape time.
+
+    ``estimate``, ``quality`` and ``unavailable`` are read at each scrape, since a
+    reloaded reference replaces the objects behind them.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        estimate: Callable[[], EstimateSource | None],
+        quality: Callable[[], PairSource | None],
+        unavailable: Callable[[], str | None],
+    ) -> None:
+        self.model = model
+        self.estimate = estimate
+        self.quality = quality
+        self.unavailable = unavailable
+
+    def describe(self) -> Iterable[Metric]:
+        """No samples: lets the registry refuse duplicate names at registration."""
+        return list(self._families().values())
+
+    def _families(self) -> dict[str, CounterMetricFamily | GaugeMetricFamily]:
+        seg = ["model", "segment"]
+        metric = [*seg, "metric"]
+        families: list[CounterMetricFamily | GaugeMetricFamily] = [
+            GaugeMetricFamily(
+                "driftd_estimated_performance",
+                "Estimated performance (CBPE) of the segment's latest event window, from its "
+                "scores alone (metric: accuracy, precision, recall, f1, roc_auc).",
+                labels=metric,
+            ),
+            GaugeMetricFamily(
+                "driftd_performance_drop",
+                "Drop of the alerting metric's estimate from the reference's, latest window.",
+                labels=seg,
+            ),
+            GaugeMetricFamily(
+                "driftd_performance_drop_threshold",
+                "The drop at which the latest window breaches (perf_drop).",
+                labels=seg,
+            ),
+            CounterMetricFamily(
+                "driftd_invalid_scores",
+                "Scores CBPE could not use (missing, not a number, outside [0, 1]).",
+                labels=["model"],
+            ),
+            GaugeMetricFamily(
+                "driftd_performance_unmonitored",
+                "1 while estimated performance and label noise are enabled but cannot run "
+                "(the reference has no score calibration, or the task is not binary).",
+                labels=["model"],
+            ),
+            GaugeMetricFamily(
+                "driftd_realized_performance_on_pairs",
+                "Realized performance of the segment's latest window of joined pairs.",
+                labels=metric,
+            ),
+            GaugeMetricFamily(
+                "driftd_estimated_performance_on_pairs",
+                "Estimated performance of the same joined pairs from their scores alone: "
+                "against driftd_realized_performance_on_pairs, how good the estimate is.",
+                labels=metric,
+            ),
+            GaugeMetricFamily(
+                "driftd_label_noise_share",
+                "Share of the latest window's joined pairs whose label the model confidently "
+                "disputes.",
+                labels=seg,
+            ),
+            GaugeMetricFamily(
+                "driftd_label_noise_threshold",
+                "The share at which the latest window breaches (label_noise).",
+                labels=seg,
+            ),
+        ]
+        return {f.name.removeprefix("driftd_"): f for f in families}
+
+    def collect(self) -> Iterable[Metric]:
+        """Read the estimator and the pair windows now."""
+        model = self.model
+        f = self._families()
+        f["performance_unmonitored"].add_metric([model], float(self.unavailable() is not None))
+        estimate = self.estimate()
+        invalid = 0
+        if estimate is not None:
+            invalid = estimate.invalid_scores
+            for latest in estimate.latest():
+                labels = [model, latest.segment]
+                for name, value in sorted(latest.metrics.items()):
+                    f["estimated_performance"].add_metric([*labels, name], value)
+                f["performance_drop"].add_metric(labels, latest.drop)
+                f["performance_drop_threshold"].add_metric(labels, latest.threshold)
+        f["invalid_scores"].add_metric([model], invalid)
+        quality = self.quality()
+        if quality is not None:
+            for pairs in quality.latest():
+                labels = [model, pairs.segment]
+                for name, value in sorted(pairs.realized.items()):
+                    f["realized_performance_on_pairs"].add_metric([*labels, name], value)
+                for name, value in sorted(pairs.estimated.items()):
+                    f["estimated_performance_on_pairs"].add_metric([*labels, name], value)
+                if quality.noise is not None:
+                    f["label_noise_share"].add_metric(labels, pairs.noise_share)
+                    f["label_noise_threshold"].add_metric(labels, pairs.noise_threshold)
         return list(f.values())

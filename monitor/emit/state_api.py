@@ -29,9 +29,10 @@ import math
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, NamedTuple, overload
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import structlog
 
@@ -40,7 +41,7 @@ from monitor.engine.outcome import BatchOutcome
 from monitor.engine.results import LatestResults, LatestScore, LatestWindow
 from monitor.ingest.source import TopicPartition
 
-__all__ = ["API_VERSION", "LiveState", "SegmentRows", "StateRow", "row_state"]
+__all__ = ["API_VERSION", "LiveState", "RowColumns", "SegmentRows", "StateRow", "row_state"]
 
 API_VERSION: Final = 1
 
@@ -113,6 +114,34 @@ _FLOATS: Final = (
 """The row's float fields, held in one array (NaN stands for null: JSON gets null for
 both, as ``_finite`` turns NaN and infinities into null)."""
 _NO_WINDOW: Final = -1
+_STATES: Final[tuple[RowState, ...]] = ("ok", "band", "firing")
+_STATE_CODES: Final = {state: code for code, state in enumerate(_STATES)}
+_SHARED_NAMES: dict[tuple[str, ...], tuple[str, ...]] = {}
+"""One tuple of row names per distinct tuple: every segment's rows usually list the same
+(feature, method) pairs, so 1,000 segments share two tuples instead of holding 2,000."""
+_SHARED_LIMIT: Final = 256
+
+
+def _shared(names: tuple[str, ...]) -> tuple[str, ...]:
+    found = _SHARED_NAMES.get(names)
+    if found is None:
+        if len(_SHARED_NAMES) >= _SHARED_LIMIT:  # odd layouts: keep the table bounded
+            _SHARED_NAMES.clear()
+        found = _SHARED_NAMES.setdefault(names, names)
+    return found
+
+
+class RowColumns(NamedTuple):
+    """A segment's rows column by column, as the metrics summary digests them (no dict per
+    row). Floats are NaN where the row's JSON has null (``_finite``)."""
+
+    features: tuple[str, ...]
+    methods: tuple[str, ...]
+    states: tuple[RowState, ...]
+    breach_streak: npt.NDArray[np.int64]
+    ratio: npt.NDArray[np.float64]
+    threshold: npt.NDArray[np.float64]
+    clear_threshold: npt.NDArray[np.float64]
 
 
 class SegmentRows(Sequence[dict[str, Any]]):
@@ -120,16 +149,18 @@ class SegmentRows(Sequence[dict[str, Any]]):
 
     A snapshot of 1,000 segments x 50 features x 7 methods has ~350k rows: as dicts
     they took ~230 MB, as arrays a few MB. Immutable once built (the HTTP thread and
-    the metrics summary read it without a lock).
+    the metrics summary read it without a lock). The name tuples are shared between
+    segments and the states are one byte each: a segment is rebuilt after every window
+    it closes, and what a rebuild allocates is what the heap has to find room for.
     """
 
-    __slots__ = ("_floats", "_ints", "features", "methods", "segment", "states")
+    __slots__ = ("_floats", "_ints", "_states", "features", "methods", "segment")
 
     def __init__(self, segment: str, rows: Sequence[StateRow]) -> None:
         self.segment = segment
-        self.features = tuple(r.feature for r in rows)
-        self.methods = tuple(r.method for r in rows)
-        self.states: tuple[RowState, ...] = tuple(r.state for r in rows)
+        self.features = _shared(tuple(r.feature for r in rows))
+        self.methods = _shared(tuple(r.method for r in rows))
+        self._states = np.array([_STATE_CODES[r.state] for r in rows], dtype=np.int8)
         floats = np.full((len(rows), len(_FLOATS)), np.nan)
         ints = np.zeros((len(rows), 3), np.int64)
         for i, r in enumerate(rows):
@@ -152,6 +183,26 @@ class SegmentRows(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.features)
 
+    @property
+    def states(self) -> tuple[RowState, ...]:
+        """Each row's state."""
+        return tuple(_STATES[code] for code in self._states.tolist())
+
+    def columns(self) -> RowColumns:
+        """The rows column by column (see :class:`RowColumns`)."""
+        floats = self._floats
+        finite = np.isfinite(floats)
+        nulled = np.where(finite, floats, np.nan)
+        return RowColumns(
+            features=self.features,
+            methods=self.methods,
+            states=self.states,
+            breach_streak=self._ints[:, 0].copy(),
+            ratio=nulled[:, _FLOATS.index("ratio")],
+            threshold=nulled[:, _FLOATS.index("threshold")],
+            clear_threshold=nulled[:, _FLOATS.index("clear_threshold")],
+        )
+
     @overload
     def __getitem__(self, index: int) -> dict[str, Any]: ...
 
@@ -166,13 +217,15 @@ class SegmentRows(Sequence[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         floats = self._floats.tolist()
         ints = self._ints.tolist()
+        states = self._states.tolist()
         for i in range(len(self)):
-            yield self._as_json(i, floats[i], ints[i])
+            yield self._as_json(i, floats[i], ints[i], states[i])
 
     def _row(self, i: int) -> dict[str, Any]:
-        return self._as_json(i, self._floats[i].tolist(), self._ints[i].tolist())
+        floats, ints = self._floats[i].tolist(), self._ints[i].tolist()
+        return self._as_json(i, floats, ints, int(self._states[i]))
 
-    def _as_json(self, i: int, floats: list[float], ints: list[int]) -> dict[str, Any]:
+    def _as_json(self, i: int, floats: list[float], ints: list[int], state: int) -> dict[str, Any]:
         """The row as ``StateRow.as_json`` gives it."""
         score, p_value, threshold, clear, ratio, window_end, since = floats
         streak, n, window_rows = ints
@@ -180,7 +233,7 @@ class SegmentRows(Sequence[dict[str, Any]]):
             "segment": self.segment,
             "feature": self.features[i],
             "method": self.methods[i],
-            "state": self.states[i],
+            "state": _STATES[state],
             "score": _finite(score),
             "p_value": _finite(p_value),
             "threshold": _finite(threshold),
@@ -275,6 +328,8 @@ class LiveState:
         changed.update(t.segment for t in outcome.transitions)
         if outcome.results is not None:
             changed.update(outcome.results.segments)
+        for extra in outcome.extra:
+            changed.update(extra.segments)
         if outcome.labels is not None:
             for extra in outcome.labels.results:
                 changed.update(extra.segments)

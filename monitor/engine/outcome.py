@@ -35,3 +35,6 @@ class BatchOutcome:
     late: int = 0
     """Accepted events that came after the watermark passed their time window (counted,
     in no window)."""
+    extra: list[WindowResults] = field(default_factory=list)
+    """Rows decided beside the feature windows in this batch (segment mix, multivariate):
+    already recorded and observed; here so that readers of the outcome see them too."""

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -22,12 +23,26 @@ from detectors.feature_profiles import CategoricalProfile, FeatureProfile, Numer
 from detectors.profile import ReferenceProfile, build_profile
 from monitor.config import Settings
 from monitor.engine.decision import DecisionBook, Transition
+from monitor.engine.embedding_window import EmbeddingWindows, start_embeddings
 from monitor.engine.evaluate import Evaluator, segment_references
 from monitor.engine.explain import DriftExplainer, WindowBins
 from monitor.engine.labels.events import LabelDecoder
 from monitor.engine.labels.monitor import LabelMonitor, LabelOutcome
+from monitor.engine.multivariate_window import (
+    MultivariateWindows,
+    fit_multivariate,
+    start_multivariate,
+)
 from monitor.engine.outcome import BatchOutcome
+from monitor.engine.performance_estimate import EstimatedPerformance, start_performance_estimate
 from monitor.engine.results import LatestResults, WindowResults
+from monitor.engine.segment_mix import (
+    MixStatus,
+    SegmentMixWindows,
+    mix_status,
+    start_segment_mix,
+    with_warmup_mix,
+)
 from monitor.engine.windows import ClosedWindows, Windows
 from monitor.ingest.decode import DecodedBatch, Decoder
 from monitor.ingest.discovery import FeatureDiscovery
@@ -41,6 +56,9 @@ MAX_UNEXPECTED_TRACKED = 100
 """Distinct unexpected feature names remembered (and exported) at most."""
 ABSENT_MIN_ROWS = 100
 """A batch this large that lacks a reference column entirely is logged at once."""
+_PARTITION_OF = attrgetter("topic", "partition")
+_OFFSET_OF = attrgetter("offset")
+_VALUE_OF = attrgetter("value")
 
 
 def discover_features(settings: Settings, group_feature: str | None) -> FeatureDiscovery:
@@ -54,6 +72,7 @@ def discover_features(settings: Settings, group_feature: str | None) -> FeatureD
     # With the features at the event's top level, the event's own fields are not features.
     paths = (schema.id, schema.timestamp, schema.model, schema.prediction, schema.label)
     ignored = [] if schema.features else [p.split(".")[0] for p in paths]
+    ignored.extend(schema.vector_features)  # arrays, never numeric or categorical
     return FeatureDiscovery(schema, schema.numeric, categorical, ignored)
 
 
@@ -112,8 +131,24 @@ class Pipeline:
         self.group_feature = group.removeprefix(settings.schema_.features + ".") if group else None
         if settings.labels.enabled:
             label_profile = reference.label if reference is not None else None
-            self.labels = LabelMonitor(settings, label_profile)
+            self.labels = LabelMonitor(
+                settings, label_profile, reference.performance if reference is not None else None
+            )
             self.label_decoder = LabelDecoder(settings.labels, settings.schema_)
+        self.segment_mix: SegmentMixWindows | None = None
+        self.segment_mix_unavailable: str | None = None
+        """Why segment-mix drift is not monitored although enabled (None: it is, or off)."""
+        self.performance_estimate: EstimatedPerformance | None = None
+        self.performance_unavailable: str | None = None
+        """Why estimated performance (CBPE) is not monitored although enabled (None: it is,
+        or it is off)."""
+        self.multivariate: MultivariateWindows | None = None
+        self.multivariate_unavailable: str | None = None
+        """Why multivariate drift is not monitored although enabled (None: it is, or off)."""
+        self.embeddings: dict[str, EmbeddingWindows] = {}
+        """Embedding windows by vector feature (the decoder reads those features)."""
+        self.embedding_unavailable: dict[str, str] = {}
+        """Why each listed vector feature is not monitored although enabled."""
         if reference is not None:
             self._start_detection(reference)
 
@@ -133,6 +168,10 @@ class Pipeline:
         if reference.prediction is not None:
             profiles.append(reference.prediction)
         self._profiles = profiles
+        # Before the decoder: it reads the vector features the embedding windows score.
+        self.embeddings, self.embedding_unavailable = start_embeddings(
+            self.settings, reference, len(self.segments), self.embedding_unavailable
+        )
         numeric = [p.name for p in reference.features if isinstance(p, NumericProfile)]
         categorical = [p.name for p in reference.features if isinstance(p, CategoricalProfile)]
         self.decoder = self._decoder(
@@ -144,6 +183,19 @@ class Pipeline:
             self.model, self.binner, self.settings.detectors, self.settings.windows.min_samples
         )
         self.explainer = DriftExplainer(self.binner, self.settings.detectors.psi_smoothing)
+        self.segment_mix, self.segment_mix_unavailable = start_segment_mix(
+            self.settings, reference, self.segment_mix_unavailable
+        )
+        self.performance_estimate, self.performance_unavailable = start_performance_estimate(
+            self.settings, reference, len(self.segments), self.performance_unavailable
+        )
+        self.multivariate, self.multivariate_unavailable = start_multivariate(
+            self.settings,
+            reference,
+            self.columns,
+            len(self.segments),
+            self.multivariate_unavailable,
+        )
         self._absent = set()
         log.info("reference_columns", model=self.model, columns=list(self.columns))
         for name in self.unmonitorable():
@@ -189,6 +241,11 @@ class Pipeline:
             check_wall_clock=not replay or bool(window_set),
             report_unexpected=not discovering,
             keep_feature_objects=discovering,
+            vector_features=(
+                None
+                if discovering
+                else {self.event_name(n): e.dim for n, e in self.embeddings.items()}
+            ),
         )
 
     def event_name(self, column: str) -> str:
@@ -200,6 +257,10 @@ class Pipeline:
         if self.reference is not None and self.reference.prediction is None:
             return (PREDICTION,)
         return ()
+
+    def segment_mix_status(self) -> MixStatus:
+        """Segment-mix drift as the metrics show it (any thread)."""
+        return mix_status(self.segment_mix, self.segment_mix_unavailable)
 
     def _note_absent(self, matrix: FloatArray) -> None:
         """Log each reference column that a whole batch does not carry, and its return.
@@ -244,8 +305,9 @@ class Pipeline:
 
     def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
         """Run one poll batch through the data flow."""
-        # Offsets ascend within a partition, so the last record of each one wins.
-        last = {(r.topic, r.partition): r.offset for r in records}
+        # Offsets ascend within a partition, so the last record of each one wins (read
+        # with C-level getters: this runs for every record).
+        last = dict(zip(map(_PARTITION_OF, records), map(_OFFSET_OF, records), strict=True))
         next_offsets = {tp: offset + 1 for tp, offset in last.items()}
         label_records: list[Record] = []
         events = records
@@ -265,7 +327,7 @@ class Pipeline:
             else None
         )
         decoded = (
-            self.decoder.decode([r.value for r in events], now=now, kafka_ts=kafka_ts)
+            self.decoder.decode(list(map(_VALUE_OF, events)), now=now, kafka_ts=kafka_ts)
             if self.decoder is not None
             else self._decoder((), ()).decode([])
         )
@@ -275,6 +337,7 @@ class Pipeline:
         evicted = self.segments.take_evicted()
         # Before the batch's events are counted: an evicted id may already be reused.
         transitions: list[Transition] = self._forget_segments(evicted) if evicted else []
+        extra: list[WindowResults] = []
         if len(seg):
             self._note_homes(seg, decoded.source_index, events)
         self.events_accepted += len(decoded)
@@ -288,15 +351,15 @@ class Pipeline:
             assert self.windows is not None and self.evaluator is not None
             matrix = self._matrix(decoded)
             self._note_absent(matrix)
-            closed = self.windows.add(
-                seg,
-                matrix,
-                decoded.ts,
-                max_ahead=self.settings.schema_.max_future_seconds,
-                # Live, a quiet night must not make the morning's events look early.
-                not_before=(time.time() if now is None else now)
+            # Live, a quiet night must not make the morning's events look early.
+            not_before = (
+                (time.time() if now is None else now)
                 if self.decoder is not None and self.decoder.check_wall_clock
-                else -math.inf,
+                else -math.inf
+            )
+            max_ahead = self.settings.schema_.max_future_seconds
+            closed = self.windows.add(
+                seg, matrix, decoded.ts, max_ahead=max_ahead, not_before=not_before
             )
             late, refused = closed.late, closed.refused
             self.events_accepted -= refused.size
@@ -322,15 +385,59 @@ class Pipeline:
                         self.evaluator.reference_for(closed.segments),
                         self.segments.names,
                     )
+            if self.performance_estimate is not None:  # the same windows, on the scores
+                estimated = self.performance_estimate.add(
+                    seg,
+                    decoded.prediction,
+                    decoded.ts,
+                    tuple(self.segments.names),
+                    max_ahead=max_ahead,
+                    not_before=not_before,
+                )
+                if estimated is not None:
+                    self.results.record(estimated, windows=False)
+                    transitions.extend(self.decisions.observe(estimated))
+            if self.multivariate is not None:  # the same windows, on the joint features
+                joint = self.multivariate.add(
+                    seg,
+                    matrix,
+                    decoded.ts,
+                    tuple(self.segments.names),
+                    max_ahead=max_ahead,
+                    not_before=not_before,
+                )
+                if joint is not None:
+                    extra.append(joint)
+                    self.results.record(joint, windows=False)
+                    transitions.extend(self.decisions.observe(joint))
+            for name, embedding in self.embeddings.items():  # the same windows, on vectors
+                vectors = decoded.vectors.get(self.event_name(name))
+                shifted = embedding.add(
+                    seg,
+                    np.full((len(decoded), embedding.dim), np.nan) if vectors is None else vectors,
+                    decoded.ts,
+                    tuple(self.segments.names),
+                    max_ahead=max_ahead,
+                    not_before=not_before,
+                )
+                if shifted is not None:
+                    extra.append(shifted)
+                    self.results.record(shifted, windows=False)
+                    transitions.extend(self.decisions.observe(shifted))
+            if self.segment_mix is not None:  # the whole traffic, by key (before admission)
+                for mix in self.segment_mix.add(decoded.segment_keys, decoded.ts, refused):
+                    extra.append(mix)
+                    self.results.record(mix, windows=False)
+                    transitions.extend(self.decisions.observe(mix))
         label_outcome = None
         if self.labels is not None:
             label_outcome, label_rejected = self._process_labels(
                 decoded, seg, label_records, now, refused
             )
             rejected.extend(label_rejected)
-            for extra in label_outcome.results:
-                self.results.record(extra, windows=False)
-                transitions.extend(self.decisions.observe(extra))
+            for label_results in label_outcome.results:
+                self.results.record(label_results, windows=False)
+                transitions.extend(self.decisions.observe(label_results))
         for _, reason, _ in rejected:
             self.rejections_by_reason[reason] = self.rejections_by_reason.get(reason, 0) + 1
         return BatchOutcome(
@@ -344,6 +451,7 @@ class Pipeline:
             label_outcome,
             evicted=[name for _, name in evicted],
             late=late,
+            extra=extra,
         )
 
     def _forget_segments(self, evicted: list[tuple[int, str]]) -> list[Transition]:
@@ -353,6 +461,12 @@ class Pipeline:
         names = {name for _, name in evicted}
         if self.windows is not None:
             self.windows.forget_segments(ids)
+        if self.performance_estimate is not None:
+            self.performance_estimate.forget_segments(ids, names)
+        if self.multivariate is not None:
+            self.multivariate.forget_segments(ids, names)
+        for embedding in self.embeddings.values():
+            embedding.forget_segments(ids, names)
         if self.evaluator is not None:
             self.evaluator.forget_segments(ids)
         if self.labels is not None:
@@ -545,6 +659,11 @@ class Pipeline:
             categorical=[rename.get(n, n) for n in self.decoder.categorical_features],
             prediction=PREDICTION,
         )
+        profile = with_warmup_mix(self.settings, profile, [b.segment_keys for b, _ in held])
+        numeric = [rename.get(n, n) for n in self.decoder.numeric_features]
+        joint, _ = fit_multivariate(columns, numeric, self.settings.detectors.multivariate_drift)
+        if joint is not None:  # else start_multivariate says why not
+            profile = replace(profile, multivariate=joint, version="")
         self._start_detection(profile)
         self._segment_references(held)
         if self.on_reference_built is not None:

@@ -15,8 +15,8 @@ call. Type checks are a ``set(map(type, column))`` per column; only a
 column that holds a wrong type is walked row by row. A row's reason is the first
 failing check in this order: model, id, timestamp, features object (missing, or
 more keys than ``schema.max_features_per_event``: ``too_many_features``), numeric
-features (in order), prediction, label, categorical features (in order), segment
-paths (in order).
+features (in order), prediction, label, categorical features (in order), vector
+features (in order), segment paths (in order).
 
 Limits. A message over ``schema.max_message_bytes`` is refused unparsed; the decoder
 reads only the configured feature names, so a huge features object costs its parse and
@@ -46,6 +46,12 @@ field alone and the event is kept; ``DecodedBatch.invalid`` counts such values b
 
 With ``schema.strict`` each of these refuses the whole event as ``wrong_type``
 instead, and a numeric string is a wrong type too.
+
+Vectors. ``Decoder(vector_features={name: dim})`` also reads each named feature as an
+array of ``dim`` numbers, into ``DecodedBatch.vectors[name]`` (``(events, dim)``, NaN
+rows where there is none); a vector that is no array of numbers (``wrong_type``), has
+another length (``wrong_length``) or holds a non-finite number (``not_finite``) becomes
+missing and is counted like a bad value (``monitor.ingest.vectors``).
 
 Model. With ``Decoder(model=...)`` an event whose model is present (not null) and
 names another model is refused as ``other_model``; a null or absent model is taken
@@ -82,7 +88,7 @@ number or shown in a refusal).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +111,7 @@ from monitor.ingest.segment_keys import segment_keys
 from monitor.ingest.timestamps import EventTimes
 from monitor.ingest.typed_rows import TypedReader
 from monitor.ingest.values import show
+from monitor.ingest.vectors import vector_rows
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """The default of ``schema.max_message_bytes``."""
@@ -127,7 +134,7 @@ REASONS = (
 )
 """Why a message was refused (``Rejection.reason``)."""
 
-INVALID_REASONS = ("wrong_type", "not_a_number", "not_finite")
+INVALID_REASONS = ("wrong_type", "not_a_number", "not_finite", "wrong_length")
 """Why a value of an accepted event became missing (the reasons in ``DecodedBatch.invalid``)."""
 
 
@@ -169,6 +176,9 @@ class DecodedBatch:
     feature_objects: list[dict[str, Any]] | None = None
     """The features object of each accepted event, with ``Decoder(keep_feature_objects=True)``
     (what warm-up discovery reads); None otherwise."""
+    vectors: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    """Per vector feature (``Decoder(vector_features=...)``), its ``(events, dim)`` rows:
+    NaN where the event has none or its vector was refused (counted in ``invalid``)."""
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -197,8 +207,10 @@ class Decoder:
         check_wall_clock: bool = True,
         report_unexpected: bool = True,
         keep_feature_objects: bool = False,
+        vector_features: Mapping[str, int] | None = None,
     ) -> None:
         self.schema = schema
+        self.vector_features = dict(vector_features or {})
         self.numeric_features = tuple(numeric_features)
         self.categorical_features = tuple(categorical_features)
         self.require_id = require_id
@@ -216,7 +228,7 @@ class Decoder:
         self._times = EventTimes(schema)
         self._now = now
         self._feature_objects = FeatureObjects(
-            schema, (*self.numeric_features, *self.categorical_features)
+            schema, (*self.numeric_features, *self.categorical_features, *self.vector_features)
         )
         # A warm-up hands the features objects on, so it reads every event as a dict.
         self._reader = TypedReader(
@@ -330,6 +342,18 @@ class Decoder:
             )
             for name, getter in zip(self.categorical_features, self._of_categorical, strict=True)
         }
+        # A struct holds no array: a vector comes from a row read as a dict, or is absent.
+        vectors = {
+            name: vector_rows(
+                rows.gather(_absent, values_of(dict_features, name)),
+                name,
+                dim,
+                problems,
+                invalid,
+                strict=strict,
+            )
+            for name, dim in self.vector_features.items()
+        }
         keys = segment_keys(
             [
                 (
@@ -366,6 +390,7 @@ class Decoder:
             keys = [keys[i] for i in keep]
             numeric = numeric[keep_rows]
             categorical = {k: [v[i] for i in keep] for k, v in categorical.items()}
+            vectors = {k: v[keep_rows] for k, v in vectors.items()}
             prediction = prediction[keep_rows]
             label = label[keep_rows]
             source_index = source_index[keep_rows]
@@ -391,6 +416,7 @@ class Decoder:
             invalid=counts,
             unexpected=unexpected,
             feature_objects=features if self.keep_feature_objects else None,
+            vectors=vectors,
         )
 
     # --- per-column checks, in the documented order ----------------------------------
@@ -406,3 +432,8 @@ class Decoder:
                     )
                     problems.setdefault(row, ("other_model", detail))
         return models
+
+
+def _absent(_: Any) -> None:
+    """A struct's vector: none (structs hold no arrays)."""
+    return None

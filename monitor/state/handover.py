@@ -50,6 +50,15 @@ def partition_slice(pipeline: Pipeline, partition: TopicPartition) -> dict[str, 
         "categorical": list(pipeline.decoder.categorical_features),
         "segments": names,
         "windows": pipeline.windows.slice(ids),
+        "performance_estimate": (
+            pipeline.performance_estimate.slice(ids)
+            if pipeline.performance_estimate is not None
+            else None
+        ),
+        "multivariate": (
+            pipeline.multivariate.slice(ids) if pipeline.multivariate is not None else None
+        ),
+        "embeddings": {name: e.slice(ids) for name, e in pipeline.embeddings.items()},
         "own_references": {
             name: pipeline.evaluator.own[s].state_dict()
             for s, name in zip(ids, names, strict=True)
@@ -80,6 +89,19 @@ def merge_slice(
     pipeline.windows.ensure_segments(len(pipeline.segments))
     try:
         pipeline.windows.merge(state["windows"], ids.tolist())
+        estimate = state.get("performance_estimate")
+        if pipeline.performance_estimate is not None and estimate is not None:
+            pipeline.performance_estimate.windows.ensure_segments(len(pipeline.segments))
+            pipeline.performance_estimate.merge(estimate, ids.tolist())
+        joint = state.get("multivariate")
+        if pipeline.multivariate is not None and joint is not None:
+            pipeline.multivariate.windows.ensure_segments(len(pipeline.segments))
+            pipeline.multivariate.merge(joint, ids.tolist())
+        vectors = state.get("embeddings") or {}
+        for name, embedding in pipeline.embeddings.items():
+            if name in vectors:
+                embedding.windows.ensure_segments(len(pipeline.segments))
+                embedding.merge(vectors[name], ids.tolist())
     except ValueError as exc:
         raise CheckpointError(location, str(exc)) from None
     for name, own in state["own_references"].items():
@@ -98,6 +120,12 @@ def drop_partition(pipeline: Pipeline, partition: TopicPartition) -> list[str]:
     if not ids:
         return []
     pipeline.windows.drop(ids)
+    if pipeline.performance_estimate is not None:
+        pipeline.performance_estimate.drop(ids)
+    if pipeline.multivariate is not None:
+        pipeline.multivariate.drop(ids)
+    for embedding in pipeline.embeddings.values():
+        embedding.drop(ids)
     names = {pipeline.segments.names[s] for s in ids}
     pipeline.decisions.drop(names)
     pipeline.release_segments(ids)

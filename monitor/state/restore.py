@@ -45,7 +45,19 @@ def pipeline_state(pipeline: Pipeline) -> dict[str, Any] | None:
         "events_accepted": pipeline.events_accepted,
         "rejections_by_reason": dict(pipeline.rejections_by_reason),
         "labels": pipeline.labels.state_dict() if pipeline.labels is not None else None,
+        "performance_estimate": (
+            pipeline.performance_estimate.state_dict()
+            if pipeline.performance_estimate is not None
+            else None
+        ),
         "segment_home": [[s, t, p] for s, (t, p) in sorted(pipeline.segment_home.items())],
+        "segment_mix": (
+            pipeline.segment_mix.state_dict() if pipeline.segment_mix is not None else None
+        ),
+        "multivariate": (
+            pipeline.multivariate.state_dict() if pipeline.multivariate is not None else None
+        ),
+        "embeddings": {name: e.state_dict() for name, e in pipeline.embeddings.items()},
     }
     return state
 
@@ -81,6 +93,20 @@ def restore_pipeline(pipeline: Pipeline, state: Mapping[str, Any], location: str
         labels = state.get("labels")
         if pipeline.labels is not None and labels is not None:
             pipeline.labels.load_state_dict(labels)
+        estimate = state.get("performance_estimate")  # absent from older checkpoints
+        if pipeline.performance_estimate is not None and estimate is not None:
+            pipeline.performance_estimate.load_state_dict(estimate)
+        # Older checkpoints have none: the open segment-mix window starts empty.
+        mix = state.get("segment_mix")
+        if pipeline.segment_mix is not None and mix is not None:
+            pipeline.segment_mix.load_state_dict(mix)
+        joint = state.get("multivariate")  # absent from older checkpoints: starts empty
+        if pipeline.multivariate is not None and joint is not None:
+            pipeline.multivariate.load_state_dict(joint)
+        vectors = state.get("embeddings") or {}  # absent from older checkpoints
+        for name, embedding in pipeline.embeddings.items():
+            if name in vectors:
+                embedding.load_state_dict(vectors[name])
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

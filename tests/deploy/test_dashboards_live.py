@@ -13,16 +13,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.profile import build_profile
+from detectors.segment_mix import SegmentMix
 from monitor.app import Daemon
-from monitor.config import Settings
+from monitor.config import MultivariateDriftConfig, Settings
+from monitor.engine.labels.calibration_fit import fit_performance
+from monitor.engine.multivariate_window import fit_multivariate
 from monitor.ingest.demo_stream import DemoStream
 from monitor.wiring import build_daemon
 from tests.alertmanager_server import wait_for
@@ -41,6 +46,7 @@ MODEL = "credit-risk"
 SEGMENT = "west"
 EVENTS = 30_000
 SHIFT_AT = 12_000
+NEW_SEGMENT = "east"
 POISON = [b"{not json", b"", b'{"id": "x", "ts": "yesterday", "features": {}}', b"[1, 2]"]
 
 SUBSTITUTIONS = {
@@ -75,7 +81,35 @@ class Live:
     daemon: Daemon
 
 
-def _settings(bootstrap: str, topic: str, dlq: str, labels_topic: str, state: Path) -> Settings:
+def _write_reference(path: Path) -> None:
+    """A reference built as ``driftd reference build`` would from labelled training data (a
+    separate demo sample): profiles, the segment mix, the multivariate model and the
+    score calibration, so that every panel of the new methods has data."""
+    batch = DemoStream(seed=99).next_batch(40_000)
+    columns: dict[str, Any] = dict(batch.numeric)
+    columns.update({k: v.astype(object) for k, v in batch.categorical.items()})
+    columns["prediction"] = batch.prediction
+    profile = build_profile(columns, categorical=list(batch.categorical), prediction="prediction")
+    performance, why_not = fit_performance(batch.prediction, batch.label)
+    multivariate, why_not_mv = fit_multivariate(
+        columns, list(batch.numeric), MultivariateDriftConfig()
+    )
+    assert performance is not None and multivariate is not None, (why_not, why_not_mv)
+    regions, counts = np.unique(batch.segment, return_counts=True)
+    segments = SegmentMix.from_counts(dict(zip(regions.tolist(), counts.tolist(), strict=True)))
+    profile = replace(
+        profile,
+        segments=segments,
+        performance=performance,
+        multivariate=multivariate,
+        version="",
+    )
+    path.write_bytes(orjson.dumps(profile.to_dict()))
+
+
+def _settings(
+    bootstrap: str, topic: str, dlq: str, labels_topic: str, state: Path, reference: Path
+) -> Settings:
     kafka: dict[str, Any] = {
         "bootstrap_servers": [bootstrap],
         "topics": [topic],
@@ -89,7 +123,7 @@ def _settings(bootstrap: str, topic: str, dlq: str, labels_topic: str, state: Pa
         model=MODEL,
         kafka=kafka,  # type: ignore[arg-type]
         schema={"segment_by": ["features.region"]},  # type: ignore[arg-type]
-        reference={"warmup_events": 6_000},  # type: ignore[arg-type]
+        reference={"path": reference},  # type: ignore[arg-type]
         windows={"size_events": 1_500, "min_samples": 500},  # type: ignore[arg-type]
         metrics={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
         labels={  # type: ignore[arg-type]
@@ -106,7 +140,13 @@ def _produce_scenario(bootstrap: str, topic: str, labels_topic: str) -> int:
     stream.concept_shift_at = SHIFT_AT
     stream.start_ts = time.time() - EVENTS / stream.rate
     batch = stream.next_batch(EVENTS)
-    messages = [orjson.dumps(e) for e in batch.events()]
+    events = batch.events()
+    # A trickle of a region the reference never saw, for the new-segment series: from
+    # the 9,000th event of each partition on, so every segment-mix window after event
+    # 21,000 draws at least 2,000 events from past that point.
+    for i in [*range(9_000, EVENTS // 2, 100), *range(EVENTS // 2 + 9_000, EVENTS, 100)]:
+        events[i]["features"]["region"] = NEW_SEGMENT
+    messages = [orjson.dumps(e) for e in events]
     for i, bad in enumerate(POISON):
         messages.insert(1_000 + i * 5_000, bad)
     half = len(messages) // 2
@@ -129,8 +169,10 @@ def live(
     create_topic(kafka_bootstrap, labels_topic, partitions=1)
     produced = _produce_scenario(kafka_bootstrap, topic, labels_topic)
 
+    reference = tmp_path_factory.mktemp("reference") / "reference.json"
+    _write_reference(reference)
     settings = _settings(
-        kafka_bootstrap, topic, dlq, labels_topic, tmp_path_factory.mktemp("state")
+        kafka_bootstrap, topic, dlq, labels_topic, tmp_path_factory.mktemp("state"), reference
     )
     registry = CollectorRegistry()
     daemon = build_daemon(settings, registry=registry)

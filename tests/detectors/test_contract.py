@@ -11,8 +11,13 @@ import pytest
 from detectors.adwin import ADWINResult, BatchADWIN
 from detectors.base import DriftResult
 from detectors.detector import DriftDetector
+from detectors.embedding import EmbeddingDrift, EmbeddingReference
+from detectors.label_noise import LabelNoiseDetector, LabelNoiseTest
+from detectors.multivariate import PCAReference, ReconstructionDrift
+from detectors.performance import PerformanceDetector, PerformanceEstimator
 from detectors.profile import FeatureProfile
 from detectors.rules import BREACH, MethodRule, Rules
+from detectors.segment_mix import SegmentMix, SegmentMixDetector
 from detectors.verdicts import WindowScores
 from tests.detectors.contract import CHECKS, Batch, ContractCase, assert_same_state
 from tests.detectors.window_data import numeric_profiles, reference_profile, value_matrix
@@ -85,6 +90,23 @@ def _engine(features: list[FeatureProfile], calibrated: bool) -> DriftDetector:
     return DriftDetector(features, N_SEGMENTS, rules)
 
 
+MIX = SegmentMix.from_counts({"eu": 500, "us": 300, "apac": 150, "latam": 50})
+
+
+def _segment_mix_batches(rng: np.random.Generator) -> list[Batch]:
+    """Seven batches of 1-40 segment names over three streams: the reference mix, then
+    mostly latam, with new names, the overflow and a non-name mixed in."""
+    out = []
+    for i, size in enumerate(rng.integers(1, 41, 7)):
+        p = [0.5, 0.3, 0.15, 0.05] if i < 4 else [0.1, 0.1, 0.1, 0.7]
+        names = rng.choice(list(MIX.names), size, p=p).astype(object)
+        if i % 3 == 2:
+            odd = np.array(["mena", "__other__", "oc", None], dtype=object)
+            names[rng.integers(0, size, 3)] = rng.choice(odd, 3)
+        out.append((rng.integers(0, N_SEGMENTS, size), names))
+    return out
+
+
 CASES = [
     ContractCase(
         "engine-calibrated",
@@ -109,6 +131,121 @@ CASES = [
         lambda: BatchADWIN(N_SEGMENTS, clock=4, min_window_length=2, grace_period=5),
         _adwin_batches,
         fold_rows=_adwin_fold,
+    ),
+    ContractCase(
+        "segment-mix",
+        lambda: SegmentMixDetector(MIX, N_SEGMENTS, min_samples=20, max_new_keys=1),
+        _segment_mix_batches,
+    ),
+]
+
+# Estimated performance and label noise: calibrated binary scores, then scores squeezed
+# towards 0.5 (a confidence drop) or labels flipped, with invalid values mixed in.
+_PERF_RNG = np.random.default_rng(17)
+_REF_SCORES = _PERF_RNG.beta(0.5, 0.5, 5_000)
+_REF_LABELS = (_PERF_RNG.random(5_000) < _REF_SCORES).astype(np.int64)
+PERFORMANCE = PerformanceEstimator.fit(_REF_SCORES, _REF_LABELS, n_bins=8, min_samples=10)
+LABEL_NOISE = LabelNoiseTest.fit(_REF_SCORES, _REF_LABELS, min_samples=10)
+
+
+def _score_batches(rng: np.random.Generator) -> list[Batch]:
+    """Seven batches of 1-40 scores over three segments; from the third, squeezed to 0.5."""
+    out = []
+    for i, size in enumerate(rng.integers(1, 41, 7)):
+        scores = rng.beta(0.5, 0.5, size) if i < 2 else 0.45 + 0.1 * rng.random(size)
+        if i % 3 == 2:
+            scores[rng.integers(0, size, 2)] = rng.choice([np.nan, np.inf, 1.5], 2)
+        out.append((rng.integers(0, N_SEGMENTS, size), scores))
+    return out
+
+
+def _pair_batches(rng: np.random.Generator) -> list[Batch]:
+    """Seven batches of 1-40 (score, label) rows; from the third, the labels flipped."""
+    out = []
+    for i, size in enumerate(rng.integers(1, 41, 7)):
+        scores = rng.beta(0.5, 0.5, size)
+        labels = (rng.random(size) < scores).astype(np.float64)
+        if i >= 2:
+            labels = 1.0 - labels
+        if i % 3 == 2:
+            labels[rng.integers(0, size, 2)] = np.nan
+        out.append((rng.integers(0, N_SEGMENTS, size), np.c_[scores, labels]))
+    return out
+
+
+def _same_fields(a: object, b: object) -> None:
+    """Same result type and every (nested) field equal, NaN matching NaN."""
+    assert type(a) is type(b)
+    assert_same_state(dataclasses.asdict(a), dataclasses.asdict(b))  # type: ignore[call-overload]
+
+
+CASES += [
+    ContractCase(
+        "performance",
+        lambda: PerformanceDetector(PERFORMANCE, N_SEGMENTS),
+        _score_batches,
+        assert_same=_same_fields,
+    ),
+    ContractCase(
+        "label-noise",
+        lambda: LabelNoiseDetector(LABEL_NOISE, N_SEGMENTS),
+        _pair_batches,
+        assert_same=_same_fields,
+    ),
+]
+
+
+# Multivariate and embedding drift: reference-like rows, then rows off the reference's
+# principal subspace (or shifted vectors), with missing cells and bad vectors mixed in.
+_MV_RNG = np.random.default_rng(19)
+_MV_LATENT = _MV_RNG.normal(size=(2_000, 1))
+MULTIVARIATE = PCAReference.fit(
+    np.c_[_MV_LATENT, _MV_LATENT + 0.3 * _MV_RNG.normal(size=(2_000, 2))], seed=1
+)
+EMBEDDING = EmbeddingReference.fit(_MV_RNG.normal(size=(1_000, 6)), k=3, seed=1)
+
+
+def _correlated_batches(rng: np.random.Generator) -> list[Batch]:
+    """Seven batches of 1-40 rows of three tied features; from the fifth, untied."""
+    out = []
+    for i, size in enumerate(rng.integers(1, 41, 7)):
+        latent = rng.normal(size=(size, 1))
+        rows = latent + (0.3 if i < 4 else 2.0) * rng.normal(size=(size, 3))
+        if i % 3 == 2:
+            rows[rng.integers(0, size, 2), rng.integers(0, 3, 2)] = np.nan
+        out.append((rng.integers(0, N_SEGMENTS, size), rows))
+    return out
+
+
+def _vector_batches(rng: np.random.Generator) -> list[Batch]:
+    """Seven batches of 1-40 six-float vectors; from the fifth, shifted; a None, a short
+    vector and a NaN mixed into one batch in three."""
+    out = []
+    for i, size in enumerate(rng.integers(1, 41, 7)):
+        vectors = np.empty(size, dtype=object)
+        for j, row in enumerate(rng.normal(size=(size, 6)) + 8.0 * (i > 3)):
+            vectors[j] = row
+        if i % 3 == 2:
+            vectors[rng.integers(0, size, 3)] = [None, [1.0, 2.0], np.full(6, np.nan)]
+        out.append((rng.integers(0, N_SEGMENTS, size), vectors))
+    return out
+
+
+CASES += [
+    ContractCase(
+        "multivariate",
+        lambda: ReconstructionDrift(MULTIVARIATE, N_SEGMENTS, min_samples=5),
+        _correlated_batches,
+    ),
+    ContractCase(
+        "embedding",
+        lambda: EmbeddingDrift(EMBEDDING, N_SEGMENTS, min_samples=5),
+        _vector_batches,
+    ),
+    ContractCase(
+        "embedding-share",
+        lambda: EmbeddingDrift(EMBEDDING, N_SEGMENTS, statistic="share", alpha=1e-3, min_samples=5),
+        _vector_batches,
     ),
 ]
 

@@ -23,6 +23,10 @@ WITH_EXAMPLES = {
     "detectors.detector",
     "detectors.report",
     "detectors.profile",
+    "detectors.performance",
+    "detectors.label_noise",
+    "detectors.multivariate",
+    "detectors.embedding",
 }
 """Public modules that must carry at least one example."""
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

@@ -983,7 +983,9 @@ MISSING = object()
 
 # Built once: a strategy made inside the composite would be built and validated again on
 # every draw, which was most of this module's time.
-BROKEN_FIELDS = st.just(set()) | st.sets(st.sampled_from([*FIELDS, *NUMERIC, "cat"]), max_size=2)
+BROKEN_FIELDS: st.SearchStrategy[set[str]] = st.just(set()) | st.sets(
+    st.sampled_from([*FIELDS, *NUMERIC, "cat"]), max_size=2
+)
 BROKEN_VALUES = st.just(MISSING) | JSON_VALUES | NUMBER_LIKE
 NUMBER_VALUES = NUMBERS | NUMBER_LIKE
 CATEGORY_VALUES = CATEGORIES | st.integers() | st.booleans() | LITERALS

@@ -37,7 +37,7 @@ EVENTS, LABELS = "events", "labels"
 NOW = 1_700_000_000.0 + 50_000
 
 
-def _settings() -> Settings:
+def _settings(**extra: Any) -> Settings:
     return Settings(
         model=MODEL,
         kafka={"labels_topic": LABELS},  # type: ignore[arg-type]
@@ -49,7 +49,12 @@ def _settings() -> Settings:
             "sinks": [{"type": "log", "name": "down"}],
             "routes": [{"sinks": ["down"], "group_by_segment": True}],
         },
+        **extra,
     )
+
+
+PARTITIONED: dict[str, Any] = {"checkpoint": {"store": "kafka"}}
+"""Slices exist for the Kafka checkpoint store, which keeps no model-wide segment mix."""
 
 
 def _records(n_batches: int, size: int = 1_700) -> list[list[Record]]:
@@ -162,7 +167,7 @@ def _partitions(pipeline: Pipeline) -> list[tuple[str, int]]:
 
 def test_slices_dropped_then_merged_back_are_the_identity() -> None:
     """Slice every partition, drop them all, merge the slices: windows and decisions as before."""
-    settings = _settings()
+    settings = _settings(**PARTITIONED)
     pipeline = Pipeline(settings, None, make_results(settings))
     for batch in _records(12):
         pipeline.process(batch, now=NOW)
@@ -189,7 +194,7 @@ def test_slices_dropped_then_merged_back_are_the_identity() -> None:
 
 def test_a_slice_moves_a_partition_to_a_fresh_replica() -> None:
     """A partition's slice merged into an empty replica holds that partition's windows."""
-    settings = _settings()
+    settings = _settings(**PARTITIONED)
     pipeline = Pipeline(settings, None, make_results(settings))
     for batch in _records(12):
         pipeline.process(batch, now=NOW)

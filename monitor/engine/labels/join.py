@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -78,6 +78,8 @@ class JoinedPairs:
     prediction_ts: FloatArray
     label_ts: FloatArray
     group: IntArray
+    ids: list[str] = field(default_factory=list)
+    """The pairs' ids (empty where the producer did not keep them)."""
 
     def __len__(self) -> int:
         return int(self.segment.size)
@@ -111,6 +113,7 @@ class JoinedPairs:
             np.concatenate([p.prediction_ts for p in parts]),
             np.concatenate([p.label_ts for p in parts]),
             np.concatenate([p.group for p in parts]),
+            [i for p in parts for i in p.ids] if all(len(p.ids) == len(p) for p in parts) else [],
         )
 
 
@@ -229,7 +232,13 @@ class JoinStore:
         )
         labels = self._labels
         pairs = JoinedPairs(
-            seg[pos], pred[pos], labels.cols["label"][slots], t[pos], labels.ts[slots], grp[pos]
+            seg[pos],
+            pred[pos],
+            labels.cols["label"][slots],
+            t[pos],
+            labels.ts[slots],
+            grp[pos],
+            [ids[i] for i in pos.tolist()],
         )
         labels.release(slots)
         return pairs
@@ -251,6 +260,7 @@ class JoinStore:
             p.ts[slots],
             t[pos],
             p.cols["group"][slots],
+            [ids[i] for i in pos.tolist()],
         )
         p.release(slots)
         return pairs

@@ -70,6 +70,7 @@ from monitor.config import Settings, WindowsConfig
 from monitor.engine.evaluate import Evaluator
 from monitor.engine.labels.events import LabelBatch
 from monitor.engine.labels.join import JoinedPairs, JoinStore
+from monitor.engine.labels.pair_quality import PairQuality, RelabelCandidate
 from monitor.engine.labels.performance import ClosedPerformance, PerformanceWindows, error_signal
 from monitor.engine.results import WindowResults
 from monitor.engine.windows import Windows
@@ -105,6 +106,8 @@ class LabelOutcome:
     results: list[WindowResults] = field(default_factory=list)
     detected_at: list[tuple[str, int]] = field(default_factory=list)
     """(segment, number of the segment's joined pair, from 0) of each ADWIN detection."""
+    relabel: list[RelabelCandidate] = field(default_factory=list)
+    """The most suspicious pairs of the performance windows that closed (relabel queue)."""
 
 
 class GroupCodes:
@@ -131,7 +134,12 @@ class GroupCodes:
 class LabelMonitor:
     """The label side of the pipeline (see the module docstring)."""
 
-    def __init__(self, settings: Settings, label_profile: FeatureProfile | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        label_profile: FeatureProfile | None,
+        performance: Mapping[str, Any] | None = None,
+    ) -> None:
         cfg = settings.labels
         self.settings = settings
         self.cfg = cfg
@@ -165,6 +173,8 @@ class LabelMonitor:
         self._latest: dict[str, SegmentPerformance] = {}
         self.label_windows: Windows | None = None
         self.label_evaluator: Evaluator | None = None
+        self.quality = PairQuality.from_settings(settings, performance)
+        """Realized against estimated performance and label noise (pair_quality.py)."""
         self._label_warmup: list[FloatArray] = []
         if label_profile is not None:
             self._start_label_drift(label_profile)
@@ -245,6 +255,10 @@ class LabelMonitor:
         out.detected_at = [(segment_names[s], at) for s, _, at in detections]
         closed = self.performance.add(pairs)
         out.results.extend(self._in_pair_order(detections, closed, pairs, segment_names))
+        if self.quality is not None:
+            quality = self.quality.add(pairs, ordinal, segment_names)
+            out.results.extend(quality.results)
+            out.relabel = quality.candidates
         label_results = self._label_drift(pairs, segment_names)
         if label_results is not None:
             out.results.append(label_results)
@@ -464,6 +478,7 @@ class LabelMonitor:
             "label_warmup": (
                 np.concatenate(self._label_warmup) if self._label_warmup else np.empty(0)
             ),
+            "quality": self.quality.state_dict() if self.quality is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -490,6 +505,8 @@ class LabelMonitor:
             self.label_windows.load_state_dict(state["label_windows"])
         warmup = np.asarray(state["label_warmup"], dtype=np.float64)
         self._label_warmup = [warmup.copy()] if warmup.size else []
+        if self.quality is not None and state.get("quality") is not None:
+            self.quality.load_state_dict(state["quality"])
 
     # -- eviction ------------------------------------------------------------------
 
@@ -528,6 +545,8 @@ class LabelMonitor:
         self._recent = {k: v for k, v in self._recent.items() if k not in gone}
         if self.label_windows is not None:
             self.label_windows.forget_segments(seg)
+        if self.quality is not None:
+            self.quality.forget_segments(seg, names)
         with self._lock:
             for name in names:
                 self._latest.pop(name, None)
@@ -570,4 +589,5 @@ def _take(pairs: JoinedPairs, rows: IntArray) -> JoinedPairs:
         prediction_ts=pairs.prediction_ts[rows],
         label_ts=pairs.label_ts[rows],
         group=pairs.group[rows],
+        ids=[pairs.ids[i] for i in rows.tolist()] if len(pairs.ids) == len(pairs) else [],
     )

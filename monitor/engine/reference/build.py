@@ -6,25 +6,35 @@ The training file is read by ``training_data`` and each column made profile inpu
 timestamp and label paths as ``leave_out``). Features are stored sorted by name, so
 the same data gives the same profile (and version) whatever the format or column
 order, and ``profile_file`` writes it atomically as the same bytes. Columns that look
-like ids or times are reported through ``warn`` (``checks.suspect_column``).
+like ids or times are reported through ``warn`` (``checks.suspect_column``). When the
+data holds every ``schema.segment_by`` path, the profile also records its events per
+segment (``segment_counts``), the reference of segment-mix drift. With a probability
+prediction and 0/1 labels it also carries the score calibration and the label-noise
+thresholds (``labels/calibration_fit``). With two or more numeric features it also
+carries the PCA of multivariate drift (``multivariate_window.fit_multivariate``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy.typing as npt
 
-from detectors.feature_profiles import CategoricalProfile, FeatureProfile
+from detectors.feature_profiles import CategoricalProfile, FeatureProfile, NumericProfile
 from detectors.merge import profile_on_grid
 from detectors.profile import ReferenceProfile, build_profile
 from detectors.values import check_int
-from monitor.config import SchemaConfig
+from monitor.config import EmbeddingDriftConfig, MultivariateDriftConfig, SchemaConfig
+from monitor.engine.embedding_window import fit_embeddings
+from monitor.engine.labels.calibration_fit import fit_performance
+from monitor.engine.multivariate_window import fit_multivariate
 from monitor.engine.reference.checks import suspect_column
 from monitor.engine.reference.column_values import has_values, profile_values
 from monitor.engine.reference.profile_file import write_reference
+from monitor.engine.reference.segment_counts import reference_segment_mix
 from monitor.engine.reference.training_data import read_training_data
 from monitor.errors import ReferenceProfileError
 
@@ -42,6 +52,8 @@ def build_reference(
     leave_out: Sequence[str] = (),
     warn: Callable[[str], None] | None = None,
     grid: ReferenceProfile | None = None,
+    multivariate: MultivariateDriftConfig | None = None,
+    embedding: EmbeddingDriftConfig | None = None,
 ) -> ReferenceProfile:
     """Profile the training data in ``input_path`` and write it to ``output_path``.
 
@@ -52,7 +64,11 @@ def build_reference(
     time (see :func:`suspect_column`). ``grid``, a profile, fixes the bins, the top
     categories and the kinds of every column (``n_fine``, ``n_coarse``, ``top_k`` and
     ``categorical`` are then unused): profiles of shards built on one grid merge by
-    addition (``detectors.merge``).
+    addition (``detectors.merge``). ``multivariate`` (default: the defaults of
+    ``detectors.multivariate_drift``) says whether and how the PCA of the numeric
+    features is fitted (with two or more, and no ``grid``: a shard's PCA would not merge),
+    ``embedding`` (likewise) that of each ``schema.vector_features`` column, which is left
+    out of the profile's columns.
 
     Raises ``ReferenceProfileError`` (naming the file at fault) when the input is
     missing, unreadable, empty or cannot be profiled, or the output cannot be written.
@@ -85,6 +101,14 @@ def build_reference(
             roles[name] = None
     for name in leave_out:
         table.features.pop(name, None)
+    # Vector features are no columns of the profile: each gets an embedding model below.
+    vector_columns: dict[str, list[Any]] = {}
+    for name in schema.vector_features:
+        column = table.features.pop(name, None)
+        if column is not None:
+            vector_columns[name] = column if isinstance(column, list) else column.to_pylist()
+        elif warn is not None:
+            warn(f"vector feature {name!r} (schema.vector_features) is not in the data")
     if not table.features:
         raise ReferenceProfileError(where, "holds no feature columns")
     # schema.categorical may name features of other inputs; only the ones present apply.
@@ -145,6 +169,31 @@ def build_reference(
             )
     except ValueError as exc:
         raise ReferenceProfileError(where, str(exc)) from None
+    segments = reference_segment_mix(table.segments, table.n_rows)
+    if segments is not None:
+        profile = replace(profile, segments=segments, version="")
+    if prediction is not None and label is not None:
+        # A binary classifier's reference: calibrate its scores (CBPE, label noise).
+        performance, why_not = fit_performance(columns[prediction], columns[label])
+        if performance is not None:
+            profile = replace(profile, performance=performance, version="")
+        elif warn is not None:
+            warn(f"no score calibration (estimated performance, label noise): {why_not}")
+    numeric = [p.name for p in profile.features if isinstance(p, NumericProfile)]
+    if grid is None and len(numeric) >= 2:
+        # A shard built on a grid is made to be merged, and a PCA does not add up: none.
+        cfg = multivariate or MultivariateDriftConfig()
+        joint, why_not = fit_multivariate(columns, numeric, cfg)
+        if joint is not None:
+            profile = replace(profile, multivariate=joint, version="")
+        elif why_not is not None and warn is not None:
+            warn(f"no multivariate model (multivariate drift is not monitored): {why_not}")
+    models, left_out = fit_embeddings(vector_columns, embedding or EmbeddingDriftConfig())
+    if models:
+        profile = replace(profile, embeddings=models, version="")
+    for name, reason in left_out.items():
+        if warn is not None:
+            warn(f"no embedding model for {name!r} (embedding drift is not monitored): {reason}")
     write_reference(profile, output_path)
     return profile
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from detectors.feature_profiles import OTHER, UNSEEN, CategoricalProfile, NumericProfile
 from detectors.profile import FeatureProfile, ReferenceProfile
+from detectors.segment_mix import SegmentMix
 
 QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
 """The quantiles shown for numeric columns, besides min and max."""
@@ -142,6 +143,26 @@ def describe(profile: ReferenceProfile, feature: str | None = None) -> dict[str,
         "prediction": None if profile.prediction is None else profile.prediction.name,
         "label": None if profile.label is None else profile.label.name,
         "columns": [describe_feature(p, role) for p, role in columns],
+        "segments": (
+            None
+            if profile.segments is None or feature is not None
+            else describe_segments(profile.segments)
+        ),
+    }
+
+
+def describe_segments(mix: SegmentMix) -> dict[str, Any]:
+    """The segment mix as plain data: events, every listed segment's count and share,
+    and the summed tail past the listed ones."""
+    total = mix.n_events
+    return {
+        "events": total,
+        "listed": [
+            {"name": name, "count": count, "share": _share(count, total)}
+            for name, count in zip(mix.names, mix.counts.tolist(), strict=True)
+        ],
+        "other": mix.other,
+        "other_keys": mix.other_keys,
     }
 
 
@@ -250,4 +271,29 @@ def render(description: dict[str, Any], full: bool = False) -> str:
             lines += _render_numeric(column, full)
         else:
             lines += _render_categorical(column, full)
+    if description.get("segments"):
+        lines += _render_segments(description["segments"], full)
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _render_segments(mix: dict[str, Any], full: bool) -> list[str]:
+    listed = mix["listed"]
+    n_segments = len(listed) + mix["other_keys"]
+    rows = listed if full else listed[:TOP_SHOWN]
+    hidden = listed[len(rows) :]
+    total = mix["events"]
+    if hidden:
+        count = sum(r["count"] for r in hidden)
+        rows = [*rows, {"name": f"({len(hidden)} more)", "count": count}]
+    if mix["other"]:
+        name = f"({mix['other_keys']:,} more, summed)"
+        rows = [*rows, {"name": name, "count": mix["other"]}]
+    width = max(len(r["name"]) for r in rows)
+    top = max(_share(r["count"], total) for r in rows)
+    lines = ["", f"segments  {total:,} events in {n_segments:,} segments"]
+    for r in rows:
+        share = _share(r["count"], total)
+        lines.append(
+            f"    {r['name']:<{width}}  {r['count']:>10,}  {share:6.1%}  {_bar(share, top)}"
+        )
+    return lines

@@ -2,16 +2,19 @@
 
 The arithmetic is ``detectors.merge.merge_profiles`` (pure); this module reads the
 files, names the file and column at fault when the profiles do not share one grid, and
-writes the result atomically (``profile_file``).
+writes the result atomically (``profile_file``). Segment mixes add up
+(``detectors.segment_mix.merge_mixes``) when every shard has one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from detectors.merge import ProfileMismatchError, merge_profiles
 from detectors.profile import ReferenceProfile
+from detectors.segment_mix import merge_mixes
 from monitor.engine.reference.profile_file import load_reference, write_reference
 from monitor.errors import ReferenceProfileError
 
@@ -31,5 +34,8 @@ def merge_reference_files(inputs: Sequence[Path], output: Path) -> ReferenceProf
         raise ReferenceProfileError(
             str(paths[exc.index]), f"cannot merge with {paths[0]}: {column}{exc.reason}"
         ) from None
+    mixes = [p.segments for p in profiles if p.segments is not None]
+    if len(mixes) == len(profiles):  # with a shard lacking one, the whole's mix is unknown
+        merged = replace(merged, segments=merge_mixes(mixes), version="")
     write_reference(merged, output)
     return merged

@@ -8,7 +8,8 @@ features, like ``features.region``, leaves out the feature ``region`` (in flat r
 events alike): inside its segment it is constant, so against the whole reference it
 would always drift. A column with an empty header, like the index pandas writes, is
 skipped. CSV is read as text, every column: type inference would turn the zip code
-"02139" into 2139 (``column_values`` decides what is a number).
+"02139" into 2139 (``column_values`` decides what is a number). The segment paths'
+values are kept aside (``TrainingTable.segments``) for the reference's segment mix.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class TrainingTable:
     n_rows: int = 0
     from_text: bool = False
     """CSV: every value is a string, numbers must be parsed."""
+    segments: list[tuple[str, list[Any]]] = field(default_factory=list)
+    """Each ``schema.segment_by`` path the data holds, with its value per row (None where
+    absent), in ``segment_by`` order; empty unless every path has a value somewhere."""
 
 
 def read_training_data(path: Path, schema: SchemaConfig) -> TrainingTable:
@@ -72,6 +76,10 @@ def read_training_data(path: Path, schema: SchemaConfig) -> TrainingTable:
     if duplicates:
         raise ReferenceProfileError(where, f"duplicate column names {duplicates}")
     table = TrainingTable(n_rows=arrow.num_rows, from_text=fmt == "csv")
+    columns = {p: _flat_segment_column(schema, p, names) for p in schema.segment_by}
+    table.segments = _complete(
+        [(p, [] if c is None else arrow.column(c).to_pylist()) for p, c in columns.items()]
+    )
     skip = _flat_skip(schema)
     for name in names:
         if name == schema.prediction:
@@ -101,6 +109,35 @@ def _segment_features(schema: SchemaConfig) -> set[str]:
         for path in schema.segment_by
         if prefix and path.startswith(prefix)
     }
+
+
+def _flat_segment_column(schema: SchemaConfig, path: str, names: list[str]) -> str | None:
+    """The flat table's column of a segment path: the path itself, or for a path into the
+    features (``features.region``) the feature's name."""
+    prefix = f"{schema.features}." if schema.features else ""
+    for name in (path, path.removeprefix(prefix) if prefix else path):
+        if name in names:
+            return name
+    return None
+
+
+def _complete(columns: list[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
+    """The segment columns if every path has a value in some row, else none: a key built
+    without one of its parts would never match the daemon's keys."""
+    if columns and all(any(v is not None for v in values) for _, values in columns):
+        return columns
+    return []
+
+
+def _segment_value(obj: dict[str, Any], path: str, parts: Sequence[str], feature: str) -> Any:
+    """A row's segment value: at its path (an event), or under the path or the feature
+    name as a flat column."""
+    value = _path(obj, parts)
+    if value is None:
+        value = obj.get(path)
+    if value is None and feature:
+        value = obj.get(feature)
+    return value
 
 
 def _read_csv(path: Path) -> Any:
@@ -162,7 +199,12 @@ def _read_jsonl(path: Path, schema: SchemaConfig) -> TrainingTable:
     label_path = schema.label.split(".")
     skip = _flat_skip(schema) | {schema.prediction, schema.label}
     segment_features = _segment_features(schema)
-    features, roles = _Columns(), _Columns()
+    prefix = f"{schema.features}." if schema.features else ""
+    segment_paths = [
+        (p, p.split("."), p.removeprefix(prefix) if prefix and p.startswith(prefix) else "")
+        for p in schema.segment_by
+    ]
+    features, roles, segments = _Columns(), _Columns(), _Columns()
     row = 0
     try:
         with path.open("rb") as lines:
@@ -193,14 +235,18 @@ def _read_jsonl(path: Path, schema: SchemaConfig) -> TrainingTable:
                             features.put(name, row, value)
                     roles.put("prediction", row, obj.get(schema.prediction))
                     roles.put("label", row, obj.get(schema.label))
+                for name, parts, feature in segment_paths:
+                    segments.put(name, row, _segment_value(obj, name, parts, feature))
                 row += 1
     except OSError as exc:
         raise ReferenceProfileError(where, f"cannot read: {exc.strerror or exc}") from None
     role_columns = roles.padded(row)
+    segment_columns = segments.padded(row)
     prediction, label = role_columns.get("prediction"), role_columns.get("label")
     return TrainingTable(
         features=features.padded(row),
         prediction=prediction if prediction and any(v is not None for v in prediction) else None,
         label=label if label and any(v is not None for v in label) else None,
         n_rows=row,
+        segments=_complete([(p, segment_columns.get(p, [])) for p, _, _ in segment_paths]),
     )
