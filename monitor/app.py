@@ -17,6 +17,7 @@ is assembled by ``monitor.wiring.build_daemon``.
 
 from __future__ import annotations
 
+import gc
 import math
 import signal
 import threading
@@ -50,6 +51,27 @@ from monitor.state.reference_store import ReferenceStore
 log = structlog.get_logger()
 EXIT_FORCED = 1
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Hold CPython's cyclic garbage collector for the ``with`` block (one batch).
+
+    Why: a batch allocates tens of thousands of short-lived containers. With the default
+    threshold the collector ran every 700 of them, and every few batches a full
+    collection walked every object the process holds, imported modules included: about
+    a fifth of the cost per event at 100,000 events/s. Reference counting frees the
+    batch's objects as usual; reference cycles are collected between batches. A
+    collector already off (a library user's choice) stays off.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Checkpointer(Protocol):
@@ -295,6 +317,10 @@ class Daemon:
 
     def handle(self, records: Sequence[Record]) -> BatchOutcome:
         """One batch in the fixed order: state, dead letters, checkpoint, commit."""
+        with collector_paused():
+            return self._handle(records)
+
+    def _handle(self, records: Sequence[Record]) -> BatchOutcome:
         started = time.perf_counter()
         segments_before = self.pipeline.segments.counts()
         outcome = self.pipeline.process(records)

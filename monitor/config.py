@@ -454,7 +454,8 @@ class MultivariateDriftConfig(Section):
     feature's own distribution stays put) shows in no single feature; events off the
     reference's principal subspace raise the window's mean reconstruction error. It runs
     where its inputs exist: two or more numeric features with spread, and a reference
-    that carries the fitted PCA (``driftd reference build`` and a warm-up fit it). The
+    that carries the fitted PCA (``driftd reference build`` fits it; a warm-up, which
+    pools every segment and whatever came first, fits none and the daemon says so). The
     decision is ``detectors.multivariate`` (column ``__multivariate__``).
     """
 

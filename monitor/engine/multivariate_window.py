@@ -61,10 +61,13 @@ DIGITS: Final = 3
 ERROR_STEPS: Final = BASE**DIGITS - 1
 """The capped error in steps of ``cap / ERROR_STEPS`` (about 4e-6 of the cap)."""
 NO_MODEL: Final = (
-    "the reference has no multivariate model: it needs two or more numeric features with "
-    "spread and 200 rows (a reference saved before driftd fitted one: build it again with "
-    "`driftd reference build`)"
+    "the reference has no multivariate model: build it with `driftd reference build` from "
+    "training data with two or more numeric features with spread and 200 rows (a warm-up "
+    "reference fits none)"
 )
+"""Why a warm-up fits none: it pools every segment and whatever arrived first, drifted
+events included, and one joint model calibrated on that pages segments that did not
+change (the univariate methods judge each segment against its own warm-up instead)."""
 
 log = structlog.get_logger()
 

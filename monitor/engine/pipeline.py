@@ -30,7 +30,6 @@ from monitor.engine.labels.events import LabelDecoder
 from monitor.engine.labels.monitor import LabelMonitor, LabelOutcome
 from monitor.engine.multivariate_window import (
     MultivariateWindows,
-    fit_multivariate,
     start_multivariate,
 )
 from monitor.engine.outcome import BatchOutcome
@@ -660,10 +659,7 @@ class Pipeline:
             prediction=PREDICTION,
         )
         profile = with_warmup_mix(self.settings, profile, [b.segment_keys for b, _ in held])
-        numeric = [rename.get(n, n) for n in self.decoder.numeric_features]
-        joint, _ = fit_multivariate(columns, numeric, self.settings.detectors.multivariate_drift)
-        if joint is not None:  # else start_multivariate says why not
-            profile = replace(profile, multivariate=joint, version="")
+        # No joint model from a warm-up (start_multivariate says so; NO_MODEL says why).
         self._start_detection(profile)
         self._segment_references(held)
         if self.on_reference_built is not None:

@@ -87,9 +87,11 @@ def _write_reference(path: Path) -> None:
     score calibration, so that every panel of the new methods has data."""
     batch = DemoStream(seed=99).next_batch(40_000)
     columns: dict[str, Any] = dict(batch.numeric)
-    columns.update({k: v.astype(object) for k, v in batch.categorical.items()})
+    # The segment path is no feature (inside a segment it is constant), as in a build.
+    categorical = {k: v.astype(object) for k, v in batch.categorical.items() if k != "region"}
+    columns.update(categorical)
     columns["prediction"] = batch.prediction
-    profile = build_profile(columns, categorical=list(batch.categorical), prediction="prediction")
+    profile = build_profile(columns, categorical=list(categorical), prediction="prediction")
     performance, why_not = fit_performance(batch.prediction, batch.label)
     multivariate, why_not_mv = fit_multivariate(
         columns, list(batch.numeric), MultivariateDriftConfig()
@@ -141,17 +143,18 @@ def _produce_scenario(bootstrap: str, topic: str, labels_topic: str) -> int:
     stream.start_ts = time.time() - EVENTS / stream.rate
     batch = stream.next_batch(EVENTS)
     events = batch.events()
-    # A trickle of a region the reference never saw, for the new-segment series: from
-    # the 9,000th event of each partition on, so every segment-mix window after event
-    # 21,000 draws at least 2,000 events from past that point.
-    for i in [*range(9_000, EVENTS // 2, 100), *range(EVENTS // 2 + 9_000, EVENTS, 100)]:
+    # A trickle of a region the reference never saw, for the new-segment series: an odd
+    # step, so that both partitions carry it (each segment-mix window then holds some).
+    for i in range(9_000, EVENTS, 101):
         events[i]["features"]["region"] = NEW_SEGMENT
     messages = [orjson.dumps(e) for e in events]
     for i, bad in enumerate(POISON):
         messages.insert(1_000 + i * 5_000, bad)
-    half = len(messages) // 2
-    produce(bootstrap, topic, messages[:half], partition=0)
-    produce(bootstrap, topic, messages[half:], partition=1)
+    # Every other message to each partition, so both end after the shift, in whatever
+    # order the consumer reads them (with halves, reading the first half last ended
+    # west's windows before the shift: nothing was firing at the end).
+    produce(bootstrap, topic, messages[0::2], partition=0)
+    produce(bootstrap, topic, messages[1::2], partition=1)
     produce(bootstrap, labels_topic, [orjson.dumps(e) for e in batch.labels()])
     return len(messages)
 

@@ -217,8 +217,8 @@ def test_reference_build_fits_the_model_or_says_why_not(tmp_path: Path) -> None:
     assert "no multivariate model" in warning and "'k' (no spread)" in warning
 
 
-def test_a_warmup_reference_fits_the_model(tmp_path: Path) -> None:
-    """A warm-up reference gets a PCA of its numeric features and is monitored with it."""
+def test_a_warmup_reference_fits_no_model_and_says_so(tmp_path: Path) -> None:
+    """A warm-up reference gets no joint model: the daemon logs why and sets the gauge."""
     cfg = Settings(
         **{
             **settings(tmp_path).model_dump(by_alias=True, exclude={"reference"}),
@@ -226,10 +226,16 @@ def test_a_warmup_reference_fits_the_model(tmp_path: Path) -> None:
         }
     )
     pipeline = Pipeline(cfg, None, make_results(cfg))
-    for batch in batches(STATIONARY[:4]):
-        pipeline.process(batch, now=T0 + 1e6)
-    assert pipeline.reference is not None and pipeline.reference.multivariate is not None
-    assert pipeline.multivariate is not None and pipeline.multivariate_unavailable is None
+    with structlog.testing.capture_logs() as logs:
+        for batch in batches(STATIONARY[:4]):
+            pipeline.process(batch, now=T0 + 1e6)
+    assert pipeline.reference is not None and pipeline.reference.multivariate is None
+    assert pipeline.multivariate is None
+    assert pipeline.multivariate_unavailable is not None
+    assert "a warm-up reference fits none" in pipeline.multivariate_unavailable
+    assert [e["reason"] for e in logs if e["event"] == "multivariate_unmonitored"] == [
+        pipeline.multivariate_unavailable
+    ]
 
 
 @pytest.mark.parametrize(
