@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 import structlog
 
 from detectors.base import FloatArray, IntArray
@@ -40,11 +39,10 @@ from detectors.binning import Binner
 from detectors.embedding import COUNT_COLUMNS, EmbeddingDrift, EmbeddingReference
 from detectors.mv_common import UnavailableError
 from detectors.profile import ReferenceProfile, embeddings_from_dict
-from detectors.rules import BREACH, SEVERE
 from monitor.config import EmbeddingDriftConfig, Settings, WindowsConfig
 from monitor.engine.multivariate_window import count_profile
 from monitor.engine.results import WindowResults
-from monitor.engine.side_windows import SideWindows
+from monitor.engine.side_windows import SideWindows, one_column_results
 from monitor.engine.windows import Windows
 
 METHOD: Final = "embedding"
@@ -233,31 +231,15 @@ class EmbeddingWindows(SideWindows[SegmentEmbedding]):
         if not len(closed):
             return None
         scores = self.detector.evaluate(self.window_stats(closed.counts))
-        verdict = scores.verdict.copy()
-        with np.errstate(invalid="ignore"):
-            severe = (verdict == BREACH) & (
-                scores.statistic >= self.severe_ratio * scores.threshold
-            )
-        verdict[severe] = SEVERE
-        k = len(closed)
-        rows = closed.rows
-
-        def column(values: npt.ArrayLike) -> FloatArray:
-            return np.asarray(values, dtype=np.float64).reshape(k, 1)
-
-        results = WindowResults(
-            model=self.model,
-            segments=tuple(names[s] for s in closed.segments.tolist()),
-            columns=(self.feature,),
-            window_end_ts=np.asarray(closed.end_ts, dtype=np.float64),
-            rows=rows,
-            n=scores.n.reshape(k, 1),
-            missing_rate=column(scores.missing / np.maximum(rows, 1)),
-            scores={METHOD: column(scores.statistic)},
-            p_values={METHOD: column(scores.p_value)},
-            thresholds={METHOD: column(scores.threshold)},
-            clears={METHOD: column(scores.clear)},
-            verdicts={METHOD: verdict.reshape(k, 1)},
+        results = one_column_results(
+            self.model,
+            closed,
+            names,
+            self.feature,
+            METHOD,
+            scores,
+            scores.missing / np.maximum(closed.rows, 1),
+            self.severe_ratio,
         )
         with self.lock:
             for row, segment in enumerate(results.segments):

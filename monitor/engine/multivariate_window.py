@@ -46,10 +46,9 @@ from detectors.feature_profiles import NumericProfile
 from detectors.multivariate import STAT_COLUMNS, PCAReference, ReconstructionDrift
 from detectors.mv_common import UnavailableError
 from detectors.profile import ReferenceProfile, multivariate_from_dict
-from detectors.rules import BREACH, SEVERE
 from monitor.config import MultivariateDriftConfig, Settings, WindowsConfig
 from monitor.engine.results import WindowResults
-from monitor.engine.side_windows import SideWindows
+from monitor.engine.side_windows import SideWindows, one_column_results
 from monitor.engine.windows import Windows
 
 COLUMN: Final = "__multivariate__"
@@ -232,32 +231,15 @@ class MultivariateWindows(SideWindows[SegmentReconstruction]):
             return None
         stats = self.window_stats(closed.counts)
         scores = self.detector.evaluate(stats)
-        verdict = scores.verdict.copy()
-        with np.errstate(invalid="ignore"):
-            severe = (verdict == BREACH) & (
-                scores.statistic >= self.severe_ratio * scores.threshold
-            )
-        verdict[severe] = SEVERE
-        k = len(closed)
-        rows = closed.rows
-        cells = np.maximum(rows, 1) * len(self.pca.features)
-
-        def column(values: Any) -> FloatArray:
-            return np.asarray(values, dtype=np.float64).reshape(k, 1)
-
-        results = WindowResults(
-            model=self.model,
-            segments=tuple(names[s] for s in closed.segments.tolist()),
-            columns=(COLUMN,),
-            window_end_ts=np.asarray(closed.end_ts, dtype=np.float64),
-            rows=rows,
-            n=scores.n.reshape(k, 1),
-            missing_rate=column(scores.missing / cells),
-            scores={METHOD: column(scores.statistic)},
-            p_values={METHOD: column(scores.p_value)},
-            thresholds={METHOD: column(scores.threshold)},
-            clears={METHOD: column(scores.clear)},
-            verdicts={METHOD: verdict.reshape(k, 1)},
+        results = one_column_results(
+            self.model,
+            closed,
+            names,
+            COLUMN,
+            METHOD,
+            scores,
+            scores.missing / (np.maximum(closed.rows, 1) * len(self.pca.features)),
+            self.severe_ratio,
         )
         with self.lock:
             for row, segment in enumerate(results.segments):

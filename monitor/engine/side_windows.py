@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
-from detectors.base import IntArray, State
-from monitor.engine.windows import Windows
+from detectors.base import FloatArray, IntArray, State
+from detectors.rules import BREACH, SEVERE
+from monitor.engine.results import WindowResults
+from monitor.engine.windows import ClosedWindows, Windows
 
 LatestT = TypeVar("LatestT")
 
@@ -63,3 +66,57 @@ class SideWindows(Generic[LatestT]):
     def drop(self, segments: Sequence[int]) -> None:
         """Forget the open windows of ``segments`` (handed over)."""
         self.windows.drop(segments)
+
+
+class JudgedWindows(Protocol):
+    """What a side method's ``evaluate`` returns, per closed window (one row each)."""
+
+    @property
+    def statistic(self) -> FloatArray: ...
+    @property
+    def p_value(self) -> FloatArray: ...
+    @property
+    def threshold(self) -> FloatArray: ...
+    @property
+    def clear(self) -> FloatArray: ...
+    @property
+    def verdict(self) -> npt.NDArray[Any]: ...
+    @property
+    def n(self) -> IntArray: ...
+
+
+def one_column_results(
+    model: str,
+    closed: ClosedWindows,
+    names: tuple[str, ...],
+    column: str,
+    method: str,
+    scores: JudgedWindows,
+    missing_rate: npt.ArrayLike,
+    severe_ratio: float,
+) -> WindowResults:
+    """The ``method`` rows of the windows ``closed``, all on ``column``: a breach at
+    ``severe_ratio`` times its threshold or more counts as severe (it fires at once)."""
+    verdict = scores.verdict.copy()
+    with np.errstate(invalid="ignore"):
+        severe = (verdict == BREACH) & (scores.statistic >= severe_ratio * scores.threshold)
+    verdict[severe] = SEVERE
+    k = len(closed)
+
+    def as_column(values: npt.ArrayLike) -> FloatArray:
+        return np.asarray(values, dtype=np.float64).reshape(k, 1)
+
+    return WindowResults(
+        model=model,
+        segments=tuple(names[s] for s in closed.segments.tolist()),
+        columns=(column,),
+        window_end_ts=np.asarray(closed.end_ts, dtype=np.float64),
+        rows=closed.rows,
+        n=scores.n.reshape(k, 1),
+        missing_rate=as_column(missing_rate),
+        scores={method: as_column(scores.statistic)},
+        p_values={method: as_column(scores.p_value)},
+        thresholds={method: as_column(scores.threshold)},
+        clears={method: as_column(scores.clear)},
+        verdicts={method: verdict.reshape(k, 1)},
+    )
