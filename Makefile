@@ -62,7 +62,7 @@ test-fast: $(STAMP)
 # ends with benchmarks.summary: one line per missed target, and per benchmark that
 # failed (a failure does not stop the others, but makes the run exit non-zero).
 BENCH_LINES ?= $(VENV)/bench-lines.jsonl
-BENCHMARKS := startup sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput publish_throughput state_snapshot decision_memory scrape_size scale segment_mix performance_estimation multivariate_drift
+BENCHMARKS := startup sketch_throughput ks_speed adwin_speed decode_speed join_throughput checkpoint_size detection_quality concept_pairs hardening e2e_throughput publish_throughput state_snapshot decision_memory scrape_size scale beyond_univariate
 
 bench: $(STAMP)
 	@rm -f $(BENCH_LINES); failed=""; \

@@ -32,7 +32,7 @@ from __future__ import annotations
 import resource
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -147,7 +147,7 @@ def bench_settings(
     )
 
 
-def _drain(source: Source, total: int, handle: Callable[[list[Record]], object]) -> float:
+def _drain(source: Source, total: int, handle: Callable[[Sequence[Record]], object]) -> float:
     seen = 0
     start = time.perf_counter()
     idle_since = time.monotonic()

@@ -53,18 +53,21 @@ SHIFTS = {"reference": (2.0, 2.0), "u-shaped": (0.5, 0.5), "low": (1.0, 3.0), "h
 FALSE_ALARM_WINDOWS = (500, 2_000, 5_000)
 
 
-def _pairs(rng: np.random.Generator, n: int, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+def calibrated_pairs(
+    rng: np.random.Generator, n: int, a: float, b: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` scores p ~ Beta(a, b) and labels y ~ Bernoulli(p): a calibrated classifier."""
     p = rng.beta(a, b, n)
     return p, (rng.random(n) < p).astype(np.int64)
 
 
 def estimation_error(rng: np.random.Generator, n_ref: int, windows: int) -> np.ndarray:
     """|estimated - realized accuracy| of every window of every score distribution."""
-    est = PerformanceEstimator.fit(*_pairs(rng, n_ref, *REFERENCE))
+    est = PerformanceEstimator.fit(*calibrated_pairs(rng, n_ref, *REFERENCE))
     errors = []
     for name, (a, b) in SHIFTS.items():
         seg = np.repeat(np.arange(windows), WINDOW)
-        p, y = _pairs(rng, seg.size, a, b)
+        p, y = calibrated_pairs(rng, seg.size, a, b)
         pairs = est.realized(est.accumulate_outcomes(seg, p, y, windows))
         err = np.abs(pairs.estimated.accuracy - pairs.realized.accuracy)
         print(
@@ -82,7 +85,7 @@ def drop_false_alarms(rng: np.random.Generator, n_ref: int, refs: int, windows: 
     for metric in PERFORMANCE_METRICS:
         per_metric = 0
         for _ in range(refs):
-            est = PerformanceEstimator.fit(*_pairs(rng, n_ref, *REFERENCE), metric=metric)
+            est = PerformanceEstimator.fit(*calibrated_pairs(rng, n_ref, *REFERENCE), metric=metric)
             truth = np.diff(stats.beta.cdf(est.calibration.edges, *REFERENCE))
             for n in FALSE_ALARM_WINDOWS:
                 counts = rng.multinomial(n, truth / truth.sum(), size=windows)
@@ -107,7 +110,7 @@ def noise_false_alarms(rng: np.random.Generator, n_ref: int, refs: int, windows:
     """Breaches per 1,000 stationary decisions of the label-noise test."""
     fired = total = 0
     for _ in range(refs):
-        test = LabelNoiseTest.fit(*_pairs(rng, n_ref, *REFERENCE))
+        test = LabelNoiseTest.fit(*calibrated_pairs(rng, n_ref, *REFERENCE))
         rate = _suspicious_rate(test.thresholds.thresholds, *REFERENCE)
         for n in FALSE_ALARM_WINDOWS:
             k = rng.binomial(n, rate, windows)
@@ -124,9 +127,9 @@ def windows_to_detect_flips(
     out = []
     horizon = 10
     for _ in range(seeds):
-        test = LabelNoiseTest.fit(*_pairs(rng, n_ref, *model))
+        test = LabelNoiseTest.fit(*calibrated_pairs(rng, n_ref, *model))
         seg = np.repeat(np.arange(horizon), WINDOW)
-        p, y = _pairs(rng, seg.size, *model)
+        p, y = calibrated_pairs(rng, seg.size, *model)
         flip = rng.random(seg.size) < 0.1
         drift = test.evaluate(test.accumulate(seg, p, np.where(flip, 1 - y, y), horizon)).drift
         out.append(int(np.argmax(drift)) + 1 if drift.any() else horizon + 1)
@@ -136,10 +139,10 @@ def windows_to_detect_flips(
 def cost_per_event(rng: np.random.Generator) -> tuple[float, float]:
     """Microseconds per event of accumulate + evaluate, estimate and label noise."""
     n, segments = 1_000_000, 100
-    est = PerformanceEstimator.fit(*_pairs(rng, 20_000, *REFERENCE))
-    test = LabelNoiseTest.fit(*_pairs(rng, 20_000, *REFERENCE))
+    est = PerformanceEstimator.fit(*calibrated_pairs(rng, 20_000, *REFERENCE))
+    test = LabelNoiseTest.fit(*calibrated_pairs(rng, 20_000, *REFERENCE))
     seg = rng.integers(0, segments, n)
-    p, y = _pairs(rng, n, *REFERENCE)
+    p, y = calibrated_pairs(rng, n, *REFERENCE)
     perf = best_of(lambda: est.evaluate(est.accumulate_scores(seg, p, segments)), 5)
     noise = best_of(lambda: test.evaluate(test.accumulate(seg, p, y, segments)), 5)
     return 1e6 * perf / n, 1e6 * noise / n

@@ -18,6 +18,11 @@ it selected and confirms or corrects it. A labeling configuration that fits::
 The top-level task ``id`` is left to Label Studio (its documentation marks it optional;
 it numbers imported tasks itself): the event's id goes in ``data["event_id"]``, where it
 stays searchable and lets the caller deduplicate.
+
+Which events can ever need a task is known before their label arrives:
+:func:`could_be_suspicious` tells, from the prediction alone, whether some label would
+make the pair suspicious under the confident-learning thresholds, so a caller keeps the
+features of those events only.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+
+from detectors.base import BoolArray
+from detectors.label_noise import ConfidentThresholds, class_probabilities
+from detectors.perf_calibration import as_floats
 
 RESERVED_KEYS = frozenset({"event_id", "prediction"})
 """``data`` keys the task sets itself; a feature may not use them."""
@@ -106,3 +116,39 @@ def label_studio_task(
             {"model_version": model_version, "score": probs[int(label)], "result": [result]}
         ],
     }
+
+
+def could_be_suspicious(thresholds: ConfidentThresholds, probabilities: npt.ArrayLike) -> BoolArray:
+    """Per prediction, whether some label would make its pair suspicious.
+
+    A pair ``(p, y)`` is suspicious when some class ``c != y`` has ``p_c >= t_c`` and
+    ``p_c > p_y`` (:class:`~detectors.label_noise.ConfidentThresholds`), so a prediction
+    can become one exactly when some class ``c`` has ``p_c >= t_c`` and ``p_c`` above the
+    smallest probability of the other classes. For a binary model (positive-class scores
+    ``p``): ``p >= t_1`` and ``p > 0.5``, or ``1 - p >= t_0`` and ``p < 0.5``. Invalid
+    probabilities (non-finite, outside ``[0, 1]``) never can.
+
+    >>> ct = ConfidentThresholds(np.array([0.7, 0.8]), 100, 5)
+    >>> could_be_suspicious(ct, [0.1, 0.35, 0.5, 0.79, 0.8, 0.95, float("nan")]).tolist()
+    [True, False, False, False, True, True, False]
+    """
+    scores = as_floats(probabilities)
+    t = thresholds.thresholds
+    if scores.ndim == 1 and thresholds.n_classes == 2:
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)
+            positive = (scores >= t[1]) & (scores > 0.5)
+            negative = (1.0 - scores >= t[0]) & (scores < 0.5)
+        return np.asarray(valid & (positive | negative), dtype=np.bool_)
+    probs = class_probabilities(scores, thresholds.n_classes)
+    with np.errstate(invalid="ignore"):
+        inside = np.isfinite(probs) & (probs >= 0.0) & (probs <= 1.0)
+    rows_valid = np.asarray(inside.all(axis=1), dtype=np.bool_)
+    safe = np.where(rows_valid[:, None], probs, 0.0)
+    # The smallest probability of the classes other than c: the row's minimum, or its
+    # second smallest where c itself holds the minimum.
+    order = np.sort(safe, axis=1)
+    lowest, second = order[:, :1], order[:, 1:2]
+    others_min = np.where(safe == lowest, second, lowest)
+    confident = (safe >= t[None, :]) & (safe > others_min)
+    return np.asarray(rows_valid & confident.any(axis=1), dtype=np.bool_)

@@ -90,6 +90,12 @@ def thresholds(*steps: tuple[float | None, str]) -> dash.ThresholdsConfig:
 
 # Score as a share of its threshold: green below the clear level, red at the threshold.
 RATIO_STEPS = thresholds((None, "green"), (0.4, "yellow"), (1.0, "red"))
+# A threshold drawn next to its score: dashed red, not filled.
+THRESHOLD_STYLE = [
+    dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
+    dm.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
+    dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
+]
 
 
 def ts_panel(
@@ -103,9 +109,12 @@ def ts_panel(
     h: int = 8,
     log_scale: bool = False,
     threshold_series: Sequence[str] = (),
+    threshold_queries: Sequence[str] = (),
     min_val: float | None = None,
 ) -> timeseries.Panel:
-    """A time series panel; series named in ``threshold_series`` are drawn dashed red."""
+    """A time series panel; series named in ``threshold_series``, and every series of the
+    queries whose ref ids are in ``threshold_queries`` (one threshold per feature, say),
+    are drawn dashed red."""
     p = (
         timeseries.Panel()
         .id(ids())
@@ -140,16 +149,9 @@ def ts_panel(
     if min_val is not None:
         p = p.min(min_val)
     for name in threshold_series:
-        p = p.override_by_name(
-            name,
-            [
-                dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
-                dm.DynamicConfigValue(
-                    id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}
-                ),
-                dm.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
-            ],
-        )
+        p = p.override_by_name(name, THRESHOLD_STYLE)
+    for ref in threshold_queries:
+        p = p.override_by_query(ref, THRESHOLD_STYLE)
     return p
 
 
@@ -712,6 +714,76 @@ def overview() -> dash.Dashboard:
             w=8,
         )
     )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Estimated performance by segment",
+            "Accuracy, precision and recall of each segment's latest event window, estimated "
+            "from its scores alone (CBPE): no label needed. Needs a reference with a score "
+            "calibration.",
+            "percentunit",
+            [
+                query(
+                    f'driftd_estimated_performance{{{MS}, metric=~"accuracy|precision|recall"}}',
+                    "{{segment}} {{metric}}",
+                )
+            ],
+            w=8,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Relabel tasks/s",
+            "Label Studio tasks written to the relabel queue (labels.relabel), and the "
+            "candidates dropped, by reason: duplicate (queued already), queue_full "
+            "(labels.relabel.max_tasks), invalid, delivery_failed (topic); tasks written "
+            "without the event's features, by reason (store_full, restart, not_captured).",
+            "cps",
+            [
+                query(
+                    f"sum(rate(driftd_relabel_tasks_total{{{M}}}[$__rate_interval]))",
+                    "written",
+                ),
+                query(
+                    "sum by (reason) ("
+                    f"rate(driftd_relabel_tasks_dropped_total{{{M}}}[$__rate_interval]))",
+                    "dropped {{reason}}",
+                    ref="B",
+                ),
+                query(
+                    "sum by (reason) (rate("
+                    f"driftd_relabel_tasks_without_features_total{{{M}}}[$__rate_interval]))",
+                    "no features {{reason}}",
+                    ref="C",
+                ),
+            ],
+            w=8,
+            min_val=0,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Relabel queue",
+            "Tasks in the relabel queue file (or produced to its topic); past "
+            "labels.relabel.max_tasks new ones are dropped until the file is moved. Feature "
+            "store: pending events whose features wait for their label, and those pushed "
+            "out of the full store (raise labels.relabel.feature_events when it climbs).",
+            "short",
+            [
+                query(f"max(driftd_relabel_queue_tasks{{{M}}})", "tasks"),
+                query(f"max(driftd_relabel_feature_events{{{M}}})", "feature store", ref="B"),
+                query(
+                    f"max(driftd_relabel_feature_events_evicted_total{{{M}}})",
+                    "features evicted",
+                    ref="C",
+                ),
+            ],
+            w=8,
+            min_val=0,
+        )
+    )
 
     d = d.with_row(dash.Row("Alert delivery and build"))
     d = d.with_panel(
@@ -770,6 +842,37 @@ def overview() -> dash.Dashboard:
                 options={"excludeByName": {"Time": True, "Value #A": True, "Value #B": True}},
             )
         )
+    )
+    d = d.with_panel(
+        statetimeline.Panel()
+        .id(ids())
+        .title("Methods not monitored")
+        .description(
+            "1 (red) while a method is enabled but cannot run, so it can never alert: "
+            "estimated performance and label noise without a score calibration in the "
+            "reference (or with another decision threshold than labels.decision_threshold), "
+            "multivariate drift without a PCA, a vector feature without an embedding model. "
+            "The start-up log says why (performance_unmonitored, multivariate_unmonitored, "
+            "embedding_unmonitored)."
+        )
+        .datasource(DS)
+        .unit("none")
+        .span(24)
+        .height(5)
+        .with_target(
+            query(f"max(driftd_performance_unmonitored{{{M}}})", "estimated performance, noise")
+        )
+        .with_target(query(f"max(driftd_multivariate_unmonitored{{{M}}})", "multivariate", ref="B"))
+        .with_target(
+            query(
+                f"max by (feature) (driftd_embedding_unmonitored{{{M}}})",
+                "embedding {{feature}}",
+                ref="C",
+            )
+        )
+        .thresholds(thresholds((None, "green"), (1, "red")))
+        .color_scheme(dash.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS))
+        .show_value(common.VisibilityMode.NEVER)
     )
     return d
 
@@ -1077,6 +1180,47 @@ def segment() -> dash.Dashboard:
             w=12,
             threshold_series=["upper bound", "lower bound"],
             min_val=0,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Embedding drift",
+            "Distance of the mean of the window's vectors from the reference mean, after the "
+            "fixed projection whitened on the reference (in reference standard deviations), "
+            "per vector feature (schema.vector_features), with the distance at which it "
+            "pages (dashed: Hotelling's T-squared for the window's size).",
+            "none",
+            [
+                query(
+                    f"max by (feature) (driftd_embedding_drift_distance{{{S1}}})",
+                    "{{feature}}",
+                ),
+                query(
+                    f"max by (feature) (driftd_embedding_drift_threshold{{{S1}}})",
+                    "threshold {{feature}}",
+                    ref="B",
+                ),
+            ],
+            w=12,
+            threshold_queries=["B"],
+            min_val=0,
+        )
+    )
+    d = d.with_panel(
+        ts_panel(
+            ids,
+            "Estimated performance drop",
+            "How far the alerting metric's estimate (detectors.performance_estimation.metric, "
+            "from the scores alone) fell below the reference's in the latest event window "
+            "(negative: above it), and the drop at which it pages (perf_drop).",
+            "percentunit",
+            [
+                query(f"max(driftd_performance_drop{{{S1}}})", "drop"),
+                query(f"max(driftd_performance_drop_threshold{{{S1}}})", "threshold", ref="B"),
+            ],
+            w=12,
+            threshold_series=["threshold"],
         )
     )
     return d

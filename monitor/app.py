@@ -189,6 +189,8 @@ class Daemon:
         (``driftd demo --serve``); the shutdown then runs as usual."""
         self.on_end: Callable[[], None] | None = None
         """Called once a finite source is exhausted, before serving on or shutting down."""
+        self.closers: list[Callable[[], None]] = []
+        """Outputs beside the pipeline to close at shutdown (the relabel queue's producer)."""
         self.on_rebalanced: Callable[[], None] | None = None
         """Called after a rebalance handed segments over or took them in (the state API
         and the metrics summary rebuild their rows: no batch touches those segments)."""
@@ -449,6 +451,11 @@ class Daemon:
             self.checkpointer.close()
             if self.reference_store is not None:
                 self.reference_store.close()
+            for close in self.closers:
+                try:
+                    close()
+                except Exception as exc:  # one output's failure must not stop the shutdown
+                    log.warning("output_close_failed", error=str(exc))
             self.alerts.close(
                 self.settings.alerts.shutdown_flush_s, give_up=lambda: self.force_exit
             )

@@ -54,6 +54,10 @@ def _warn(message: str) -> None:
     print(f"driftd reference build: warning: {message}", file=sys.stderr)
 
 
+def _merge_warn(message: str) -> None:
+    print(f"driftd reference merge: warning: {message}", file=sys.stderr)
+
+
 def _describe(profile: ReferenceProfile) -> str:
     first = profile.features[0]
     rows = first.n_ref + first.n_missing
@@ -110,6 +114,7 @@ def _build_command(args: argparse.Namespace) -> int:
             grid=grid,
             multivariate=settings.detectors.multivariate_drift,
             embedding=settings.detectors.embedding_drift,
+            decision_threshold=settings.labels.decision_threshold,
         )
     except ReferenceProfileError as exc:
         option = {str(args.input): "--input ", str(args.output): "--output "}.get(exc.path, "")
@@ -178,7 +183,7 @@ def _diff_command(args: argparse.Namespace) -> int:
 
 def _merge_command(args: argparse.Namespace) -> int:
     try:
-        merged = merge_reference_files(args.profiles, args.output)
+        merged = merge_reference_files(args.profiles, args.output, warn=_merge_warn)
     except ReferenceProfileError as exc:
         option = "--output " if exc.path == str(args.output) else ""
         return _error("merge", f"{option}{exc}")
@@ -242,7 +247,10 @@ def _add_tool_parsers(commands: Any) -> None:
             "is the profile of the shards' data taken together. The shards must be built on "
             "one grid (reference build --grid-from GRID.json), so that their bins and top "
             "categories agree; profiles with other bins, kinds or columns are refused, "
-            "naming the file and column."
+            "naming the file and column. The segment mix and the score calibration (on the "
+            "grid's calibration) add up too; a multivariate PCA or an embedding model does "
+            "not, and is kept only when every shard carries the same one. Whatever the "
+            "merged profile leaves out is named in a warning on stderr, with the remedy."
         ),
     )
     merge.add_argument("profiles", type=Path, nargs="+", help="profiles of the shards, in order")
@@ -303,8 +311,9 @@ def add_reference_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="driftd YAML config whose schema and labels paths name the columns (without "
-        "it: built-in defaults plus DRIFTD_ environment overrides)",
+        help="driftd YAML config whose schema and labels paths name the columns and whose "
+        "labels.decision_threshold the score calibration is fitted for (without it: "
+        "built-in defaults plus DRIFTD_ environment overrides)",
     )
     build.add_argument(
         "--grid-from",
@@ -312,8 +321,9 @@ def add_reference_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="GRID.json",
         help="profile on the bins, top categories and column kinds of this profile (say, "
-        "of a sample or the first shard) instead of the data's own, so that profiles of "
-        "shards can be merged; --n-fine, --n-coarse, --top-k and --categorical are then unused",
+        "of a sample or the first shard) instead of the data's own, and calibrate the scores "
+        "on its score calibration's bins, so that profiles of shards can be merged; "
+        "--n-fine, --n-coarse, --top-k and --categorical are then unused",
     )
     build.set_defaults(handler=_build_command)
     _add_tool_parsers(commands)

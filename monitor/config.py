@@ -722,17 +722,33 @@ class RelabelConfig(Section):
     as Label Studio import tasks (one JSON object per line), deduplicated by event id."""
 
     enabled: bool = False
-    """Write the queue; needs ``path`` (and the label-noise signal)."""
+    """Write the queue; needs ``path`` or ``topic`` (and the label-noise signal)."""
     path: Path | None = None
-    """File the tasks are appended to (created with mode 0600)."""
+    """File the tasks are appended to (created with mode 0600). Exactly one of ``path`` and
+    ``topic``."""
+    topic: TopicName | None = None
+    """Kafka topic the tasks are produced to instead of a file (key: the event id, value: the
+    task's JSON), on the brokers and with the client settings of ``kafka``."""
     top_n: int = Field(default=20, ge=1, le=10_000)
     """Tasks per segment and performance window at most: the pairs with the largest margin."""
     max_tasks: int = Field(default=100_000, ge=1)
-    """Tasks the file may hold; past it, new tasks are dropped and counted
-    (``driftd_relabel_tasks_dropped_total{reason="queue_full"}``) until the file is moved."""
+    """Tasks the file may hold (on a topic: tasks one process produces; the topic's retention
+    bounds what it holds); past it, new tasks are dropped and counted
+    (``driftd_relabel_tasks_dropped_total{reason="queue_full"}``) until the file is moved
+    (the daemon restarted)."""
     dedup_ids: int = Field(default=100_000, ge=1)
-    """Event ids remembered (the most recent, also read back from the file at start) so an
-    event is queued once."""
+    """Event ids remembered (the most recent, also read back from the file, or from the last
+    ``dedup_ids`` records of the topic, at start) so an event is queued once."""
+    feature_events: int = Field(default=50_000, ge=0, le=10_000_000)
+    """Pending events whose features are kept for their task at most: only those whose
+    prediction could make a suspicious pair; the oldest go first when full. 0: tasks carry
+    no features."""
+    max_features: int = Field(default=64, ge=1, le=10_000)
+    """Scalar features copied into a task at most (numeric first, in the decoder's order)."""
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """With ``topic``: how long one batch's tasks may wait for the broker (connection and
+    acknowledgement), and the read-back of ids at start; what is not acknowledged in time is
+    dropped and counted (``reason="delivery_failed"``)."""
     from_name: str = Field(default="label", min_length=1)
     """The ``name`` of the Choices tag of the Label Studio labeling config."""
     to_name: str = Field(default="event", min_length=1)
@@ -742,8 +758,10 @@ class RelabelConfig(Section):
 
     @model_validator(mode="after")
     def _needs_path(self) -> RelabelConfig:
-        if self.enabled and self.path is None:
-            raise ValueError("enabled needs path: the file the tasks go to")
+        if self.path is not None and self.topic is not None:
+            raise ValueError("path and topic are both set: the tasks go to one of them")
+        if self.enabled and self.path is None and self.topic is None:
+            raise ValueError("enabled needs path or topic: where the tasks go")
         return self
 
 
@@ -772,7 +790,9 @@ class LabelsConfig(Section):
     `regression`: numeric labels and predictions.
     """
     decision_threshold: float = Field(default=0.5, ge=0, le=1)
-    """A binary prediction at or above this score is the positive class."""
+    """A binary prediction at or above this score is the positive class. `driftd reference
+    build` fits the score calibration for it; a reference fitted for another threshold gets
+    no estimated performance (`driftd_performance_unmonitored`)."""
     regression_error: Literal["absolute", "squared"] = "absolute"
     """The error of a regression pair: `absolute` or `squared`."""
     ttl_seconds: float = Field(default=7 * 86_400.0, gt=0)

@@ -39,6 +39,7 @@ from monitor.ingest.file_source import FileSource
 from monitor.ingest.kafka.choice import kafka_source
 from monitor.ingest.kafka.metrics import kafka_collectors
 from monitor.ingest.source import Source
+from monitor.kafka.keyed_topic import KeyedTopic
 from monitor.state.checkpointer import (
     NoCheckpoint,
     StateCheckpointer,
@@ -140,6 +141,8 @@ def build_daemon(
         reference_store=reference_store,
         relearn_reference=relearn_reference,
     )
+    if relabel is not None:
+        daemon.closers.append(relabel.close)
     if server is not None:
         _refresh_metrics_after_batches(daemon, server, live_state)
     source.listen(daemon)
@@ -233,9 +236,10 @@ def _relabel_queue(
     checkpointer: AnyCheckpointer,
     reference_store: ReferenceStore | None,
 ) -> RelabelQueue | None:
-    """The relabel queue ``labels.relabel`` asks for, where the label-noise signal runs."""
+    """The relabel queue ``labels.relabel`` asks for (a file or a topic), where the
+    label-noise signal runs, with the store of the features its tasks carry."""
     cfg = settings.labels.relabel
-    if not cfg.enabled or cfg.path is None:
+    if not cfg.enabled or (cfg.path is None and cfg.topic is None):
         return None
     quality = pipeline.labels.quality if pipeline.labels is not None else None
     if quality is None or quality.noise is None:
@@ -246,8 +250,13 @@ def _relabel_queue(
             "and a reference with a score calibration are needed",
         )
         return None
+    if cfg.topic is not None:
+        topic = KeyedTopic(settings.kafka, cfg.topic, timeout_s=cfg.timeout_s, keep=cfg.dedup_ids)
+        return RelabelQueue(
+            None, settings.model, cfg, registry, sink=topic, features=quality.features
+        )
     try:
-        return RelabelQueue(cfg.path, settings.model, cfg, registry)
+        return RelabelQueue(cfg.path, settings.model, cfg, registry, features=quality.features)
     except OSError as exc:
         checkpointer.close()
         if reference_store is not None:

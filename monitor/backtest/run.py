@@ -95,6 +95,11 @@ def backtest_settings(settings: Settings, *, labels: bool) -> tuple[Settings, li
             "labels.enabled is true but no --labels file was given: no label is joined, "
             "so there is no performance, label drift or concept drift"
         )
+    if label_cfg.relabel.enabled:  # a replay must not feed the labelling team's queue
+        label_cfg = label_cfg.model_copy(
+            update={"relabel": label_cfg.relabel.model_copy(update={"enabled": False})}
+        )
+        notes.append("labels.relabel is not written in a backtest (the queue is production's)")
     kafka = settings.kafka
     if labels and kafka.labels_topic is None:
         kafka = kafka.model_copy(update={"labels_topic": DEFAULT_LABELS_TOPIC})

@@ -1,7 +1,8 @@
 """A plain-text live view for ``driftd demo`` and ``driftd run --view``.
 
 It leads with what a person watches for: one line per closed feature window (its
-tests closest to, or furthest past, their thresholds) and one per alert transition.
+tests closest to, or furthest past, their thresholds, with the multivariate and
+embedding tests of the same window when they breach) and one per alert transition.
 The label side, whose performance windows close every ``labels.window_pairs`` pairs
 per segment, would drown those lines, so it prints only when ADWIN detects a change
 in a segment's error stream; the label windows and joined pairs are counted for the
@@ -20,24 +21,45 @@ from detectors.rules import QUALITY_METHODS
 from monitor.engine.decision import Transition
 from monitor.engine.labels.monitor import ERROR_COLUMN, LABEL_COLUMN
 from monitor.engine.outcome import BatchOutcome
-from monitor.engine.results import DATASET_COLUMN, WINDOW_COLUMN
+from monitor.engine.results import DATASET_COLUMN, WINDOW_COLUMN, WindowResults
+from monitor.engine.segment_mix import MIX_METHOD, NEW_METHOD
 
 COUNT_METHODS = frozenset({"samples", "schema", "share"})
 """Rows that count things rather than measure drift; the window line leaves them out."""
 
 KINDS = (
     "feature drift",
+    "multivariate drift",
+    "embedding drift",
+    "estimated performance",
     "concept drift",
     "label drift",
+    "label noise",
     "fairness",
     "data quality",
     "dataset drift",
+    "segment mix",
+    "new segment",
 )
 """The kinds of alert the summary groups by, in the order it lists them."""
+
+METHOD_KINDS = {
+    # The engine's names for these methods (the emit side may not import their modules;
+    # tests/test_cli_demo.py holds them equal).
+    "multivariate": "multivariate drift",
+    "embedding": "embedding drift",
+    "perf_drop": "estimated performance",
+    "label_noise": "label noise",
+    MIX_METHOD: "segment mix",
+    NEW_METHOD: "new segment",
+}
+"""Methods whose alerts are a kind of their own, whatever their column."""
 
 
 def alert_kind(column: str, method: str) -> str:
     """The kind of alert a ``(column, method)`` state machine raises (one of ``KINDS``)."""
+    if method in METHOD_KINDS:  # before the columns: label noise is on ``__label__`` too
+        return METHOD_KINDS[method]
     if column == ERROR_COLUMN:
         return "concept drift"
     if column == LABEL_COLUMN:
@@ -104,18 +126,16 @@ class TerminalView:
         results = outcome.results
         if results is not None:
             self.windows += len(results)
+            # Multivariate and embedding rows close with the same segment windows: past
+            # their thresholds they join their segment's line. Not below: their score is
+            # a level (a mean error, a distance), near its threshold on every quiet window.
+            beside: dict[str, list[tuple[float, str, str, float]]] = {}
+            for extra in outcome.extra:
+                for row, segment in enumerate(extra.segments):
+                    breaches = [r for r in _ranked(extra, row) if r[0] >= 1.0]
+                    beside.setdefault(segment, []).extend(breaches)
             for row, segment in enumerate(results.segments):
-                # Ranked by score over threshold: scores of different methods do not
-                # compare, their distance to their own thresholds does.
-                worst: list[tuple[float, str, str, float]] = []
-                for method, scores in results.scores.items():
-                    thresholds = results.thresholds.get(method)
-                    if thresholds is None or method in COUNT_METHODS:
-                        continue
-                    for j, column in enumerate(results.columns):
-                        value, limit = float(scores[row, j]), float(thresholds[row, j])
-                        if not (math.isnan(value) or math.isnan(limit)) and limit > 0:
-                            worst.append((value / limit, method, column, value))
+                worst = _ranked(results, row) + beside.get(segment, [])
                 worst.sort(reverse=True)
                 shown = "  ".join(
                     f"{m}:{c}={v:.3g} ({r:.1f}x)" for r, m, c, v in worst[: self.columns]
@@ -189,6 +209,23 @@ class TerminalView:
                     else "    why: not something the stream injected (unexpected)"
                 )
         return lines
+
+
+def _ranked(results: WindowResults, row: int) -> list[tuple[float, str, str, float]]:
+    """(score / threshold, method, column, score) of one row's tests, counts left out.
+
+    Ranked by score over threshold: scores of different methods do not compare, their
+    distance to their own thresholds does."""
+    out: list[tuple[float, str, str, float]] = []
+    for method, scores in results.scores.items():
+        thresholds = results.thresholds.get(method)
+        if thresholds is None or method in COUNT_METHODS:
+            continue
+        for j, column in enumerate(results.columns):
+            value, limit = float(scores[row, j]), float(thresholds[row, j])
+            if not (math.isnan(value) or math.isnan(limit)) and limit > 0:
+                out.append((value / limit, method, column, value))
+    return out
 
 
 def _when(alerts: list[FiredAlert]) -> str:

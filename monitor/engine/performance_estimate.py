@@ -37,6 +37,7 @@ from detectors.perf_metrics import PERFORMANCE_METRICS
 from detectors.performance import PerformanceEstimate, PerformanceEstimator
 from detectors.profile import ReferenceProfile, performance_from_dict
 from monitor.config import PerformanceEstimationConfig, Settings, WindowsConfig
+from monitor.engine.labels.calibration_fit import threshold_mismatch
 from monitor.engine.results import WindowResults
 from monitor.engine.side_windows import SideWindows
 from monitor.engine.windows import Windows
@@ -95,17 +96,20 @@ def start_performance_estimate(
     if not cfg.enabled:
         return None, None
     reason = None
+    signals = ["perf_drop", "label_noise"]
     if settings.labels.task != "binary":
         reason = NOT_BINARY
     elif reference.performance is None:
         reason = NO_CALIBRATION
+    else:
+        # Estimates for another decision threshold than the configured one would be
+        # another classifier's: none (label noise needs no threshold and runs on).
+        reason = threshold_mismatch(reference.performance, settings.labels.decision_threshold)
+        signals = ["perf_drop"]
     if reason is not None:
         if reason != said:
             log.warning(
-                "performance_unmonitored",
-                model=settings.model,
-                signals=["perf_drop", "label_noise"],
-                reason=reason,
+                "performance_unmonitored", model=settings.model, signals=signals, reason=reason
             )
         return None, reason
     assert reference.performance is not None

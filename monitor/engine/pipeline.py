@@ -28,6 +28,7 @@ from monitor.engine.evaluate import Evaluator, segment_references
 from monitor.engine.explain import DriftExplainer, WindowBins
 from monitor.engine.labels.events import LabelDecoder
 from monitor.engine.labels.monitor import LabelMonitor, LabelOutcome
+from monitor.engine.labels.relabel_features import EventFeatures
 from monitor.engine.multivariate_window import (
     MultivariateWindows,
     start_multivariate,
@@ -46,7 +47,7 @@ from monitor.engine.windows import ClosedWindows, Windows
 from monitor.ingest.decode import DecodedBatch, Decoder
 from monitor.ingest.discovery import FeatureDiscovery
 from monitor.ingest.segments import SegmentTable
-from monitor.ingest.source import Record, TopicPartition
+from monitor.ingest.source import Record, RecordBatch, TopicPartition
 from monitor.ingest.warmup import HeldWarmup
 
 log = structlog.get_logger()
@@ -58,6 +59,11 @@ ABSENT_MIN_ROWS = 100
 _PARTITION_OF = attrgetter("topic", "partition")
 _OFFSET_OF = attrgetter("offset")
 _VALUE_OF = attrgetter("value")
+
+
+def _values(records: Sequence[Record]) -> list[bytes]:
+    """The messages of ``records``, taken from a batch's column where it has one."""
+    return records.values if isinstance(records, RecordBatch) else list(map(_VALUE_OF, records))
 
 
 def discover_features(settings: Settings, group_feature: str | None) -> FeatureDiscovery:
@@ -304,12 +310,15 @@ class Pipeline:
 
     def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
         """Run one poll batch through the data flow."""
-        # Offsets ascend within a partition, so the last record of each one wins (read
-        # with C-level getters: this runs for every record).
-        last = dict(zip(map(_PARTITION_OF, records), map(_OFFSET_OF, records), strict=True))
-        next_offsets = {tp: offset + 1 for tp, offset in last.items()}
+        if isinstance(records, RecordBatch):  # columns already: no tuple per record
+            next_offsets = records.next_offsets()
+        else:
+            # Offsets ascend within a partition, so the last record of each one wins (read
+            # with C-level getters: this runs for every record).
+            last = dict(zip(map(_PARTITION_OF, records), map(_OFFSET_OF, records), strict=True))
+            next_offsets = {tp: offset + 1 for tp, offset in last.items()}
         label_records: list[Record] = []
-        events = records
+        events: Sequence[Record] = records
         if self.labels is not None:
             label_records = [r for r in records if r.topic == self.label_topic]
             if label_records:
@@ -326,7 +335,7 @@ class Pipeline:
             else None
         )
         decoded = (
-            self.decoder.decode(list(map(_VALUE_OF, events)), now=now, kafka_ts=kafka_ts)
+            self.decoder.decode(_values(events), now=now, kafka_ts=kafka_ts)
             if self.decoder is not None
             else self._decoder((), ()).decode([])
         )
@@ -553,6 +562,7 @@ class Pipeline:
             rejected = [(label_records[r.index], r.reason, r.detail) for r in labels.rejections]
         group = self._group_values(decoded)
         predictions = (decoded.ids, seg, decoded.prediction, decoded.ts, group)
+        features = self._relabel_features(decoded)
         if refused.size:  # events the windows refused are not predictions either
             keep = np.ones(len(decoded), dtype=np.bool_)
             keep[refused] = False
@@ -564,8 +574,17 @@ class Pipeline:
                 decoded.ts[rows],
                 None if group is None else [group[i] for i in rows],
             )
-        outcome = self.labels.process(predictions, labels, tuple(self.segments.names))
+            features = None if features is None else features.take(rows)
+        outcome = self.labels.process(predictions, labels, tuple(self.segments.names), features)
         return outcome, rejected
+
+    def _relabel_features(self, decoded: DecodedBatch) -> EventFeatures | None:
+        """The batch's scalar feature columns, where the relabel queue keeps features."""
+        quality = self.labels.quality if self.labels is not None else None
+        if quality is None or quality.features is None or self.decoder is None:
+            return None
+        names = tuple(self.decoder.numeric_features)
+        return EventFeatures(names, decoded.numeric, decoded.categorical)
 
     def _note_event_time(
         self, closed: ClosedWindows, events: Sequence[Record], decoded: DecodedBatch

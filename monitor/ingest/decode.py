@@ -238,11 +238,13 @@ class Decoder:
             self._feature_objects.known,
             enabled=not keep_feature_objects,
             report_unexpected=report_unexpected,
+            vectors=self.vector_features,
         )
         features = schema.features.split(".") if schema.features else []
         reader = self._reader
         self._of_numeric = [reader.getter([*features, n]) for n in self.numeric_features]
         self._of_categorical = [reader.getter([*features, n]) for n in self.categorical_features]
+        self._of_vector = [reader.getter([*features, n]) for n in self.vector_features]
         self._numeric_row = (
             reader.feature_getter(self.numeric_features)
             if reader.enabled and len(self.numeric_features) > 1
@@ -342,17 +344,20 @@ class Decoder:
             )
             for name, getter in zip(self.categorical_features, self._of_categorical, strict=True)
         }
-        # A struct holds no array: a vector comes from a row read as a dict, or is absent.
+        # A struct's vector is an array of numbers of the right length, or None.
         vectors = {
             name: vector_rows(
-                rows.gather(_absent, values_of(dict_features, name)),
+                rows.gather(getter, values_of(dict_features, name)),
                 name,
                 dim,
                 problems,
                 invalid,
                 strict=strict,
+                checked=rows.typed is not None and not rows.dicts,
             )
-            for name, dim in self.vector_features.items()
+            for (name, dim), getter in zip(
+                self.vector_features.items(), self._of_vector, strict=True
+            )
         }
         keys = segment_keys(
             [
@@ -432,8 +437,3 @@ class Decoder:
                     )
                     problems.setdefault(row, ("other_model", detail))
         return models
-
-
-def _absent(_: Any) -> None:
-    """A struct's vector: none (structs hold no arrays)."""
-    return None

@@ -1,6 +1,7 @@
 """The built-in demo stream as a source: simulated credit-risk inference events.
 
-Each record is one event of ``monitor.ingest.demo_stream.DemoStream`` serialised with
+Each record is one event of ``monitor.ingest.demo_stream.DemoStream`` (with
+``stream_options``, by default ``SHOWCASE``: the episodes ``driftd demo`` shows) serialised with
 orjson, exactly as a model server would publish it to Kafka: topic ``demo``,
 partition 0, offset = the event's running index from 0. Event time starts at
 the moment the source is built (``start_ts``), so events pass the decoder's
@@ -29,12 +30,13 @@ import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
 import structlog
 
-from monitor.ingest.demo_stream import DemoBatch, DemoStream
+from monitor.ingest.demo_stream import SHOWCASE, DemoBatch, DemoStream
 from monitor.ingest.source import Record, TopicPartition, UngroupedSource
 
 __all__ = ["DEMO_LABELS_TOPIC", "DEMO_TOPIC", "DemoSource"]
@@ -62,6 +64,7 @@ class DemoSource(UngroupedSource):
         labels: bool = False,
         label_delay: tuple[int, int] = (2_000, 12_000),
         label_loss: float = 0.03,
+        stream_options: Mapping[str, Any] = SHOWCASE,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -73,10 +76,12 @@ class DemoSource(UngroupedSource):
         self.total_events = total_events
         self.rate = rate
         anchor = time.time() if start_ts is None else start_ts
-        if rate is None:
-            self.stream = DemoStream(seed=seed, start_ts=anchor)
-        else:
-            self.stream = DemoStream(seed=seed, start_ts=anchor, rate=float(rate))
+        fixed = sorted({"seed", "start_ts", "rate", "produced"} & set(stream_options))
+        if fixed:
+            raise ValueError(f"stream_options cannot set {fixed}: the source sets them")
+        # ``rate`` None leaves the stream's own event spacing.
+        paced: dict[str, Any] = {} if rate is None else {"rate": float(rate)}
+        self.stream = DemoStream(seed=seed, start_ts=anchor, **paced, **stream_options)
         if not 0 <= label_delay[0] <= label_delay[1]:
             raise ValueError(
                 f"label_delay must be (low, high) with 0 <= low <= high, got {label_delay}"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, overload
 
 TopicPartition = tuple[str, int]
 
@@ -36,6 +37,82 @@ def make_records(
     """Records from columns, one per position, without a Python call per message."""
     rows = zip(values, topics, partitions, offsets, timestamps_ms, strict=True)
     return list(map(_new_tuple, repeat(Record), rows))
+
+
+class RecordBatch(Sequence[Record]):
+    """One poll's records held as columns, a record made only when one is asked for.
+
+    What the librdkafka source returns: it reads every field of a batch column by column,
+    and the pipeline wants columns again (the values to decode, the last offset of each
+    partition), so making a tuple per message and taking it apart again is work thrown
+    away. Iterating or indexing gives ordinary ``Record`` tuples.
+    """
+
+    __slots__ = ("offsets", "partitions", "timestamps_ms", "topics", "values")
+
+    def __init__(
+        self,
+        values: list[bytes],
+        topics: list[str],
+        partitions: list[int],
+        offsets: list[int],
+        timestamps_ms: list[int | None],
+    ) -> None:
+        if not len(values) == len(topics) == len(partitions) == len(offsets) == len(timestamps_ms):
+            raise ValueError("every column of a record batch has one value per record")
+        self.values = values
+        self.topics = topics
+        self.partitions = partitions
+        self.offsets = offsets
+        self.timestamps_ms = timestamps_ms
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            return make_records(
+                self.values[index],
+                self.topics[index],
+                self.partitions[index],
+                self.offsets[index],
+                self.timestamps_ms[index],
+            )
+        return Record(
+            self.values[index],
+            self.topics[index],
+            self.partitions[index],
+            self.offsets[index],
+            self.timestamps_ms[index],
+        )
+
+    def __iter__(self) -> Iterator[Record]:
+        rows = zip(
+            self.values, self.topics, self.partitions, self.offsets, self.timestamps_ms, strict=True
+        )
+        return map(_new_tuple, repeat(Record), rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(map(operator.eq, self, other))
+
+    __hash__ = None  # type: ignore[assignment]  # compared by content, as a list
+
+    def __repr__(self) -> str:
+        return f"RecordBatch({list(self)!r})"
+
+    def next_offsets(self) -> dict[TopicPartition, int]:
+        """The offset after the last record of each partition (offsets ascend in one)."""
+        keys = zip(self.topics, self.partitions, strict=True)
+        last = dict(zip(keys, self.offsets, strict=True))
+        return {key: offset + 1 for key, offset in last.items()}
 
 
 class RebalanceListener(Protocol):
@@ -77,8 +154,9 @@ class Source(Protocol):
         """Whether the consumer group committed offsets before (None: cannot tell)."""
         ...
 
-    def poll(self, timeout_s: float) -> list[Record]:
-        """Up to one batch of records; an empty list when nothing arrived in time."""
+    def poll(self, timeout_s: float) -> Sequence[Record]:
+        """Up to one batch of records (a list, or a ``RecordBatch``); empty when nothing
+        arrived in time."""
         ...
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

@@ -19,7 +19,9 @@ path only makes the common message cheaper.
 What the typed path takes at each leaf (anything else goes to the exact path): numbers
 (integers within int64, floats) or null for a numeric feature, the prediction and the
 label; text or an integer or null for a categorical feature, the id and a segment path;
-text or null for the model; a number, text or null for the timestamp. A key that two
+text or null for the model; a number, text or null for the timestamp; for a vector
+feature, an array of exactly its length of numbers (integers within int64, floats), or
+null. A key that two
 roles read takes what both take. Intermediate objects (the features object too) must be
 present. The typed path is off (every message takes the exact path) when the paths
 conflict (a key both a value and an object, or a key JSON can only write with escapes),
@@ -45,7 +47,7 @@ needed the exact path, the rest of the batch goes there untried.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Annotated, Any, Union
@@ -66,6 +68,7 @@ LEARN_FROM = 32
 _INT64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _TYPES: dict[str, Any] = {"int": _INT64, "float": float, "str": str, "bool": bool}
 _SCALARS = (str, int, float, bool, type(None))
+_VECTOR = "vector:"
 _UNNAMEABLE = re.compile(r'[\x00-\x1f"\\]')
 SCALAR = frozenset({"str", "int", "float", "bool"})
 NUMBER = frozenset({"int", "float"})
@@ -116,6 +119,7 @@ class TypedReader:
         *,
         enabled: bool = True,
         report_unexpected: bool = True,
+        vectors: Mapping[str, int] | None = None,
     ) -> None:
         self.schema = schema
         self._decode: Callable[[bytes], Any] | None = None
@@ -137,6 +141,10 @@ class TypedReader:
             *((p.split("."), TEXT_OR_INT) for p in schema.segment_by),
             *(([*features, name], NUMBER) for name in numeric),
             *(([*features, name], TEXT_OR_INT) for name in categorical),
+            *(
+                ([*features, name], frozenset({_vector(dim)}))
+                for name, dim in (vectors or {}).items()
+            ),
         ]
         tree: _Tree = {}
         if not all(_add(tree, path, types) for path, types in leaves):
@@ -325,12 +333,25 @@ def _struct(tree: _Tree, name: str) -> tuple[type, Any]:
             child, blanks[attr] = _struct(node, f"{name}_{i}")
             fields.append((attr, child, msgspec.field(name=key)))
         else:
-            kinds = tuple(_TYPES[t] for t in sorted(node))
+            kinds = tuple(_type_of(t) for t in sorted(node))
             fields.append((attr, Union[(*kinds, None)], msgspec.field(default=None, name=key)))
     # gc=False: a struct holds scalars and structs only, so it can be in no cycle, and a
     # poll batch of tracked structs would set off collections (~1 us per event).
     struct = msgspec.defstruct(name, fields, kw_only=True, forbid_unknown_fields=True, gc=False)
     return struct, struct(**blanks)
+
+
+def _vector(dim: int) -> str:
+    """The leaf type name of a vector of ``dim`` numbers."""
+    return f"{_VECTOR}{dim}"
+
+
+def _type_of(name: str) -> Any:
+    """The msgspec type of a leaf type name."""
+    if name.startswith(_VECTOR):
+        dim = int(name.removeprefix(_VECTOR))
+        return Annotated[list[_INT64 | float], msgspec.Meta(min_length=dim, max_length=dim)]
+    return _TYPES[name]
 
 
 def _attribute_names(tree: _Tree) -> dict[str, Any]:

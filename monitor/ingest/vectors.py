@@ -15,7 +15,9 @@ against its feature by reason, like every other bad value, and its event is kept
 
 The common batch (every vector an array of ``dim`` JSON numbers) is checked with one
 ``set(map(type, ...))`` over its elements and converted with one numpy call; only a
-batch holding a bad vector is walked vector by vector.
+batch holding a bad vector is walked vector by vector. Where msgspec read every event
+(``typed_rows``: its structs take a vector only as an array of ``dim`` numbers), that
+check is done already (``checked``) and only the conversion and the finiteness remain.
 """
 
 from __future__ import annotations
@@ -42,16 +44,18 @@ def vector_rows(
     invalid: InvalidValues,
     *,
     strict: bool,
+    checked: bool = False,
 ) -> npt.NDArray[np.float64]:
     """The ``(len(values), dim)`` matrix of one vector feature (see the module docstring);
     bad vectors are listed in ``invalid`` as ``(row, name, reason)`` (or, ``strict``, in
-    ``problems``)."""
+    ``problems``). ``checked``: every present value is known to be a list of ``dim``
+    numbers."""
     out = np.full((len(values), dim), np.nan)
     rows = [i for i, v in enumerate(values) if v is not None]
     if not rows:
         return out
     present = [values[i] for i in rows]
-    if (
+    if checked or (
         set(map(type, present)) == {list}
         and all(len(v) == dim for v in present)
         and set(map(type, chain.from_iterable(present))) <= _NUMBERS

@@ -10,7 +10,8 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from monitor.backtest.inputs import events_input, labels_input
-from monitor.config import LabelsConfig, SchemaConfig
+from monitor.backtest.run import backtest_settings
+from monitor.config import LabelsConfig, SchemaConfig, Settings
 from monitor.errors import SourceError
 from tests.backtest.streams import write_table
 
@@ -108,3 +109,15 @@ def test_unreadable_inputs_raise_source_errors(
     with pytest.raises(SourceError, match=message) as raised:
         events_input(path, SCHEMA)
     assert raised.value.source == str(path)
+
+
+def test_a_backtest_never_writes_the_relabel_queue(tmp_path: Path) -> None:
+    """The production relabel queue is switched off for a replay, with a note saying so."""
+    queue = tmp_path / "queue.jsonl"
+    settings = Settings(
+        model="m",
+        labels={"enabled": True, "relabel": {"enabled": True, "path": queue}},  # type: ignore[arg-type]
+    )
+    replay, notes = backtest_settings(settings, labels=True)
+    assert settings.labels.relabel.enabled and not replay.labels.relabel.enabled
+    assert any("labels.relabel" in note for note in notes)

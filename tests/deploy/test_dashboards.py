@@ -49,6 +49,37 @@ SEGMENT_PANELS = {
     "ADWIN mean error",
 }
 
+# Every metric family of issue 17 (estimated performance before labels, realized against
+# estimated, label noise and the relabel queue, multivariate and embedding drift, segment
+# mix and new segments, and what cannot be monitored) is read by some panel.
+BEYOND_UNIVARIATE_METRICS = {
+    "driftd_estimated_performance",
+    "driftd_estimated_performance_on_pairs",
+    "driftd_realized_performance_on_pairs",
+    "driftd_performance_drop",
+    "driftd_performance_drop_threshold",
+    "driftd_performance_unmonitored",
+    "driftd_label_noise_share",
+    "driftd_label_noise_threshold",
+    "driftd_relabel_tasks_total",
+    "driftd_relabel_tasks_dropped_total",
+    "driftd_relabel_queue_tasks",
+    "driftd_relabel_tasks_without_features_total",
+    "driftd_relabel_feature_events",
+    "driftd_relabel_feature_events_evicted_total",
+    "driftd_multivariate_reconstruction_error",
+    "driftd_multivariate_reconstruction_error_threshold",
+    "driftd_multivariate_reconstruction_error_lower",
+    "driftd_multivariate_unmonitored",
+    "driftd_embedding_drift_distance",
+    "driftd_embedding_drift_threshold",
+    "driftd_embedding_unmonitored",
+    "driftd_segment_mix_score",
+    "driftd_segment_mix_threshold",
+    "driftd_segment_mix_new_share",
+    "driftd_segment_new",
+}
+
 DASHBOARDS = load_dashboards()
 
 
@@ -123,6 +154,12 @@ def test_required_panels() -> None:
     titles = {d["uid"]: {p["title"] for p in panels(d)} for d in DASHBOARDS.values()}
     assert titles["driftd-overview"] >= OVERVIEW_PANELS
     assert titles["driftd-segment"] >= SEGMENT_PANELS
+
+
+def test_every_beyond_univariate_metric_has_a_panel() -> None:
+    """Each issue-17 metric family is read by at least one panel query."""
+    read = {name for q in all_queries() for name in metric_names(q.expr)}
+    assert BEYOND_UNIVARIATE_METRICS - read == set()
 
 
 def test_drift_score_panels_show_thresholds() -> None:

@@ -1,8 +1,9 @@
 """Every dashboard query against a real Prometheus scraping a real daemon on real Kafka.
 
 The daemon consumes a drift scenario (the demo stream with a feature shift in ``west``,
-plus a few poison messages for the rejection and dead-letter series, and its delayed
-labels) from a real broker, checkpointing every second. Prometheus scrapes it every second and
+whose events carry a short embedding vector, plus a few poison messages for the
+rejection and dead-letter series, and its delayed labels) from a real broker,
+checkpointing every second and writing a relabel queue. Prometheus scrapes it every second and
 evaluates driftd's recording and alert rules. Then every panel expression and every
 variable query of the generated dashboards, with the variables substituted, must
 evaluate without error and return data through the HTTP API.
@@ -25,7 +26,8 @@ from prometheus_client import CollectorRegistry
 from detectors.profile import build_profile
 from detectors.segment_mix import SegmentMix
 from monitor.app import Daemon
-from monitor.config import MultivariateDriftConfig, Settings
+from monitor.config import EmbeddingDriftConfig, MultivariateDriftConfig, Settings
+from monitor.engine.embedding_window import fit_embeddings
 from monitor.engine.labels.calibration_fit import fit_performance
 from monitor.engine.multivariate_window import fit_multivariate
 from monitor.ingest.demo_stream import DemoStream
@@ -47,6 +49,9 @@ SEGMENT = "west"
 EVENTS = 30_000
 SHIFT_AT = 12_000
 NEW_SEGMENT = "east"
+VECTOR = "embedding"
+"""The vector feature (schema.vector_features) of every event, for the embedding panel."""
+VECTOR_DIM = 8
 POISON = [b"{not json", b"", b'{"id": "x", "ts": "yesterday", "features": {}}', b"[1, 2]"]
 
 SUBSTITUTIONS = {
@@ -81,10 +86,16 @@ class Live:
     daemon: Daemon
 
 
+def _vectors(n: int, seed: int) -> list[list[float]]:
+    """``n`` short embedding vectors, rounded so the messages stay small."""
+    rows = np.random.default_rng(seed).normal(size=(n, VECTOR_DIM)).round(3)
+    return [list(row) for row in rows.tolist()]
+
+
 def _write_reference(path: Path) -> None:
     """A reference built as ``driftd reference build`` would from labelled training data (a
-    separate demo sample): profiles, the segment mix, the multivariate model and the
-    score calibration, so that every panel of the new methods has data."""
+    separate demo sample): profiles, the segment mix, the multivariate model, the score
+    calibration and an embedding model, so that every panel of the new methods has data."""
     batch = DemoStream(seed=99).next_batch(40_000)
     columns: dict[str, Any] = dict(batch.numeric)
     # The segment path is no feature (inside a segment it is constant), as in a build.
@@ -97,6 +108,10 @@ def _write_reference(path: Path) -> None:
         columns, list(batch.numeric), MultivariateDriftConfig()
     )
     assert performance is not None and multivariate is not None, (why_not, why_not_mv)
+    embeddings, why_not_embedded = fit_embeddings(
+        {VECTOR: _vectors(4_000, seed=98)}, EmbeddingDriftConfig(dimensions=4)
+    )
+    assert VECTOR in embeddings, why_not_embedded
     regions, counts = np.unique(batch.segment, return_counts=True)
     segments = SegmentMix.from_counts(dict(zip(regions.tolist(), counts.tolist(), strict=True)))
     profile = replace(
@@ -104,6 +119,7 @@ def _write_reference(path: Path) -> None:
         segments=segments,
         performance=performance,
         multivariate=multivariate,
+        embeddings=embeddings,
         version="",
     )
     path.write_bytes(orjson.dumps(profile.to_dict()))
@@ -124,7 +140,7 @@ def _settings(
     return Settings(
         model=MODEL,
         kafka=kafka,  # type: ignore[arg-type]
-        schema={"segment_by": ["features.region"]},  # type: ignore[arg-type]
+        schema={"segment_by": ["features.region"], "vector_features": [VECTOR]},  # type: ignore[arg-type]
         reference={"path": reference},  # type: ignore[arg-type]
         windows={"size_events": 1_500, "min_samples": 500},  # type: ignore[arg-type]
         metrics={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
@@ -132,6 +148,7 @@ def _settings(
             "enabled": True,
             "window_pairs": 500,
             "group_by": "features.employment_type",
+            "relabel": {"enabled": True, "path": state / "relabel.jsonl"},
         },
         checkpoint={"directory": state, "interval_s": 1.0},  # type: ignore[arg-type]
     )
@@ -143,6 +160,11 @@ def _produce_scenario(bootstrap: str, topic: str, labels_topic: str) -> int:
     stream.start_ts = time.time() - EVENTS / stream.rate
     batch = stream.next_batch(EVENTS)
     events = batch.events()
+    # Vectors in the drill-down's segment only: the embedding panel reads west, and the
+    # scenario stays about as quick to produce and consume as without them.
+    in_west = [e for e in events if e["features"]["region"] == SEGMENT]
+    for event, vector in zip(in_west, _vectors(len(in_west), seed=7), strict=True):
+        event["features"][VECTOR] = vector
     # A trickle of a region the reference never saw, for the new-segment series: an odd
     # step, so that both partitions carry it (each segment-mix window then holds some).
     for i in range(9_000, EVENTS, 101):

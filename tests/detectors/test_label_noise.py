@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from detectors.label_noise import ConfidentThresholds, LabelNoiseDetector, LabelNoiseTest
-from detectors.perf_relabel import label_studio_task
+from detectors.perf_relabel import could_be_suspicious, label_studio_task
 from detectors.rules import BREACH, SKIP
 
 
@@ -160,6 +160,28 @@ def test_detector_accepts_binary_and_multiclass_rows() -> None:
 
 
 # ------------------------------------------------------------------ Label Studio
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 4))
+def test_could_be_suspicious_is_suspicious_under_some_label(seed: int, n_classes: int) -> None:
+    """A prediction can become suspicious exactly when some label makes it so (brute force)."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.full(n_classes, 0.6), 60)
+    probs[::7] = np.round(probs[::7], 1)  # ties with the thresholds and between classes
+    probs[5] = np.nan
+    if n_classes == 2:
+        probs[:, 0] = 1.0 - probs[:, 1]  # the matrix a positive-class score stands for
+    t = np.round(rng.uniform(0.3, 0.9, n_classes), 1)
+    ct = ConfidentThresholds(t, 100, 5)
+    want = [
+        any(_brute_force(row[None, :], np.array([y]), t)[0] for y in range(n_classes))
+        and bool(np.isfinite(row).all())
+        for row in probs
+    ]
+    assert could_be_suspicious(ct, probs).tolist() == want
+    if n_classes == 2:
+        assert could_be_suspicious(ct, probs[:, 1]).tolist() == want
 
 
 def test_label_studio_task_is_the_documented_import_format() -> None:

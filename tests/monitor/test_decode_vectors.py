@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from monitor.config import SchemaConfig
 from monitor.ingest.decode import INVALID_REASONS, Decoder
+from monitor.ingest.feature_objects import FeatureObjects
+from monitor.ingest.typed_rows import TypedReader
 
 DIM = 4
 NOW = 1_700_000_000.0
@@ -101,3 +103,43 @@ def test_lenient_non_finite_numbers_are_counted() -> None:
     assert batch.invalid == {("embedding", "not_finite"): 1}
     assert math.isnan(batch.vectors["embedding"][0, 0])
     assert batch.vectors["embedding"][1].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+TOKENS = [
+    b"[1, 2.5, -0.0, 1e308]",
+    b"[9223372036854775807, -9223372036854775808, 0, 1]",
+    b"[9223372036854775808, 1, 2, 3]",  # beyond int64: the exact path judges
+    b"[1e999, 1, 2, 3]",
+    b"[true, 1, 2, 3]",
+    b"[1, 2, 3]",
+    b"[[1], 2, 3, 4]",
+    b'["1", 2, 3, 4]',
+    b"null",
+    b"[1, 2, 3, 4, 5]",
+]
+
+
+def test_struct_read_vectors_equal_the_exact_path_token_by_token() -> None:
+    """Vectors msgspec reads give the exact path's rows and counts, alone or mixed."""
+    exact = Decoder(
+        SchemaConfig(),
+        ["x"],
+        [],
+        now=NOW,
+        require_id=False,
+        vector_features={"embedding": DIM},
+        keep_feature_objects=True,
+    )
+    template = b'{"id": "e%d", "ts": 1700000000, "features": {"x": 1, "embedding": %s}}'
+    messages = [template % (i, token) for i, token in enumerate(TOKENS)]
+    for batch in ([m] for m in messages[:3]), [messages]:
+        for part in batch:
+            typed, plain = decoder().decode(part), exact.decode(part)
+            assert repr(typed.vectors["embedding"].tolist()) == repr(
+                plain.vectors["embedding"].tolist()
+            )
+            assert typed.invalid == plain.invalid and typed.rejections == plain.rejections
+    known = FeatureObjects(SchemaConfig(), ("x", "embedding")).known
+    reader = TypedReader(SchemaConfig(), ["x"], [], known, vectors={"embedding": DIM})
+    rows = reader.read(messages[:2], 1 << 20)
+    assert rows.typed is not None and rows.dicts == []  # read as structs, not as dicts

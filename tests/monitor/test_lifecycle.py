@@ -88,6 +88,20 @@ def test_second_signal_forces_exit_without_saving() -> None:
     assert daemon.stats.batches == 0 and daemon.stats.commits == 0
 
 
+def test_shutdown_closes_every_output_even_after_one_fails() -> None:
+    """Outputs beside the pipeline are closed at shutdown; one that raises stops none."""
+    daemon = _demo_daemon(100)
+    closed: list[str] = []
+
+    def failing() -> None:
+        closed.append("first")
+        raise OSError("disk gone")
+
+    daemon.closers.extend([failing, lambda: closed.append("second")])
+    assert daemon.run() == 0
+    assert closed == ["first", "second"]
+
+
 def test_run_captures_the_signal_handlers_and_restores_them() -> None:
     """While run() runs, SIGTERM and SIGINT go to the daemon; afterwards the old ones are back."""
     seen: list[Any] = []

@@ -72,6 +72,7 @@ from monitor.engine.labels.events import LabelBatch
 from monitor.engine.labels.join import JoinedPairs, JoinStore
 from monitor.engine.labels.pair_quality import PairQuality, RelabelCandidate
 from monitor.engine.labels.performance import ClosedPerformance, PerformanceWindows, error_signal
+from monitor.engine.labels.relabel_features import EventFeatures
 from monitor.engine.results import WindowResults
 from monitor.engine.windows import Windows
 from monitor.ingest.watermark import EventClock
@@ -223,8 +224,10 @@ class LabelMonitor:
         predictions: tuple[list[str], IntArray, FloatArray, FloatArray, list[str | None] | None],
         labels: LabelBatch | None,
         segment_names: tuple[str, ...],
+        features: EventFeatures | None = None,
     ) -> LabelOutcome:
-        """Join this batch's predictions and labels, and score what the pairs closed."""
+        """Join this batch's predictions and labels, and score what the pairs closed;
+        ``features`` are the predictions' (for the relabel queue's tasks)."""
         ids, segments, scores, ts, group_values = predictions
         groups = (
             self.groups.codes(group_values)
@@ -233,6 +236,8 @@ class LabelMonitor:
         )
         parts = []
         if ids:
+            if self.quality is not None:  # before the join: a waiting label matches at once
+                self.quality.keep_features(ids, scores, ts, features)
             parts.append(self.join.add_predictions(ids, segments, scores, ts, groups))
             self.prediction_clock.advance(np.asarray(ts, dtype=np.float64))
         out = LabelOutcome()
@@ -241,8 +246,10 @@ class LabelMonitor:
             self.label_clock.advance(np.asarray(labels.ts, dtype=np.float64))
             out.labels = len(labels)
             self.labels_seen += len(labels)
-        self._expire()
         pairs = JoinedPairs.concat(parts) if parts else JoinedPairs.empty()
+        # Before the expiry: these pairs joined while their prediction was still waiting.
+        taken = self.quality.take_features(pairs.ids) if self.quality is not None else None
+        self._expire()
         out.matched = len(pairs)
         if not len(pairs):
             return out
@@ -256,7 +263,7 @@ class LabelMonitor:
         closed = self.performance.add(pairs)
         out.results.extend(self._in_pair_order(detections, closed, pairs, segment_names))
         if self.quality is not None:
-            quality = self.quality.add(pairs, ordinal, segment_names)
+            quality = self.quality.add(pairs, ordinal, segment_names, taken)
             out.results.extend(quality.results)
             out.relabel = quality.candidates
         label_results = self._label_drift(pairs, segment_names)
@@ -275,6 +282,8 @@ class LabelMonitor:
         if not np.isfinite(watermark):
             return
         predictions, labels = self.join.expire(watermark)
+        if self.quality is not None:
+            self.quality.expire_features(watermark - self.cfg.ttl_seconds)
         if predictions or labels:
             log.info(
                 "label_join_expired",

@@ -15,20 +15,26 @@ do not depend on the batch cut. A window keeps, per segment:
   one row of :class:`~monitor.engine.results.WindowResults` (column ``__label__``,
   method ``label_noise``) for the decision book;
 - the ``top_n`` most suspicious pairs of the open window (largest margin first, ties by
-  arrival): on close they are the window's relabel candidates.
+  arrival), each with its event's features where they were kept: on close they are the
+  window's relabel candidates.
 
 Everything is additive counts plus a bounded candidate list, so memory is
-``O(segments x (bins + top_n))`` whatever the traffic.
+``O(segments x (bins + top_n))`` whatever the traffic; besides, with the relabel queue
+on, the features of the pending events that could become candidates wait in a store of
+their own, bounded too (:mod:`monitor.engine.labels.relabel_features`). The held
+candidates' features are checkpointed (``top_n`` per segment at most), that store is not.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
+import orjson
 
 from detectors.base import IntArray, State
 from detectors.label_noise import STATS_WIDTH, LabelNoiseTest
@@ -36,7 +42,9 @@ from detectors.perf_metrics import PERFORMANCE_METRICS
 from detectors.performance import PerformanceEstimator
 from detectors.profile import performance_from_dict
 from monitor.config import Settings
+from monitor.engine.labels.calibration_fit import threshold_mismatch
 from monitor.engine.labels.join import JoinedPairs
+from monitor.engine.labels.relabel_features import EventFeatures, RelabelFeatures, TakenFeatures
 from monitor.engine.results import WindowResults
 
 LABEL_COLUMN: Final = "__label__"
@@ -52,6 +60,14 @@ class RelabelCandidate:
     prediction: float
     label: int
     margin: float
+    features: Mapping[str, object] | None = None
+    """The event's scalar features (None where they were not kept)."""
+    missing: str = ""
+    """Why ``features`` is None (``relabel_features.MISSING_REASONS``); empty if it is not."""
+
+
+Held = tuple[float, str, float, int, dict[str, object] | None, str]
+"""A candidate of an open window: margin, id, prediction, label, features, missing reason."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,7 @@ class PairQuality:
         estimator: PerformanceEstimator | None,
         noise: LabelNoiseTest | None,
         top_n: int = 0,
+        features: RelabelFeatures | None = None,
     ) -> None:
         if estimator is None and noise is None:
             raise ValueError("pair quality needs an estimator, a label-noise test or both")
@@ -98,7 +115,9 @@ class PairQuality:
         width = 2 * estimator.n_bins + 1 if estimator is not None else 0
         self._outcomes = np.zeros((0, width), np.int64)
         self._noise = np.zeros((0, STATS_WIDTH), np.int64)
-        self._candidates: dict[int, list[tuple[float, str, float, int]]] = {}
+        self._candidates: dict[int, list[Held]] = {}
+        self.features = features if self.top_n else None
+        """The features of pending events that could become candidates (None: not kept)."""
         self._lock = threading.Lock()
         self._latest: dict[str, PairQualityLatest] = {}
 
@@ -111,7 +130,12 @@ class PairQuality:
         if performance is None or settings.labels.task != "binary":
             return None
         estimator, noise = performance_from_dict(performance)
-        use_estimator = settings.detectors.performance_estimation.enabled
+        # A calibration fitted for another threshold estimates another confusion matrix:
+        # no estimate then (start_performance_estimate logs it once for both).
+        use_estimator = (
+            settings.detectors.performance_estimation.enabled
+            and threshold_mismatch(performance, settings.labels.decision_threshold) is None
+        )
         noise_cfg = settings.labels.noise
         if noise_cfg.enabled:
             noise = LabelNoiseTest(
@@ -123,12 +147,18 @@ class PairQuality:
         relabel = settings.labels.relabel
         if not use_estimator and not noise_cfg.enabled:
             return None
+        features = None
+        if relabel.enabled and noise_cfg.enabled and relabel.feature_events:
+            features = RelabelFeatures(
+                noise.thresholds, relabel.feature_events, relabel.max_features, settings.model
+            )
         return cls(
             settings.model,
             settings.labels.window_pairs,
             estimator if use_estimator else None,
             noise if noise_cfg.enabled else None,
             relabel.top_n if relabel.enabled else 0,
+            features,
         )
 
     def ensure_segments(self, n_segments: int) -> None:
@@ -142,13 +172,40 @@ class PairQuality:
         self._noise = np.concatenate([self._noise, np.zeros((extra, STATS_WIDTH), np.int64)])
         self.n_segments = n_segments
 
+    # -- the features of pending events ---------------------------------------------
+
+    def keep_features(
+        self,
+        ids: Sequence[str],
+        prediction: npt.ArrayLike,
+        ts: npt.ArrayLike,
+        features: EventFeatures | None,
+    ) -> None:
+        """Before the join: keep the features of the predictions that could become
+        candidates."""
+        if self.features is not None and features is not None and len(ids):
+            self.features.keep(ids, prediction, ts, features)
+
+    def take_features(self, ids: Sequence[str]) -> TakenFeatures | None:
+        """After the join: the joined events' features, out of the store."""
+        return self.features.take(ids) if self.features is not None else None
+
+    def expire_features(self, cutoff: float) -> None:
+        """With the join's expiry: drop the features of predictions older than ``cutoff``."""
+        if self.features is not None:
+            self.features.expire(cutoff)
+
     # -- per batch -----------------------------------------------------------------
 
     def add(
-        self, pairs: JoinedPairs, ordinal: IntArray, names: tuple[str, ...]
+        self,
+        pairs: JoinedPairs,
+        ordinal: IntArray,
+        names: tuple[str, ...],
+        taken: TakenFeatures | None = None,
     ) -> PairQualityOutcome:
-        """Count a batch of pairs (``ordinal``: each pair's number within its segment);
-        the rows and candidates of the windows it closed."""
+        """Count a batch of pairs (``ordinal``: each pair's number within its segment;
+        ``taken``: their kept features); the rows and candidates of the windows it closed."""
         out = PairQualityOutcome([], [])
         if not len(pairs):
             return out
@@ -176,7 +233,7 @@ class PairQuality:
         if self.noise is not None:
             noise = self.noise.accumulate(group, pairs.prediction, pairs.label, n_groups)
             noise[continues] += self._noise[g_seg[continues]]
-        candidates = self._group_candidates(pairs, group, g_seg, continues, n_groups)
+        candidates = self._group_candidates(pairs, group, g_seg, continues, n_groups, taken)
         # The open windows are the groups that did not close.
         still_open = np.flatnonzero(~closes)
         reset = np.unique(g_seg[closes])
@@ -208,8 +265,8 @@ class PairQuality:
         for g in done.tolist():
             name = names[int(g_seg[g])]
             out.candidates.extend(
-                RelabelCandidate(name, event_id, prediction, label, margin)
-                for margin, event_id, prediction, label in candidates[g]
+                RelabelCandidate(name, event_id, prediction, label, margin, features, missing)
+                for margin, event_id, prediction, label, features, missing in candidates[g]
             )
         return out
 
@@ -220,10 +277,11 @@ class PairQuality:
         g_seg: IntArray,
         continues: IntArray,
         n_groups: int,
-    ) -> list[list[tuple[float, str, float, int]]]:
+        taken: TakenFeatures | None,
+    ) -> list[list[Held]]:
         """Each group's ``top_n`` most suspicious pairs (with its open window's, if it
         continues one), largest margin first."""
-        found: list[list[tuple[float, str, float, int]]] = [[] for _ in range(n_groups)]
+        found: list[list[Held]] = [[] for _ in range(n_groups)]
         if self.noise is None or self.top_n == 0 or len(pairs.ids) != len(pairs):
             return found
         rows = self.noise.most_suspicious(group, pairs.prediction, pairs.label, self.top_n)
@@ -232,12 +290,17 @@ class PairQuality:
                 pairs.prediction[rows], pairs.label[rows]
             ).margin
             for row, margin in zip(rows.tolist(), margins.tolist(), strict=True):
+                event_id = pairs.ids[row]
+                features = taken.row(event_id) if taken is not None else None
+                missing = "" if features is not None else self._missing(pairs, row)
                 found[int(group[row])].append(
                     (
                         float(margin),
-                        pairs.ids[row],
+                        event_id,
                         float(pairs.prediction[row]),
                         int(pairs.label[row]),
+                        features,
+                        missing,
                     )
                 )
         for g in np.flatnonzero(continues).tolist():
@@ -247,6 +310,12 @@ class PairQuality:
                 merged.sort(key=lambda c: -c[0])  # stable: arrival order within a margin
                 found[g] = merged[: self.top_n]
         return found
+
+    def _missing(self, pairs: JoinedPairs, row: int) -> str:
+        """Why the features of pair ``row`` were not kept."""
+        if self.features is None:
+            return "not_captured"
+        return self.features.missing_reason(float(pairs.prediction_ts[row]))
 
     def _close(
         self,
@@ -338,6 +407,11 @@ class PairQuality:
             "candidate_id": [c[1] for _, cs in held for c in cs],
             "candidate_prediction": np.asarray([c[2] for _, cs in held for c in cs], np.float64),
             "candidate_label": np.asarray([c[3] for _, cs in held for c in cs], np.int64),
+            # JSON text per candidate ("" where none were kept): bounded by top_n a segment.
+            "candidate_features": [
+                "" if c[4] is None else orjson.dumps(c[4]).decode() for _, cs in held for c in cs
+            ],
+            "candidate_missing": [c[5] for _, cs in held for c in cs],
         }
 
     def load_state_dict(self, state: State) -> None:
@@ -352,12 +426,23 @@ class PairQuality:
         self._outcomes, self._noise = outcomes.copy(), noise.copy()
         self.n_segments = int(outcomes.shape[0])
         self._candidates = {}
-        for s, margin, event_id, prediction, label in zip(
+        n = len(state["candidate_id"])
+        # Older state has no features: its candidates lost them in the restart.
+        texts = [str(t) for t in state.get("candidate_features", [""] * n)]
+        missing = [str(m) for m in state.get("candidate_missing", ["restart"] * n)]
+        for s, margin, event_id, prediction, label, text, reason in zip(
             np.asarray(state["candidate_segment"], np.int64).tolist(),
             np.asarray(state["candidate_margin"], np.float64).tolist(),
             [str(i) for i in state["candidate_id"]],
             np.asarray(state["candidate_prediction"], np.float64).tolist(),
             np.asarray(state["candidate_label"], np.int64).tolist(),
+            texts,
+            missing,
             strict=True,
         ):
-            self._candidates.setdefault(s, []).append((margin, event_id, prediction, label))
+            features = orjson.loads(text) if text else None
+            self._candidates.setdefault(s, []).append(
+                (margin, event_id, prediction, label, features, reason)
+            )
+        if self.features is not None:
+            self.features.forget()  # not checkpointed: what it held is lost

@@ -54,6 +54,7 @@ def build_reference(
     grid: ReferenceProfile | None = None,
     multivariate: MultivariateDriftConfig | None = None,
     embedding: EmbeddingDriftConfig | None = None,
+    decision_threshold: float = 0.5,
 ) -> ReferenceProfile:
     """Profile the training data in ``input_path`` and write it to ``output_path``.
 
@@ -68,7 +69,10 @@ def build_reference(
     ``detectors.multivariate_drift``) says whether and how the PCA of the numeric
     features is fitted (with two or more, and no ``grid``: a shard's PCA would not merge),
     ``embedding`` (likewise) that of each ``schema.vector_features`` column, which is left
-    out of the profile's columns.
+    out of the profile's columns. ``decision_threshold`` (``labels.decision_threshold``)
+    is where the score calibration puts the predicted classes apart; with a ``grid``
+    carrying a calibration, the shard is calibrated on the grid's bins and label-noise
+    thresholds, so that shards' calibrations merge too.
 
     Raises ``ReferenceProfileError`` (naming the file at fault) when the input is
     missing, unreadable, empty or cannot be profiled, or the output cannot be written.
@@ -174,7 +178,12 @@ def build_reference(
         profile = replace(profile, segments=segments, version="")
     if prediction is not None and label is not None:
         # A binary classifier's reference: calibrate its scores (CBPE, label noise).
-        performance, why_not = fit_performance(columns[prediction], columns[label])
+        performance, why_not = fit_performance(
+            columns[prediction],
+            columns[label],
+            threshold=decision_threshold,
+            grid=grid.performance if grid is not None else None,
+        )
         if performance is not None:
             profile = replace(profile, performance=performance, version="")
         elif warn is not None:

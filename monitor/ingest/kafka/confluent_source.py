@@ -61,8 +61,8 @@ from monitor.ingest.kafka.member import (
 from monitor.ingest.source import (
     PartitionsCallback,
     Record,
+    RecordBatch,
     TopicPartition,
-    make_records,
 )
 from monitor.kafka.confluent import (
     StructlogBridge,
@@ -80,7 +80,6 @@ log = structlog.get_logger()
 
 _first = itemgetter(0)
 _second = itemgetter(1)
-_topic_partition = itemgetter(1, 2)
 """A record's (topic, partition)."""
 
 
@@ -126,12 +125,12 @@ class ConfluentSource(KafkaMember):
         self._bridge = StructlogBridge("consumer")
         self._lag = LagTracker(self.kafka_errors, (*self._failure_types, OSError))
         self._rebalances = ConfluentRebalances(on_assign, on_revoke, self.kafka_errors, self._lag)
-        self._held: list[Record] = []
+        self._held: Sequence[Record] = []
         self._message_errors_seen: set[str] = set()
 
     # ------------------------------------------------------------------ poll
 
-    def poll(self, timeout_s: float) -> list[Record]:
+    def poll(self, timeout_s: float) -> Sequence[Record]:
         """Up to ``kafka.max_poll_records`` records, by partition then offset; [] if none in time.
 
         Broker errors are logged, counted and retried with backoff, never raised.
@@ -175,12 +174,12 @@ class ConfluentSource(KafkaMember):
             self._confirm_idle(consumer)
         return records
 
-    def _records(self, messages: Sequence[Message]) -> list[Record]:
+    def _records(self, messages: Sequence[Message]) -> Sequence[Record]:
         """The messages as records, grouped by partition (in order), errors logged and
         counted; the lag tracker learns where each partition's reading started.
 
-        Column by column (one C-level ``map`` per field, the records made from the
-        columns), as a Python statement per message would cost more than the parse."""
+        Column by column (one C-level ``map`` per field) into a ``RecordBatch``, as a
+        Python statement or a tuple per message would cost more than the parse."""
         message = self._message_type
         errors = list(map(message.error, messages))
         if any(map(is_not, errors, repeat(None))):  # by identity: KafkaError == None raises
@@ -201,13 +200,20 @@ class ConfluentSource(KafkaMember):
         times = list(map(_second, stamps))
         if 0 in set(map(_first, stamps)) or min(times) < 0:  # kind 0: none available
             times = [stamp if kind and stamp >= 0 else None for kind, stamp in stamps]
-        # The first offset of each partition: the last one written wins, so go backwards.
         keys = list(zip(topics, partitions, strict=True))
-        self._lag.note_first_offsets(dict(zip(reversed(keys), reversed(offsets), strict=True)))
-        records = make_records(values, topics, partitions, offsets, times)
         if len(set(keys)) > 1:  # librdkafka may interleave partitions message by message
-            records.sort(key=_topic_partition)  # stable: offsets stay in order
-        return records
+            order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: offsets in order
+            if order != list(range(len(order))):
+                take = itemgetter(*order)
+                keys, topics, partitions = (
+                    list(take(keys)),
+                    list(take(topics)),
+                    list(take(partitions)),
+                )
+                offsets, values, times = list(take(offsets)), list(take(values)), list(take(times))
+        # The first offset of each partition: the last one written wins, so go backwards.
+        self._lag.note_first_offsets(dict(zip(reversed(keys), reversed(offsets), strict=True)))
+        return RecordBatch(values, topics, partitions, offsets, times)
 
     def _message_error(self, error: KafkaError) -> None:
         """A partition-level error in place of a message (a subscribed topic that does not

@@ -208,6 +208,8 @@ def test_reference_build_saves_the_calibration_and_it_loads_back(tmp_path: Path)
     [
         ("detectors:\n  performance_estimation: {metric: bogus}\n", "metric"),
         ("labels:\n  relabel: {enabled: true}\n", "labels.relabel"),
+        ("labels:\n  relabel: {path: q.jsonl, topic: relabel}\n", "labels.relabel"),
+        ("labels:\n  relabel: {feature_events: -1}\n", "labels.relabel.feature_events"),
         ("labels:\n  noise: {alpha: 0.7}\n", "labels.noise.alpha"),
     ],
 )

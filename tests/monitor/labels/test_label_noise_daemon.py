@@ -21,6 +21,7 @@ from monitor.engine.labels.calibration_fit import fit_performance
 from monitor.engine.labels.events import LabelBatch
 from monitor.engine.labels.monitor import LabelMonitor, LabelOutcome
 from monitor.engine.labels.pair_quality import RelabelCandidate
+from monitor.engine.labels.relabel_features import EventFeatures
 from monitor.engine.outcome import BatchOutcome
 from monitor.engine.reference.profile_file import write_reference
 from monitor.ingest.decode import Rejection
@@ -71,7 +72,15 @@ def stream(n: int, flip_share: float = 0.1) -> dict[str, Any]:
     }
 
 
-def feed(monitor: LabelMonitor, data: dict[str, Any], lo: int, hi: int) -> LabelOutcome:
+def features(data: dict[str, Any], lo: int, hi: int) -> EventFeatures:
+    """Events ``lo..hi``'s features: ``amount`` (the row number) and ``country``."""
+    amount = np.arange(lo, hi, dtype=np.float64)[:, None]
+    return EventFeatures(("amount",), amount, {"country": [f"c{i % 7}" for i in range(lo, hi)]})
+
+
+def feed(
+    monitor: LabelMonitor, data: dict[str, Any], lo: int, hi: int, with_features: bool = False
+) -> LabelOutcome:
     """Predictions ``lo..hi`` with their labels in the same batch."""
     predictions = (
         data["ids"][lo:hi],
@@ -87,7 +96,8 @@ def feed(monitor: LabelMonitor, data: dict[str, Any], lo: int, hi: int) -> Label
         source_index=np.arange(hi - lo),
         rejections=list[Rejection](),
     )
-    return monitor.process(predictions, labels, NAMES)
+    kept = features(data, lo, hi) if with_features else None
+    return monitor.process(predictions, labels, NAMES, kept)
 
 
 def test_flipped_labels_page_label_noise_in_their_segment_and_queue_tasks(
@@ -149,18 +159,20 @@ def test_realized_and_estimated_performance_on_the_same_pairs_are_exported(
 
 
 def test_restart_mid_window_gives_the_same_rows_and_candidates(tmp_path: Path) -> None:
-    """A label monitor restored from a checkpoint mid-window closes the same rows and tasks."""
+    """Restored mid-window: same rows and candidates; only held candidates keep features."""
     cfg = settings(tmp_path)
     data = stream(3 * WINDOW)
     whole = LabelMonitor(cfg, None, performance())
-    expected = [feed(whole, data, lo, lo + 700) for lo in range(0, 3 * WINDOW, 700)]
+    expected = [feed(whole, data, lo, lo + 700, True) for lo in range(0, 3 * WINDOW, 700)]
     first = LabelMonitor(cfg, None, performance())
     for lo in range(0, 2_800, 700):
-        feed(first, data, lo, lo + 700)
+        feed(first, data, lo, lo + 700, True)
+    assert first.quality is not None
+    held = set(first.quality.state_dict()["candidate_id"])
     second = LabelMonitor(cfg, None, performance())
     saved = encode(first.state_dict(), {}, state_version=2, fingerprint="f")
     second.load_state_dict(decode(saved, location="test").state)  # through the codec
-    got = [feed(second, data, lo, lo + 700) for lo in range(2_800, 3 * WINDOW, 700)]
+    got = [feed(second, data, lo, lo + 700, True) for lo in range(2_800, 3 * WINDOW, 700)]
 
     def noise_rows(outcomes: list[LabelOutcome]) -> list[tuple[Any, ...]]:
         return [
@@ -171,7 +183,23 @@ def test_restart_mid_window_gives_the_same_rows_and_candidates(tmp_path: Path) -
         ]
 
     assert noise_rows(got) == noise_rows(expected[4:])
-    assert [o.relabel for o in got] == [o.relabel for o in expected[4:]]
+
+    def without_features(outcomes: list[LabelOutcome]) -> list[list[RelabelCandidate]]:
+        return [[replace(c, features=None, missing="") for c in o.relabel] for o in outcomes]
+
+    assert without_features(got) == without_features(expected[4:])
+    restored = [c for o in got for c in o.relabel]
+    straight = {c.event_id: c for o in expected[4:] for c in o.relabel}
+    assert all(c.features is not None for c in straight.values())
+    assert held and any(c.event_id in held for c in restored)
+    for c in restored:
+        if c.event_id in held:  # checkpointed with its candidate
+            assert c.features == straight[c.event_id].features
+        elif c.features is None:  # its prediction came before the restart
+            assert c.missing == "restart" and int(c.event_id[1:]) < 2_800
+        else:
+            assert c.features == straight[c.event_id].features
+            assert c.features["amount"] == float(c.event_id[1:])
     assert second.quality is not None and whole.quality is not None
     assert second.quality.latest() == whole.quality.latest()
 
@@ -192,7 +220,7 @@ def test_relabel_queue_deduplicates_bounds_and_survives_a_restart(tmp_path: Path
     more = [RelabelCandidate("us", f"e{i}", 0.9, 0, 0.8) for i in range(5)]
     bad = RelabelCandidate("us", "nan", float("nan"), 0, 0.8)
     assert again.write([bad, *more]) == 1
-    assert again.dropped == {"duplicate": 3, "queue_full": 1, "invalid": 1}
+    assert again.dropped == {"duplicate": 3, "queue_full": 1, "invalid": 1, "delivery_failed": 0}
     tasks = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     assert [t["data"]["event_id"] for t in tasks] == ["e0", "e1", "e2", "e3"]
     registry = CollectorRegistry()
