@@ -90,6 +90,9 @@ class BacktestCollector:
         if outcome.results is not None:
             self._feature_windows(outcome.results, self._bins)
         self._bins = None
+        for results in outcome.extra:  # multivariate, embedding, estimated performance, mix
+            for row in range(len(results)):
+                self.windows.append(self._row(results, row, "window", "beside"))
         if outcome.labels is not None:
             self.labels_joined += outcome.labels.matched
             for results in outcome.labels.results:
@@ -128,8 +131,10 @@ class BacktestCollector:
             for j, c in enumerate(results.columns)
             if not math.isnan(float(results.missing_rate[row, j]))
         }
-        index = self._index[(part, segment)]
-        self._index[(part, segment)] += 1
+        # Windows beside the features are counted per method, as the table names them.
+        key = (f"{part}:{','.join(sorted(results.scores))}" if part == "beside" else part, segment)
+        index = self._index[key]
+        self._index[key] += 1
         return WindowRow(
             kind,
             segment,

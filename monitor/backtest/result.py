@@ -23,7 +23,7 @@ VERDICT_NAMES: Mapping[int, Verdict] = {
     SEVERE: "severe",
 }
 """The engine's verdict codes (``detectors.rules``) by name."""
-WindowPart = Literal["features", "performance", "label_drift", "concept"]
+WindowPart = Literal["features", "beside", "performance", "label_drift", "concept"]
 OVER_THRESHOLD: frozenset[Verdict] = frozenset({"breach", "severe"})
 """Verdicts of a score on the wrong side of its threshold."""
 

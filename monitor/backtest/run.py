@@ -190,7 +190,7 @@ def run_backtest(
             rejected=dict(collector.rejected.most_common()),
             labels_read=source.labels_read,
             labels_joined=collector.labels_joined,
-            windows=sum(w.kind == "window" for w in collector.windows),
+            windows=sum(w.part == "features" for w in collector.windows),
             label_windows=sum(w.kind == "label_window" for w in collector.windows),
             late=collector.late,
         ),

@@ -93,6 +93,16 @@ def _transition_text(transitions: Sequence[TransitionRow]) -> str:
     )
 
 
+def _window_name(w: WindowRow) -> str:
+    """``#3`` for a feature window, ``label #3`` for a label one, ``multivariate #3`` for a
+    window beside the features (named by its methods)."""
+    if w.part == "features":
+        return f"#{w.index}"
+    if w.part == "beside":
+        return f"{','.join(sorted(w.scores)) or 'beside'} #{w.index}"
+    return f"{PART_NAMES[w.part]} #{w.index}"
+
+
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = []
@@ -121,7 +131,7 @@ def _windows_section(
         rows.append(
             [
                 w.segment,
-                f"#{w.index}" if w.part == "features" else f"{PART_NAMES[w.part]} #{w.index}",
+                _window_name(w),
                 when(w.window_end_ts),
                 f"{w.rows:,}",
                 worst,
@@ -153,11 +163,15 @@ def render_text(result: BacktestResult, *, all_windows: bool = False) -> str:
             by_window.setdefault(key, []).append(t)
             placed.add(i)
     lines = [_headline(result), ""]
-    feature = [w for w in result.windows if w.kind == "window"]
+    feature = [w for w in result.windows if w.part == "features"]
+    beside = [w for w in result.windows if w.part == "beside"]
     label = [w for w in result.windows if w.kind == "label_window"]
     lines += _windows_section("Windows", feature, by_window, all_windows) or [
         "No window closed (too few events after the warm-up, or none accepted)."
     ]
+    section = _windows_section("Beside the feature windows", beside, by_window, all_windows)
+    if section:
+        lines += ["", *section]
     section = _windows_section("Label windows", label, by_window, all_windows)
     if section:
         lines += ["", *section]

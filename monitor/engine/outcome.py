@@ -36,5 +36,6 @@ class BatchOutcome:
     """Accepted events that came after the watermark passed their time window (counted,
     in no window)."""
     extra: list[WindowResults] = field(default_factory=list)
-    """Rows decided beside the feature windows in this batch (segment mix, multivariate):
+    """Rows decided beside the feature windows in this batch (estimated performance,
+    multivariate, embedding, segment mix):
     already recorded and observed; here so that readers of the outcome see them too."""

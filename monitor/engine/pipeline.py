@@ -403,6 +403,7 @@ class Pipeline:
                     not_before=not_before,
                 )
                 if estimated is not None:
+                    extra.append(estimated)
                     self.results.record(estimated, windows=False)
                     transitions.extend(self.decisions.observe(estimated))
             if self.multivariate is not None:  # the same windows, on the joint features

@@ -209,7 +209,7 @@ def test_json_has_the_documented_structure(tmp_path: Path) -> None:
     data = json.loads(out.read_text(), parse_constant=pytest.fail)
     jsonschema.validate(data, SCHEMA)
     assert data["counts"]["events_read"] == EVENTS
-    assert data["counts"]["windows"] == sum(w["kind"] == "window" for w in data["windows"])
+    assert data["counts"]["windows"] == sum(w["part"] == "features" for w in data["windows"])
     fired = {t["dedup_key"]: t for t in data["transitions"] if t["to"] == "firing"}
     assert data["alerts"] and {a["dedup_key"] for a in data["alerts"]} == set(fired)
     for alert in data["alerts"]:
