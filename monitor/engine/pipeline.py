@@ -393,51 +393,51 @@ class Pipeline:
                         self.evaluator.reference_for(closed.segments),
                         self.segments.names,
                     )
+            # The methods decided beside the feature tests, in this order.
+            beside: list[WindowResults | None] = []
             if self.performance_estimate is not None:  # the same windows, on the scores
-                estimated = self.performance_estimate.add(
-                    seg,
-                    decoded.prediction,
-                    decoded.ts,
-                    tuple(self.segments.names),
-                    max_ahead=max_ahead,
-                    not_before=not_before,
+                beside.append(
+                    self.performance_estimate.add(
+                        seg,
+                        decoded.prediction,
+                        decoded.ts,
+                        tuple(self.segments.names),
+                        max_ahead=max_ahead,
+                        not_before=not_before,
+                    )
                 )
-                if estimated is not None:
-                    extra.append(estimated)
-                    self.results.record(estimated, windows=False)
-                    transitions.extend(self.decisions.observe(estimated))
             if self.multivariate is not None:  # the same windows, on the joint features
-                joint = self.multivariate.add(
-                    seg,
-                    matrix,
-                    decoded.ts,
-                    tuple(self.segments.names),
-                    max_ahead=max_ahead,
-                    not_before=not_before,
+                beside.append(
+                    self.multivariate.add(
+                        seg,
+                        matrix,
+                        decoded.ts,
+                        tuple(self.segments.names),
+                        max_ahead=max_ahead,
+                        not_before=not_before,
+                    )
                 )
-                if joint is not None:
-                    extra.append(joint)
-                    self.results.record(joint, windows=False)
-                    transitions.extend(self.decisions.observe(joint))
             for name, embedding in self.embeddings.items():  # the same windows, on vectors
                 vectors = decoded.vectors.get(self.event_name(name))
-                shifted = embedding.add(
-                    seg,
-                    np.full((len(decoded), embedding.dim), np.nan) if vectors is None else vectors,
-                    decoded.ts,
-                    tuple(self.segments.names),
-                    max_ahead=max_ahead,
-                    not_before=not_before,
+                beside.append(
+                    embedding.add(
+                        seg,
+                        np.full((len(decoded), embedding.dim), np.nan)
+                        if vectors is None
+                        else vectors,
+                        decoded.ts,
+                        tuple(self.segments.names),
+                        max_ahead=max_ahead,
+                        not_before=not_before,
+                    )
                 )
-                if shifted is not None:
-                    extra.append(shifted)
-                    self.results.record(shifted, windows=False)
-                    transitions.extend(self.decisions.observe(shifted))
             if self.segment_mix is not None:  # the whole traffic, by key (before admission)
-                for mix in self.segment_mix.add(decoded.segment_keys, decoded.ts, refused):
-                    extra.append(mix)
-                    self.results.record(mix, windows=False)
-                    transitions.extend(self.decisions.observe(mix))
+                beside.extend(self.segment_mix.add(decoded.segment_keys, decoded.ts, refused))
+            for decided in beside:
+                if decided is not None:
+                    extra.append(decided)
+                    self.results.record(decided, windows=False)
+                    transitions.extend(self.decisions.observe(decided))
         label_outcome = None
         if self.labels is not None:
             label_outcome, label_rejected = self._process_labels(
