@@ -241,15 +241,15 @@ class EmbeddingWindows(SideWindows[SegmentEmbedding]):
             scores.missing / np.maximum(closed.rows, 1),
             self.severe_ratio,
         )
-        with self.lock:
-            for row, segment in enumerate(results.segments):
-                self.latest_of[segment] = SegmentEmbedding(
-                    segment=segment,
-                    feature=self.feature,
-                    n=int(scores.n[row]),
-                    missing=int(scores.missing[row]),
-                    window_end_ts=float(results.window_end_ts[row]),
-                    distance=float(scores.statistic[row]),
-                    threshold=float(scores.threshold[row]),
-                )
-        return results
+        return self.publish(
+            results,
+            lambda row, segment, end_ts: SegmentEmbedding(
+                segment=segment,
+                feature=self.feature,
+                n=int(scores.n[row]),
+                missing=int(scores.missing[row]),
+                window_end_ts=end_ts,
+                distance=float(scores.statistic[row]),
+                threshold=float(scores.threshold[row]),
+            ),
+        )

@@ -241,18 +241,18 @@ class MultivariateWindows(SideWindows[SegmentReconstruction]):
             scores.missing / (np.maximum(closed.rows, 1) * len(self.pca.features)),
             self.severe_ratio,
         )
-        with self.lock:
-            for row, segment in enumerate(results.segments):
-                self.latest_of[segment] = SegmentReconstruction(
-                    segment=segment,
-                    n=int(scores.n[row]),
-                    missing=int(scores.missing[row]),
-                    window_end_ts=float(results.window_end_ts[row]),
-                    error=float(scores.statistic[row]),
-                    threshold=float(scores.threshold[row]),
-                    lower=float(scores.lower[row]),
-                )
-        return results
+        return self.publish(
+            results,
+            lambda row, segment, end_ts: SegmentReconstruction(
+                segment=segment,
+                n=int(scores.n[row]),
+                missing=int(scores.missing[row]),
+                window_end_ts=end_ts,
+                error=float(scores.statistic[row]),
+                threshold=float(scores.threshold[row]),
+                lower=float(scores.lower[row]),
+            ),
+        )
 
     def window_stats(self, counts: IntArray) -> FloatArray:
         """``ReconstructionDrift`` statistics rows (``STAT_COLUMNS``) of closed windows'

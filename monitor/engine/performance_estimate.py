@@ -213,17 +213,18 @@ class EstimatedPerformance(SideWindows[SegmentEstimate]):
 
     def _remember(self, results: WindowResults, estimate: PerformanceEstimate) -> None:
         values = {name: estimate.estimated.metric(name) for name in PERFORMANCE_METRICS}
-        with self.lock:
-            for row, segment in enumerate(results.segments):
-                self.latest_of[segment] = SegmentEstimate(
-                    segment=segment,
-                    n=int(estimate.n[row]),
-                    invalid=int(estimate.invalid[row]),
-                    window_end_ts=float(results.window_end_ts[row]),
-                    metrics={name: float(v[row]) for name, v in values.items()},
-                    drop=float(estimate.statistic[row]),
-                    threshold=float(estimate.threshold[row]),
-                )
+        self.publish(
+            results,
+            lambda row, segment, end_ts: SegmentEstimate(
+                segment=segment,
+                n=int(estimate.n[row]),
+                invalid=int(estimate.invalid[row]),
+                window_end_ts=end_ts,
+                metrics={name: float(v[row]) for name, v in values.items()},
+                drop=float(estimate.statistic[row]),
+                threshold=float(estimate.threshold[row]),
+            ),
+        )
 
     # -- checkpoints: the windows (SideWindows) and the invalid-score count ---------
 

@@ -11,7 +11,7 @@ the windows themselves.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -66,6 +66,16 @@ class SideWindows(Generic[LatestT]):
     def drop(self, segments: Sequence[int]) -> None:
         """Forget the open windows of ``segments`` (handed over)."""
         self.windows.drop(segments)
+
+    def publish(
+        self, results: WindowResults, latest: Callable[[int, str, float], LatestT]
+    ) -> WindowResults:
+        """Keep ``latest(row, segment, window_end_ts)`` of each row of ``results`` as its
+        segment's latest window (under the lock scrapes take); ``results`` back."""
+        with self.lock:
+            for row, segment in enumerate(results.segments):
+                self.latest_of[segment] = latest(row, segment, float(results.window_end_ts[row]))
+        return results
 
 
 class JudgedWindows(Protocol):
