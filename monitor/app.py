@@ -295,14 +295,27 @@ class Daemon:
         """Poll, process, checkpoint, commit; until a stop is requested."""
         timeout = self.settings.kafka.poll_timeout_ms / 1000.0
         while not self.should_exit.is_set():
-            records = self.source.poll(timeout)
+            if not self.step(timeout) and self.source.exhausted:
+                break
+
+    def step(self, timeout_s: float) -> int:
+        """One turn of the loop: poll, then handle the batch (or idle); the records handled.
+
+        The collector is held from the poll on: a client makes an object per message
+        (librdkafka's ``Message`` is one the collector tracks), and with the collector
+        on they set off collections and are promoted while the batch is in hand. The
+        batch is let go before the collector comes back.
+        """
+        with collector_paused():
+            records = self.source.poll(timeout_s)
             self.health.heartbeat.beat()
-            if not records:
-                if self.source.exhausted:
-                    break
+            took = len(records)
+            if took:
+                self.handle(records)
+            elif not self.source.exhausted:
                 self.idle()
-                continue
-            self.handle(records)
+            del records  # before the collector is back, which would walk the batch's messages
+        return took
 
     def idle(self) -> None:
         """Nothing arrived: save and commit what the last batches left unsaved, on cadence.

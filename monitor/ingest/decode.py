@@ -90,6 +90,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -307,9 +308,11 @@ class Decoder:
         features = rows.gather(reader.features_getter, dict_features)
         unexpected = self._feature_objects.unexpected(features) if self.report_unexpected else {}
         if self._numeric_row is not None and rows.typed is not None and not rows.dicts:
-            # Every row is a struct, every numeric value an int, a float or None: one call.
-            numeric = np.array(list(map(self._numeric_row, features)), dtype=np.float64)
-            numeric = numeric.reshape(n, len(self.numeric_features))
+            # Every row is a struct, every numeric value an int, a float or None (NaN): one
+            # pass, with no list of rows in between.
+            width = len(self.numeric_features)
+            flat = chain.from_iterable(map(self._numeric_row, features))
+            numeric = np.fromiter(flat, dtype=np.float64, count=n * width).reshape(n, width)
         else:
             numeric = np.empty((n, len(self.numeric_features)), dtype=np.float64)
             for j, name in enumerate(self.numeric_features):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
-from typing import NamedTuple, Protocol, overload
+from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 TopicPartition = tuple[str, int]
+_T = TypeVar("_T")
 
 
 class Record(NamedTuple):
@@ -46,25 +47,55 @@ class RecordBatch(Sequence[Record]):
     and the pipeline wants columns again (the values to decode, the last offset of each
     partition), so making a tuple per message and taking it apart again is work thrown
     away. Iterating or indexing gives ordinary ``Record`` tuples.
+
+    ``offsets`` and ``timestamps_ms`` may be given as functions that make the column:
+    they are called when it is first read (a record, a dead letter, Kafka event times),
+    which most batches never need. With them comes ``next_offsets``, the offsets to
+    commit, which the source knows from the first and last message of each partition.
     """
 
-    __slots__ = ("offsets", "partitions", "timestamps_ms", "topics", "values")
+    __slots__ = ("_next_offsets", "_offsets", "_timestamps_ms", "partitions", "topics", "values")
 
     def __init__(
         self,
         values: list[bytes],
         topics: list[str],
         partitions: list[int],
-        offsets: list[int],
-        timestamps_ms: list[int | None],
+        offsets: list[int] | Callable[[], list[int]],
+        timestamps_ms: list[int | None] | Callable[[], list[int | None]],
+        *,
+        next_offsets: Mapping[TopicPartition, int] | None = None,
     ) -> None:
-        if not len(values) == len(topics) == len(partitions) == len(offsets) == len(timestamps_ms):
+        given = [c for c in (offsets, timestamps_ms) if isinstance(c, list)]
+        if not all(len(column) == len(values) for column in (topics, partitions, *given)):
             raise ValueError("every column of a record batch has one value per record")
+        if next_offsets is None and not isinstance(offsets, list):
+            raise ValueError("a batch whose offsets are read later needs its next offsets")
         self.values = values
         self.topics = topics
         self.partitions = partitions
-        self.offsets = offsets
-        self.timestamps_ms = timestamps_ms
+        self._offsets = offsets
+        self._timestamps_ms = timestamps_ms
+        self._next_offsets = None if next_offsets is None else dict(next_offsets)
+
+    @property
+    def offsets(self) -> list[int]:
+        """Each record's offset (made now if the source left it for later)."""
+        if not isinstance(self._offsets, list):
+            self._offsets = self._checked(self._offsets())
+        return self._offsets
+
+    @property
+    def timestamps_ms(self) -> list[int | None]:
+        """Each record's Kafka time in ms, None where it has none (made now if left for later)."""
+        if not isinstance(self._timestamps_ms, list):
+            self._timestamps_ms = self._checked(self._timestamps_ms())
+        return self._timestamps_ms
+
+    def _checked(self, column: list[_T]) -> list[_T]:
+        if len(column) != len(self.values):
+            raise ValueError("every column of a record batch has one value per record")
+        return column
 
     def __len__(self) -> int:
         return len(self.values)
@@ -108,8 +139,14 @@ class RecordBatch(Sequence[Record]):
     def __repr__(self) -> str:
         return f"RecordBatch({list(self)!r})"
 
+    def __reduce__(self) -> tuple[type[RecordBatch], tuple[Any, ...]]:
+        columns = (self.values, self.topics, self.partitions, self.offsets, self.timestamps_ms)
+        return RecordBatch, columns
+
     def next_offsets(self) -> dict[TopicPartition, int]:
         """The offset after the last record of each partition (offsets ascend in one)."""
+        if self._next_offsets is not None:
+            return dict(self._next_offsets)
         keys = zip(self.topics, self.partitions, strict=True)
         last = dict(zip(keys, self.offsets, strict=True))
         return {key: offset + 1 for key, offset in last.items()}

@@ -7,6 +7,7 @@ to the real client here, not only compared with a dict.
 
 from __future__ import annotations
 
+import pickle
 import socket
 import sys
 import time
@@ -24,7 +25,8 @@ from monitor.cli import main
 from monitor.config import KafkaConfig
 from monitor.ingest.kafka.choice import kafka_source
 from monitor.ingest.kafka.confluent_source import ConfluentSource
-from monitor.ingest.source import Record
+from monitor.ingest.kafka.lag import LagTracker
+from monitor.ingest.source import Record, RecordBatch
 from monitor.kafka.confluent import (
     StructlogBridge,
     consumer_config,
@@ -205,26 +207,27 @@ def test_per_message_errors_count_as_poll_errors_and_spare_their_batch_mates(
     assert sum(entry["event"] == "kafka_consume_error" for entry in logs) == 1  # once per kind
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     st.lists(
         st.tuples(
             st.sampled_from([("events", 0), ("events", 1), ("labels", 0)]),
             st.sampled_from([(1, 1_700), (0, -1), (2, -5)]),
             st.booleans(),
+            st.integers(1, 3),
         ),
         min_size=1,
         max_size=30,
     )
 )
 def test_records_are_grouped_by_partition_in_offset_order_like_one_loop(
-    messages: list[tuple[tuple[str, int], tuple[int, int], bool]],
+    messages: list[tuple[tuple[str, int], tuple[int, int], bool, int]],
 ) -> None:
-    """Interleaved partitions come out sorted by partition, offsets in order, times checked."""
+    """Runs or interleaved: records grouped, commits and first offsets as a loop gives."""
     next_offset: dict[tuple[str, int], int] = {}
     script = []
-    for (topic, partition), stamp, tombstone in messages:
-        offset = next_offset[topic, partition] = next_offset.get((topic, partition), -1) + 1
+    for (topic, partition), stamp, tombstone, step in messages:  # gaps: a compacted topic
+        offset = next_offset[topic, partition] = next_offset.get((topic, partition), -1) + step
         value = None if tombstone else f"{topic}{partition}@{offset}".encode()
         script.append(
             Message(topic=topic, partition=partition, offset=offset, value=value, timestamp=stamp)
@@ -237,14 +240,23 @@ def test_records_are_grouped_by_partition_in_offset_order_like_one_loop(
             m.offset() or 0,
             m.timestamp()[1] if m.timestamp()[0] and m.timestamp()[1] >= 0 else None,
         )
-        for tp in sorted(next_offset)
+        for tp in dict.fromkeys((m.topic(), m.partition()) for m in script)
         for m in script
         if (m.topic(), m.partition()) == tp
     ]
+    firsts: dict[tuple[str, int], int] = {}
+    for m in script:
+        firsts.setdefault((m.topic() or "", m.partition() or 0), m.offset() or 0)
+    noted: list[dict[tuple[str, int], int]] = []
     with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(LagTracker, "note_first_offsets", lambda _, f: noted.append(dict(f)))
         source = _scripted_source(monkeypatch, [script])
         records = source.poll(0.0)
         source.close()
 
+    assert isinstance(records, RecordBatch)
+    assert records.next_offsets() == {tp: offset + 1 for tp, offset in next_offset.items()}
+    assert noted == [firsts]
     assert records == expected
+    assert pickle.loads(pickle.dumps(records)) == expected
     assert source.kafka_errors["poll"] == 0

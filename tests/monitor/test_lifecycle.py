@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,35 @@ def test_readiness_is_off_only_while_starting_and_stopping() -> None:
     assert daemon.readiness() == (True, "ok")
     daemon.handle_exit(signal.SIGTERM, None)
     assert daemon.readiness() == (False, "shutting down")
+
+
+def test_the_collector_is_held_from_each_poll_and_back_once_the_batch_is_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each turn holds the cyclic collector over poll and handle; after run it is on again."""
+    daemon = _demo_daemon(300)
+    read, seen = daemon.source.poll, []
+    batches: list[weakref.ref[Any]] = []
+
+    class Watched(list):  # type: ignore[type-arg]  # a batch that can be watched dying
+        pass
+
+    def poll(timeout_s: float) -> Any:
+        seen.append(gc.isenabled())
+        batch = Watched(read(timeout_s))
+        batches.append(weakref.ref(batch))
+        return batch
+
+    monkeypatch.setattr(daemon.source, "poll", poll)
+    daemon.on_batch = lambda _outcome: seen.append(gc.isenabled())
+    assert gc.isenabled()
+    assert daemon.step(0.0) == 100 and gc.isenabled()
+    assert seen == [False, False] and batches[0]() is None
+    assert daemon.run() == 0 and gc.isenabled()
+    assert not any(seen) and daemon.stats.batches == 3
+
+    gc.disable()  # a library user's choice is kept
+    try:
+        assert _demo_daemon(100).step(0.0) == 100 and not gc.isenabled()
+    finally:
+        gc.enable()

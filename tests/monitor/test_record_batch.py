@@ -99,3 +99,34 @@ def test_the_pipeline_gets_the_same_outcome_from_columns_and_records() -> None:
                 assert np.array_equal(columnar.results.scores[method], scores, equal_nan=True)
     assert outcomes[0][0].rejected[0][0] == Record(values[17], "t", 1, 8, None)
     assert sum(o.results is not None for o in outcomes[1]) >= 2
+
+
+def test_offsets_and_times_left_for_later_are_read_once_when_asked() -> None:
+    """Columns given as functions are made on first read, once; the batch reads the same."""
+    calls: list[str] = []
+    values, topics, partitions, offsets, stamps = COLUMNS
+
+    def later(name: str, column: list[Any]) -> Any:
+        return lambda: calls.append(name) or list(column)
+
+    batch = RecordBatch(
+        list(values),
+        list(topics),
+        list(partitions),
+        later("offsets", offsets),
+        later("times", stamps),
+        next_offsets={("t", 0): 7, ("t", 1): 10, ("u", 0): 3},
+    )
+    assert batch.next_offsets() == _batch().next_offsets() and calls == []
+    assert batch == _batch() and batch[2] == Record(b"c", "t", 1, 9, 3_000)
+    assert batch.offsets == offsets and calls == ["offsets", "times"]
+    assert pickle.loads(pickle.dumps(batch)) == _batch()
+
+
+def test_a_column_left_for_later_must_match_and_come_with_its_commits() -> None:
+    """Offsets read later need the next offsets now; a later column of another length fails."""
+    with pytest.raises(ValueError, match="next offsets"):
+        RecordBatch([b"a"], ["t"], [0], lambda: [1], [None])
+    batch = RecordBatch([b"a"], ["t"], [0], lambda: [1, 2], [None], next_offsets={("t", 0): 2})
+    with pytest.raises(ValueError, match="one value per record"):
+        batch.offsets  # noqa: B018

@@ -37,10 +37,10 @@ client errors go to structlog (``monitor.kafka.confluent``), never to stderr.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from itertools import repeat
-from operator import is_not, itemgetter
+from itertools import compress, repeat
+from operator import is_not, itemgetter, ne, or_
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -131,7 +131,8 @@ class ConfluentSource(KafkaMember):
     # ------------------------------------------------------------------ poll
 
     def poll(self, timeout_s: float) -> Sequence[Record]:
-        """Up to ``kafka.max_poll_records`` records, by partition then offset; [] if none in time.
+        """Up to ``kafka.max_poll_records`` records grouped by partition, each in offset order;
+        [] if none in time.
 
         Broker errors are logged, counted and retried with backoff, never raised.
         Raises ``RebalanceCallbackError`` when ``on_assign`` / ``on_revoke`` raised,
@@ -179,7 +180,11 @@ class ConfluentSource(KafkaMember):
         counted; the lag tracker learns where each partition's reading started.
 
         Column by column (one C-level ``map`` per field) into a ``RecordBatch``, as a
-        Python statement or a tuple per message would cost more than the parse."""
+        Python statement or a tuple per message would cost more than the parse.
+        librdkafka hands each partition's messages as a run, in offset order; while no
+        partition comes back in a second run, nothing is reordered and the offsets and
+        times are left for the batch to read if it is ever asked: the offsets to commit
+        and the first offsets are those of the ends of the runs."""
         message = self._message_type
         errors = list(map(message.error, messages))
         if any(map(is_not, errors, repeat(None))):  # by identity: KafkaError == None raises
@@ -192,25 +197,48 @@ class ConfluentSource(KafkaMember):
         # Only an error message lacks its topic, partition or offset.
         topics = cast("list[str]", list(map(message.topic, messages)))
         partitions = cast("list[int]", list(map(message.partition, messages)))
-        offsets = cast("list[int]", list(map(message.offset, messages)))
         values = cast("list[bytes]", list(map(message.value, messages)))
         if None in values:  # a tombstone: an empty value, refused by the decoder
             values = [b"" if value is None else value for value in values]
-        stamps = list(map(message.timestamp, messages))
-        times = list(map(_second, stamps))
-        if 0 in set(map(_first, stamps)) or min(times) < 0:  # kind 0: none available
-            times = [stamp if kind and stamp >= 0 else None for kind, stamp in stamps]
+        n = len(messages)
+        starts = _run_starts(topics, partitions)
+        keys = [(topics[i], partitions[i]) for i in starts]
+        if len(set(keys)) < len(keys):  # a partition in two runs: group them, eagerly
+            return self._regrouped(messages, values, topics, partitions)
+        offset = message.offset
+        self._lag.note_first_offsets(
+            {key: cast("int", offset(messages[i])) for key, i in zip(keys, starts, strict=True)}
+        )
+        ends = [*starts[1:], n]
+        return RecordBatch(
+            values,
+            topics,
+            partitions,
+            lambda: cast("list[int]", list(map(offset, messages))),
+            lambda: _times(message.timestamp, messages),
+            next_offsets={
+                key: cast("int", offset(messages[i - 1])) + 1
+                for key, i in zip(keys, ends, strict=True)
+            },
+        )
+
+    def _regrouped(
+        self,
+        messages: Sequence[Message],
+        values: list[bytes],
+        topics: list[str],
+        partitions: list[int],
+    ) -> RecordBatch:
+        """A batch that interleaves partitions, grouped in the order each first appears
+        (a stable sort on that keeps each partition's offsets in order)."""
+        offsets = cast("list[int]", list(map(self._message_type.offset, messages)))
+        times = _times(self._message_type.timestamp, messages)
         keys = list(zip(topics, partitions, strict=True))
-        if len(set(keys)) > 1:  # librdkafka may interleave partitions message by message
-            order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: offsets in order
-            if order != list(range(len(order))):
-                take = itemgetter(*order)
-                keys, topics, partitions = (
-                    list(take(keys)),
-                    list(take(topics)),
-                    list(take(partitions)),
-                )
-                offsets, values, times = list(take(offsets)), list(take(values)), list(take(times))
+        rank = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+        order = sorted(range(len(keys)), key=[rank[key] for key in keys].__getitem__)
+        take = itemgetter(*order)
+        keys, topics, partitions = list(take(keys)), list(take(topics)), list(take(partitions))
+        offsets, values, times = list(take(offsets)), list(take(values)), list(take(times))
         # The first offset of each partition: the last one written wins, so go backwards.
         self._lag.note_first_offsets(dict(zip(reversed(keys), reversed(offsets), strict=True)))
         return RecordBatch(values, topics, partitions, offsets, times)
@@ -340,3 +368,24 @@ class ConfluentSource(KafkaMember):
 
     def _forget_owned(self) -> None:
         self._rebalances.forget()
+
+
+def _run_starts(topics: list[str], partitions: list[int]) -> list[int]:
+    """Where each run of messages of one partition starts (0 first)."""
+    if partitions.count(partitions[0]) == len(partitions) and topics.count(topics[0]) == len(
+        topics
+    ):
+        return [0]
+    changed = map(or_, map(ne, partitions[1:], partitions), map(ne, topics[1:], topics))
+    return [0, *compress(range(1, len(partitions)), changed)]
+
+
+def _times(
+    timestamp: Callable[[Message], tuple[int, int]], messages: Sequence[Message]
+) -> list[int | None]:
+    """Each message's Kafka time in ms; None where it has none (kind 0, or negative)."""
+    stamps = list(map(timestamp, messages))
+    times: list[int | None] = list(map(_second, stamps))
+    if 0 in set(map(_first, stamps)) or min(map(_second, stamps)) < 0:
+        times = [stamp if kind and stamp >= 0 else None for kind, stamp in stamps]
+    return times
