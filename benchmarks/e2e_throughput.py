@@ -51,7 +51,7 @@ from monitor.app import Daemon, collector_paused
 from monitor.config import Settings
 from monitor.ingest.decode import Decoder
 from monitor.ingest.kafka.choice import kafka_source
-from monitor.ingest.source import Source
+from monitor.ingest.source import Source, record_values
 from monitor.kafka.confluent import StructlogBridge, consumer_config
 from monitor.wiring import build_daemon
 from tests.kafka_broker import create_topic, kafka_broker, unique_topic
@@ -176,7 +176,7 @@ def _decoding(source: Source, decoder: Decoder) -> Callable[[float], int]:
         with collector_paused():
             records = source.poll(timeout_s)
             if records:
-                decoder.decode([record.value for record in records])
+                decoder.decode(record_values(records))
             return len(records)
 
     return step

@@ -47,7 +47,7 @@ from monitor.engine.windows import ClosedWindows, Windows
 from monitor.ingest.decode import DecodedBatch, Decoder
 from monitor.ingest.discovery import FeatureDiscovery
 from monitor.ingest.segments import SegmentTable
-from monitor.ingest.source import Record, RecordBatch, TopicPartition
+from monitor.ingest.source import Record, RecordBatch, TopicPartition, record_values
 from monitor.ingest.warmup import HeldWarmup
 
 log = structlog.get_logger()
@@ -58,12 +58,6 @@ ABSENT_MIN_ROWS = 100
 """A batch this large that lacks a reference column entirely is logged at once."""
 _PARTITION_OF = attrgetter("topic", "partition")
 _OFFSET_OF = attrgetter("offset")
-_VALUE_OF = attrgetter("value")
-
-
-def _values(records: Sequence[Record]) -> list[bytes]:
-    """The messages of ``records``, taken from a batch's column where it has one."""
-    return records.values if isinstance(records, RecordBatch) else list(map(_VALUE_OF, records))
 
 
 def discover_features(settings: Settings, group_feature: str | None) -> FeatureDiscovery:
@@ -317,12 +311,15 @@ class Pipeline:
             # with C-level getters: this runs for every record).
             last = dict(zip(map(_PARTITION_OF, records), map(_OFFSET_OF, records), strict=True))
             next_offsets = {tp: offset + 1 for tp, offset in last.items()}
-        label_records: list[Record] = []
+        label_records: Sequence[Record] = []
         events: Sequence[Record] = records
         if self.labels is not None:
-            label_records = [r for r in records if r.topic == self.label_topic]
-            if label_records:
-                events = [r for r in records if r.topic != self.label_topic]
+            if isinstance(records, RecordBatch):
+                label_records, events = records.split_topic(self.label_topic)
+            else:
+                label_records = [r for r in records if r.topic == self.label_topic]
+                if label_records:
+                    events = [r for r in records if r.topic != self.label_topic]
         if self.decoder is None and events:
             # A warm-up: the features are learned from all of it (monitor.ingest.warmup).
             discovery = discover_features(self.settings, self.group_feature)
@@ -335,7 +332,7 @@ class Pipeline:
             else None
         )
         decoded = (
-            self.decoder.decode(_values(events), now=now, kafka_ts=kafka_ts)
+            self.decoder.decode(record_values(events), now=now, kafka_ts=kafka_ts)
             if self.decoder is not None
             else self._decoder((), ()).decode([])
         )
@@ -551,7 +548,7 @@ class Pipeline:
         self,
         decoded: DecodedBatch,
         seg: IntArray,
-        label_records: list[Record],
+        label_records: Sequence[Record],
         now: float | None,
         refused: IntArray,
     ) -> tuple[LabelOutcome, list[tuple[Record, str, str]]]:
@@ -559,7 +556,7 @@ class Pipeline:
         labels = None
         rejected: list[tuple[Record, str, str]] = []
         if label_records:
-            labels = self.label_decoder.decode([r.value for r in label_records], now=now)
+            labels = self.label_decoder.decode(record_values(label_records), now=now)
             rejected = [(label_records[r.index], r.reason, r.detail) for r in labels.rejections]
         group = self._group_values(decoded)
         predictions = (decoded.ids, seg, decoded.prediction, decoded.ts, group)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 TopicPartition = tuple[str, int]
@@ -26,6 +26,7 @@ class Record(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+_VALUE_OF = operator.attrgetter("value")
 
 
 def make_records(
@@ -150,6 +151,32 @@ class RecordBatch(Sequence[Record]):
         keys = zip(self.topics, self.partitions, strict=True)
         last = dict(zip(keys, self.offsets, strict=True))
         return {key: offset + 1 for key, offset in last.items()}
+
+    def split_topic(self, topic: str | None) -> tuple[RecordBatch, RecordBatch]:
+        """The records of ``topic`` and the others, each a batch in this one's order."""
+        if topic not in self.topics:
+            return RecordBatch([], [], [], [], []), self
+        if self.topics.count(topic) == len(self.topics):
+            return self, RecordBatch([], [], [], [], [])
+        ours = list(map(operator.eq, self.topics, repeat(topic)))
+        others = [not mine for mine in ours]
+        return self._where(ours), self._where(others)
+
+    def _where(self, chosen: list[bool]) -> RecordBatch:
+        return RecordBatch(
+            list(compress(self.values, chosen)),
+            list(compress(self.topics, chosen)),
+            list(compress(self.partitions, chosen)),
+            list(compress(self.offsets, chosen)),
+            list(compress(self.timestamps_ms, chosen)),
+        )
+
+
+def record_values(records: Sequence[Record]) -> list[bytes]:
+    """The messages of ``records``, taken from a batch's column where it has one."""
+    if isinstance(records, RecordBatch):
+        return records.values
+    return list(map(_VALUE_OF, records))
 
 
 class RebalanceListener(Protocol):

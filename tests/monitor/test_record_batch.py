@@ -130,3 +130,14 @@ def test_a_column_left_for_later_must_match_and_come_with_its_commits() -> None:
     batch = RecordBatch([b"a"], ["t"], [0], lambda: [1, 2], [None], next_offsets={("t", 0): 2})
     with pytest.raises(ValueError, match="one value per record"):
         batch.offsets  # noqa: B018
+
+
+def test_split_by_topic_keeps_order_and_what_each_part_commits() -> None:
+    """The records of a topic and the others, each in order, as a list comprehension gives."""
+    batch, records = _batch(), make_records(*COLUMNS)
+    for topic in ("t", "u", "absent"):
+        ours, others = batch.split_topic(topic)
+        assert list(ours) == [r for r in records if r.topic == topic]
+        assert list(others) == [r for r in records if r.topic != topic]
+    ours, _ = batch.split_topic("t")
+    assert ours.next_offsets() == {("t", 0): 7, ("t", 1): 10}

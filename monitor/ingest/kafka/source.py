@@ -77,8 +77,8 @@ from monitor.ingest.kafka.rebalance import RebalanceRelay
 from monitor.ingest.source import (
     PartitionsCallback,
     Record,
+    RecordBatch,
     TopicPartition,
-    make_records,
 )
 from monitor.kafka.api import (
     KafkaConsumer,
@@ -135,7 +135,7 @@ class KafkaSource(KafkaMember):
 
     # ------------------------------------------------------------------ poll
 
-    def poll(self, timeout_s: float) -> list[Record]:
+    def poll(self, timeout_s: float) -> Sequence[Record]:
         """Up to ``kafka.max_poll_records`` records, by partition then offset; [] if none in time.
 
         Broker errors are logged, counted and retried with backoff, never raised.
@@ -172,27 +172,38 @@ class KafkaSource(KafkaMember):
             self._confirm_idle(consumer)
         return records
 
-    def _flatten(self, batches: Mapping[Any, Sequence[Any]]) -> list[Record]:
-        """The records by partition then offset, made column by column (a ``map`` per
-        field); the lag tracker learns where each partition's reading started."""
-        records: list[Record] = []
+    def _flatten(self, batches: Mapping[Any, Sequence[Any]]) -> Sequence[Record]:
+        """The records by partition then offset, as one ``RecordBatch`` made column by
+        column (a ``map`` per field); the lag tracker learns where each partition's
+        reading started, the batch the offsets to commit (after each partition's last)."""
+        values: list[bytes] = []
+        topics: list[str] = []
+        partitions: list[int] = []
+        offsets: list[int] = []
+        stamps: list[int | None] = []
+        next_offsets: dict[TopicPartition, int] = {}
         for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition)):
             batch = batches[tp]
             if not batch:
                 continue
             n = len(batch)
-            values = list(map(_value, batch))
-            if None in values:  # a tombstone: an empty value, refused by the decoder
-                values = [b"" if value is None else value for value in values]
-            stamps = list(map(_timestamp, batch))
-            if None in stamps or min(stamps) < 0:
-                stamps = [t if t is not None and t >= 0 else None for t in stamps]
-            offsets = list(map(_offset, batch))
-            self._lag.note_first_offsets({(tp.topic, tp.partition): offsets[0]})
-            records.extend(
-                make_records(values, repeat(tp.topic, n), repeat(tp.partition, n), offsets, stamps)
-            )
-        return records
+            start = len(values)
+            values.extend(map(_value, batch))
+            if None in values[start:]:  # a tombstone: an empty value, refused by the decoder
+                values[start:] = [b"" if value is None else value for value in values[start:]]
+            times = list(map(_timestamp, batch))
+            if None in times or min(times) < 0:
+                times = [t if t is not None and t >= 0 else None for t in times]
+            stamps.extend(times)
+            offsets.extend(map(_offset, batch))
+            topics.extend(repeat(tp.topic, n))
+            partitions.extend(repeat(tp.partition, n))
+            key = (tp.topic, tp.partition)
+            self._lag.note_first_offsets({key: offsets[start]})
+            next_offsets[key] = offsets[-1] + 1
+        if not values:
+            return []
+        return RecordBatch(values, topics, partitions, offsets, stamps, next_offsets=next_offsets)
 
     def _ensure_consumer(self) -> Any:
         """The consumer, built and subscribed on first use (raises while the broker is away)."""
