@@ -2,7 +2,10 @@
 
 Run: ``python -m benchmarks.e2e_throughput [--quick]``. Starts a local broker (or uses
 ``DRIFTDTEST_KAFKA_BOOTSTRAP``), produces JSON events with 20 numeric and 2 categorical
-features over 10 segments, then consumes the same topic twice with fresh groups:
+features over 10 segments, then consumes the same topic with fresh groups, every
+variant below once per round, three rounds in turn; each figure is the median of its
+rounds (the machine is shared, and its speed drifts over minutes), and every round's
+rates are printed:
 
 * ceiling: the same Kafka source only polling and decoding, no drift work;
 * daemon: the full pipeline (segments, windows, evaluation, decisions, metrics,
@@ -40,6 +43,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -235,10 +239,25 @@ def _daemon_run(settings: Settings, total: int) -> tuple[float, Daemon]:
         daemon.checkpointer.close()
 
 
+ROUNDS = 3
+"""Every variant runs once per round, in the same order; each figure is the median."""
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def main() -> None:
-    """Produce once, then time the ceiling and the daemon variants on the same topics."""
+    """Produce once, then time the ceilings and the daemon variants on the same topics,
+    ``ROUNDS`` times in turn (the host is shared: a figure is the median of its rounds)."""
     args = parse_args(__doc__ or "")
     n = 200_000 if args.quick else 1_000_000
+    interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
+    rates: dict[str, list[float]] = {}
+
+    def timed(name: str, seconds: float, records: int = n) -> None:
+        rates.setdefault(name, []).append(records / seconds)
+
     with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         topic, label_topic = unique_topic("bench-e2e"), unique_topic("bench-e2e-labels")
         create_topic(bootstrap, topic, partitions=2)
@@ -250,62 +269,62 @@ def main() -> None:
         profile = build_profile(columns, categorical=CATEGORICAL, prediction="prediction")
         reference = Path(tmp) / "reference.json"
         reference.write_bytes(orjson.dumps(profile.to_dict()))
-        settings = bench_settings(bootstrap, topic, reference)
-        decoder = Decoder(settings.schema_, NUMERIC, CATEGORICAL)
-        with kafka_source(settings.kafka) as source:
-            ceiling_s = _drain(_decoding(source, decoder), n)
+        decoder = Decoder(bench_settings(bootstrap, topic, reference).schema_, NUMERIC, CATEGORICAL)
+        rss_before = rss_mib = 0.0
+        for round_ in range(ROUNDS):
+            state = Path(tmp) / f"round-{round_}"
 
-        rss_before = _rss_mib()
-        daemon_s, daemon = _daemon_run(settings, n)
-        rss_mib = _rss_mib()
-        state = Path(tmp) / "state"
-        interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
-        checkpoint_s, checkpointed = _daemon_run(
-            bench_settings(bootstrap, topic, reference, state=state, interval_s=interval), n
-        )
+            def settings(client: str = "kafka-python", **more: Any) -> Settings:
+                return bench_settings(bootstrap, topic, reference, client=client, **more)
+
+            with kafka_source(settings().kafka) as source:
+                timed("ceiling", _drain(_decoding(source, decoder), n))
+            rss_before = rss_before or _rss_mib()
+            seconds, daemon = _daemon_run(settings(), n)
+            timed("daemon", seconds)
+            rss_mib = rss_mib or _rss_mib()
+            seconds, checkpointed = _daemon_run(
+                settings(state=state / "kafka-python", interval_s=interval), n
+            )
+            timed("checkpointed", seconds)
+            seconds, labelled = _daemon_run(settings(label_topic=label_topic), 2 * n)
+            timed("labelled", seconds, 2 * n)
+
+            timed("raw", _raw_consume(settings("confluent"), n))
+            timed("raw_held", _raw_consume(settings("confluent"), n, hold_collector=True))
+            with kafka_source(settings("confluent").kafka) as source:
+                timed("fast_ceiling", _drain(_decoding(source, decoder), n))
+            seconds, fast_daemon = _daemon_run(
+                settings("confluent", state=state / "confluent", interval_s=interval), n
+            )
+            timed("fast", seconds)
+            print(
+                f"round {round_ + 1}: "
+                + ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in rates.items()),
+                flush=True,
+            )
         saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
-        labels_s, labelled = _daemon_run(
-            bench_settings(bootstrap, topic, reference, label_topic), 2 * n
-        )
-
-        fast = bench_settings(bootstrap, topic, reference, client="confluent")
-        raw_s = _raw_consume(fast, n)
-        raw_held_s = _raw_consume(
-            bench_settings(bootstrap, topic, reference, client="confluent"), n, hold_collector=True
-        )
-        with kafka_source(fast.kafka) as source:
-            fast_ceiling_s = _drain(_decoding(source, decoder), n)
-        fast_state = Path(tmp) / "fast-state"
-        fast_s, fast_daemon = _daemon_run(
-            bench_settings(
-                bootstrap,
-                topic,
-                reference,
-                state=fast_state,
-                interval_s=interval,
-                client="confluent",
-            ),
-            n,
-        )
         fast_saves = fast_daemon.registry.get_sample_value(
             "driftd_checkpoint_total", {"outcome": "ok"}
         )
 
     print(
-        f"{n} events (+{n} labels) produced in {produce_s:.1f}s; windows closed: "
-        f"{daemon.stats.windows}, commits: {daemon.stats.commits}; RSS before the daemon "
+        f"{n} events (+{n} labels) produced in {produce_s:.1f}s; {ROUNDS} rounds, medians "
+        f"below; last round: windows closed: "
+        f"{daemon.stats.windows}, commits: {daemon.stats.commits}; RSS before the first daemon "
         f"run {rss_before:.0f} MiB; checkpointed run: {saves:.0f} checkpoints, "
         f"{checkpointed.stats.commits} commits; "
         f"labelled run: {labelled.stats.matched} pairs joined; confluent run: "
         f"{fast_saves:.0f} checkpoints, {fast_daemon.stats.commits} commits, "
         f"{fast_daemon.stats.windows} windows"
     )
+    rate = {name: _median(values) for name, values in rates.items()}
     report(
         [
             Measurement(
                 "e2e_throughput",
                 "ceiling_poll_decode_events_per_s",
-                n / ceiling_s,
+                rate["ceiling"],
                 "1/s",
                 0.0,
                 "higher",
@@ -313,44 +332,44 @@ def main() -> None:
             Measurement(
                 "e2e_throughput",
                 "daemon_events_per_s",
-                n / daemon_s,
+                rate["daemon"],
                 "1/s",
                 0.85,
                 "higher",
-                baseline=n / ceiling_s,
+                baseline=rate["ceiling"],
             ),
             Measurement(
                 "e2e_throughput",
                 f"daemon_events_per_s_checkpoint_every_{interval:g}s",
-                n / checkpoint_s,
+                rate["checkpointed"],
                 "1/s",
                 0.9,
                 "higher",
-                baseline=n / daemon_s,
+                baseline=rate["daemon"],
             ),
             Measurement(
                 "e2e_throughput",
                 "daemon_records_per_s_with_labels",
-                2 * n / labels_s,
+                rate["labelled"],
                 "1/s",
                 0.85,
                 "higher",
-                baseline=n / daemon_s,
+                baseline=rate["daemon"],
             ),
             Measurement(
                 "e2e_throughput",
                 "daemon_events_per_s_with_labels",
-                n / labels_s,
+                rate["labelled"] / 2,
                 "1/s",
                 0.45,
                 "higher",
-                baseline=n / daemon_s,
+                baseline=rate["daemon"],
             ),
             Measurement("e2e_throughput", f"rss_after_{n}_events", rss_mib, "MiB", 1024.0, "lower"),
             Measurement(
                 "e2e_throughput",
                 "confluent_raw_consume_events_per_s",
-                n / raw_s,
+                rate["raw"],
                 "1/s",
                 0.0,
                 "higher",
@@ -358,7 +377,7 @@ def main() -> None:
             Measurement(
                 "e2e_throughput",
                 "confluent_raw_consume_collector_held_events_per_s",
-                n / raw_held_s,
+                rate["raw_held"],
                 "1/s",
                 0.0,
                 "higher",
@@ -366,7 +385,7 @@ def main() -> None:
             Measurement(
                 "e2e_throughput",
                 "confluent_ceiling_poll_decode_events_per_s",
-                n / fast_ceiling_s,
+                rate["fast_ceiling"],
                 "1/s",
                 0.0,
                 "higher",
@@ -374,7 +393,7 @@ def main() -> None:
             Measurement(
                 "e2e_throughput",
                 f"confluent_daemon_events_per_s_checkpoint_every_{interval:g}s",
-                n / fast_s,
+                rate["fast"],
                 "1/s",
                 CONFLUENT_TARGET_EVENTS_PER_S,
                 "higher",
@@ -382,11 +401,11 @@ def main() -> None:
             Measurement(
                 "e2e_throughput",
                 "confluent_daemon_vs_raw_consume",
-                n / fast_s,
+                rate["fast"],
                 "1/s",
                 0.7,
                 "higher",
-                baseline=n / raw_s,
+                baseline=rate["raw"],
             ),
         ]
     )
