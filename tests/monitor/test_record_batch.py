@@ -107,7 +107,11 @@ def test_offsets_and_times_left_for_later_are_read_once_when_asked() -> None:
     values, topics, partitions, offsets, stamps = COLUMNS
 
     def later(name: str, column: list[Any]) -> Any:
-        return lambda: calls.append(name) or list(column)
+        def make() -> list[Any]:
+            calls.append(name)
+            return list(column)
+
+        return make
 
     batch = RecordBatch(
         list(values),
