@@ -159,7 +159,7 @@ class RecordBatch(Sequence[Record]):
         if self.topics.count(topic) == len(self.topics):
             return self, RecordBatch([], [], [], [], [])
         ours = list(map(operator.eq, self.topics, repeat(topic)))
-        others = [not mine for mine in ours]
+        others = list(map(operator.not_, ours))
         return self._where(ours), self._where(others)
 
     def _where(self, chosen: list[bool]) -> RecordBatch:

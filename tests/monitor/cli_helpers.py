@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -17,3 +18,14 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
 def driftd_lines(stderr: str) -> list[str]:
     """The driftd lines of stderr (not the JSON log lines)."""
     return [line for line in stderr.splitlines() if line.startswith("driftd")]
+
+
+def run_reference(*argv: str) -> int:
+    """``driftd reference ...`` through the registered parser, in this process; its exit code."""
+    from monitor.cli_reference import add_reference_parser
+
+    top = argparse.ArgumentParser(prog="driftd")
+    add_reference_parser(top.add_subparsers(dest="command", required=True))
+    args = top.parse_args(["reference", *argv])
+    code: int = args.handler(args)
+    return code

@@ -4,7 +4,6 @@ label-noise thresholds, PCA, embedding models), and ``labels.decision_threshold`
 
 from __future__ import annotations
 
-import argparse
 import csv
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,6 @@ from detectors.merge import profile_on_grid
 from detectors.profile import ReferenceProfile, build_profile, performance_from_dict
 from detectors.segment_mix import SegmentMix
 from monitor.app import make_results
-from monitor.cli_reference import add_reference_parser
 from monitor.config import EmbeddingDriftConfig, Settings
 from monitor.engine.embedding_window import fit_embeddings
 from monitor.engine.labels.calibration_fit import (
@@ -30,6 +28,7 @@ from monitor.engine.labels.calibration_fit import (
 from monitor.engine.pipeline import Pipeline
 from monitor.engine.reference.merge import merge_reference_files
 from monitor.engine.reference.profile_file import load_reference, write_reference
+from tests.monitor.cli_helpers import run_reference as run
 
 N = 4_000
 
@@ -51,15 +50,6 @@ def write_rows(path: Path, p: np.ndarray[Any, Any], y: np.ndarray[Any, Any] | No
             extra = [int(y[i])] if y is not None else []
             writer.writerow([round(float(rng.normal()), 3), int(rng.integers(0, 9)), p[i], *extra])
     return path
-
-
-def run(*argv: str) -> int:
-    """``driftd reference ...`` through the registered parser; its exit code."""
-    top = argparse.ArgumentParser(prog="driftd")
-    add_reference_parser(top.add_subparsers(dest="command", required=True))
-    args = top.parse_args(["reference", *argv])
-    code: int = args.handler(args)
-    return code
 
 
 def test_calibrations_on_one_grid_merge_into_the_unions() -> None:

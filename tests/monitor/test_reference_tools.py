@@ -3,7 +3,6 @@ and merges of shards equal to the profile of the whole."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -21,9 +20,10 @@ from scipy.spatial import distance
 from detectors.feature_profiles import CategoricalProfile, FeatureProfile, NumericProfile
 from detectors.merge import ProfileMismatchError, merge_profiles, profile_on_grid
 from detectors.profile import ReferenceProfile, build_profile
-from monitor.cli_reference import EXIT_DRIFT, add_reference_parser
+from monitor.cli_reference import EXIT_DRIFT
 from monitor.engine.reference.compare import compare_profiles
 from monitor.engine.reference.profile_file import load_reference
+from tests.monitor.cli_helpers import run_reference as run
 
 Rows = list[dict[str, Any]]
 N = 20_000
@@ -63,15 +63,6 @@ def write_csv(rows: Rows, path: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def run(*argv: str) -> int:
-    """Run ``driftd reference ...`` through the registered parser; its exit code."""
-    top = argparse.ArgumentParser(prog="driftd")
-    add_reference_parser(top.add_subparsers(dest="command", required=True))
-    args = top.parse_args(["reference", *argv])
-    code: int = args.handler(args)
-    return code
 
 
 def build(tmp_path: Path, rows: Rows, name: str, *extra: str) -> Path:
