@@ -3,9 +3,9 @@
 Run: ``python -m benchmarks.e2e_throughput [--quick]``. Starts a local broker (or uses
 ``DRIFTDTEST_KAFKA_BOOTSTRAP``), produces JSON events with 20 numeric and 2 categorical
 features over 10 segments, then consumes the same topic with fresh groups, every
-variant below once per round, three rounds in turn; each figure is the median of its
-rounds (the machine is shared, and its speed drifts over minutes), and every round's
-rates are printed:
+variant below once per round, three rounds, every other one in reverse order; each
+figure is the median of its rounds (the machine is shared, and its speed drifts over
+minutes), and every round's rates are printed:
 
 * ceiling: the same Kafka source only polling and decoding, no drift work;
 * daemon: the full pipeline (segments, windows, evaluation, decisions, metrics,
@@ -240,7 +240,10 @@ def _daemon_run(settings: Settings, total: int) -> tuple[float, Daemon]:
 
 
 ROUNDS = 3
-"""Every variant runs once per round, in the same order; each figure is the median."""
+"""Every variant runs once per round (every other round backwards); a figure is the median."""
+
+Variant = Callable[[Path], "tuple[float, int, Daemon | None]"]
+"""One way of reading the topic: given a state directory, (seconds, records, its daemon)."""
 
 
 def _median(values: list[float]) -> float:
@@ -254,10 +257,6 @@ def main() -> None:
     n = 200_000 if args.quick else 1_000_000
     interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
     rates: dict[str, list[float]] = {}
-
-    def timed(name: str, seconds: float, records: int = n) -> None:
-        rates.setdefault(name, []).append(records / seconds)
-
     with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         topic, label_topic = unique_topic("bench-e2e"), unique_topic("bench-e2e-labels")
         create_topic(bootstrap, topic, partitions=2)
@@ -270,43 +269,67 @@ def main() -> None:
         reference = Path(tmp) / "reference.json"
         reference.write_bytes(orjson.dumps(profile.to_dict()))
         decoder = Decoder(bench_settings(bootstrap, topic, reference).schema_, NUMERIC, CATEGORICAL)
+
+        def settings(client: str = "kafka-python", **more: Any) -> Settings:
+            return bench_settings(bootstrap, topic, reference, client=client, **more)
+
+        def poll_decode(client: str) -> Variant:
+            def run(_: Path) -> tuple[float, int, Daemon | None]:
+                with kafka_source(settings(client).kafka) as source:
+                    return _drain(_decoding(source, decoder), n), n, None
+
+            return run
+
+        def daemon_of(
+            client: str = "kafka-python", records: int = n, checkpoint: bool = False, **more: Any
+        ) -> Variant:
+            def run(state: Path) -> tuple[float, int, Daemon | None]:
+                saving = {"state": state / client, "interval_s": interval} if checkpoint else {}
+                seconds, daemon = _daemon_run(settings(client, **more, **saving), records)
+                return seconds, records, daemon
+
+            return run
+
+        def raw(hold_collector: bool) -> Variant:
+            def run(_: Path) -> tuple[float, int, Daemon | None]:
+                seconds = _raw_consume(settings("confluent"), n, hold_collector=hold_collector)
+                return seconds, n, None
+
+            return run
+
+        variants: dict[str, Variant] = {
+            "ceiling": poll_decode("kafka-python"),
+            "daemon": daemon_of(),
+            "checkpointed": daemon_of(checkpoint=True),
+            "labelled": daemon_of(records=2 * n, label_topic=label_topic),
+            "raw": raw(hold_collector=False),
+            "raw_held": raw(hold_collector=True),
+            "fast_ceiling": poll_decode("confluent"),
+            "fast": daemon_of("confluent", checkpoint=True),
+        }
+        daemons: dict[str, Daemon] = {}
         rss_before = rss_mib = 0.0
         for round_ in range(ROUNDS):
-            state = Path(tmp) / f"round-{round_}"
-
-            def settings(client: str = "kafka-python", **more: Any) -> Settings:
-                return bench_settings(bootstrap, topic, reference, client=client, **more)
-
-            with kafka_source(settings().kafka) as source:
-                timed("ceiling", _drain(_decoding(source, decoder), n))
-            rss_before = rss_before or _rss_mib()
-            seconds, daemon = _daemon_run(settings(), n)
-            timed("daemon", seconds)
-            rss_mib = rss_mib or _rss_mib()
-            seconds, checkpointed = _daemon_run(
-                settings(state=state / "kafka-python", interval_s=interval), n
-            )
-            timed("checkpointed", seconds)
-            seconds, labelled = _daemon_run(settings(label_topic=label_topic), 2 * n)
-            timed("labelled", seconds, 2 * n)
-
-            timed("raw", _raw_consume(settings("confluent"), n))
-            timed("raw_held", _raw_consume(settings("confluent"), n, hold_collector=True))
-            with kafka_source(settings("confluent").kafka) as source:
-                timed("fast_ceiling", _drain(_decoding(source, decoder), n))
-            seconds, fast_daemon = _daemon_run(
-                settings("confluent", state=state / "confluent", interval_s=interval), n
-            )
-            timed("fast", seconds)
+            # Every other round runs the variants backwards: a host that speeds up or slows
+            # down over the rounds then favours no variant over the one beside it.
+            names = list(variants) if round_ % 2 == 0 else list(reversed(variants))
+            for name in names:
+                first_daemon = name == "daemon" and not rss_before
+                rss_before = _rss_mib() if first_daemon else rss_before
+                seconds, records, daemon = variants[name](Path(tmp) / f"round-{round_}")
+                rss_mib = _rss_mib() if first_daemon else rss_mib
+                rates.setdefault(name, []).append(records / seconds)
+                if daemon is not None:
+                    daemons[name] = daemon
             print(
                 f"round {round_ + 1}: "
-                + ", ".join(f"{name} {values[-1]:,.0f}/s" for name, values in rates.items()),
+                + ", ".join(f"{name} {rates[name][-1]:,.0f}/s" for name in variants),
                 flush=True,
             )
-        saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
-        fast_saves = fast_daemon.registry.get_sample_value(
-            "driftd_checkpoint_total", {"outcome": "ok"}
-        )
+    daemon, checkpointed = daemons["daemon"], daemons["checkpointed"]
+    labelled, fast_daemon = daemons["labelled"], daemons["fast"]
+    saves = checkpointed.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
+    fast_saves = fast_daemon.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
 
     print(
         f"{n} events (+{n} labels) produced in {produce_s:.1f}s; {ROUNDS} rounds, medians "
