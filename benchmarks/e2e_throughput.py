@@ -2,10 +2,10 @@
 
 Run: ``python -m benchmarks.e2e_throughput [--quick]``. Starts a local broker (or uses
 ``DRIFTDTEST_KAFKA_BOOTSTRAP``), produces JSON events with 20 numeric and 2 categorical
-features over 10 segments, then consumes the same topic with fresh groups, every
-variant below once per round, three rounds, every other one in reverse order; each
-figure is the median of its rounds (the machine is shared, and its speed drifts over
-minutes), and every round's rates are printed:
+features over 10 segments, then consumes the same topic with fresh groups: every
+variant below once per round, five rounds (three with ``--quick``), every other one in
+reverse order. Each figure is the median of its rounds (the machine is shared, and its
+speed drifts over minutes), and every round's rates are printed:
 
 * ceiling: the same Kafka source only polling and decoding, no drift work;
 * daemon: the full pipeline (segments, windows, evaluation, decisions, metrics,
@@ -239,7 +239,8 @@ def _daemon_run(settings: Settings, total: int) -> tuple[float, Daemon]:
         daemon.checkpointer.close()
 
 
-ROUNDS = 3
+ROUNDS = 5
+QUICK_ROUNDS = 3
 """Every variant runs once per round (every other round backwards); a figure is the median."""
 
 Variant = Callable[[Path], "tuple[float, int, Daemon | None]"]
@@ -252,9 +253,11 @@ def _median(values: list[float]) -> float:
 
 def main() -> None:
     """Produce once, then time the ceilings and the daemon variants on the same topics,
-    ``ROUNDS`` times in turn (the host is shared: a figure is the median of its rounds)."""
+    ``ROUNDS`` times in turn (``QUICK_ROUNDS`` with ``--quick``; the host is shared: a
+    figure is the median of its rounds)."""
     args = parse_args(__doc__ or "")
     n = 200_000 if args.quick else 1_000_000
+    rounds = QUICK_ROUNDS if args.quick else ROUNDS
     interval = QUICK_CHECKPOINT_INTERVAL_S if args.quick else CHECKPOINT_INTERVAL_S
     rates: dict[str, list[float]] = {}
     with kafka_broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
@@ -309,7 +312,7 @@ def main() -> None:
         }
         daemons: dict[str, Daemon] = {}
         rss_before = rss_mib = 0.0
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             # Every other round runs the variants backwards: a host that speeds up or slows
             # down over the rounds then favours no variant over the one beside it.
             names = list(variants) if round_ % 2 == 0 else list(reversed(variants))
@@ -332,7 +335,7 @@ def main() -> None:
     fast_saves = fast_daemon.registry.get_sample_value("driftd_checkpoint_total", {"outcome": "ok"})
 
     print(
-        f"{n} events (+{n} labels) produced in {produce_s:.1f}s; {ROUNDS} rounds, medians "
+        f"{n} events (+{n} labels) produced in {produce_s:.1f}s; {rounds} rounds, medians "
         f"below; last round: windows closed: "
         f"{daemon.stats.windows}, commits: {daemon.stats.commits}; RSS before the first daemon "
         f"run {rss_before:.0f} MiB; checkpointed run: {saves:.0f} checkpoints, "
