@@ -11,7 +11,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -47,7 +46,13 @@ from monitor.engine.windows import ClosedWindows, Windows
 from monitor.ingest.decode import DecodedBatch, Decoder
 from monitor.ingest.discovery import FeatureDiscovery
 from monitor.ingest.segments import SegmentTable
-from monitor.ingest.source import Record, RecordBatch, TopicPartition, record_values
+from monitor.ingest.source import (
+    Record,
+    TopicPartition,
+    record_values,
+    split_topic,
+)
+from monitor.ingest.source import next_offsets as source_next_offsets
 from monitor.ingest.warmup import HeldWarmup
 
 log = structlog.get_logger()
@@ -56,8 +61,6 @@ MAX_UNEXPECTED_TRACKED = 100
 """Distinct unexpected feature names remembered (and exported) at most."""
 ABSENT_MIN_ROWS = 100
 """A batch this large that lacks a reference column entirely is logged at once."""
-_PARTITION_OF = attrgetter("topic", "partition")
-_OFFSET_OF = attrgetter("offset")
 
 
 def discover_features(settings: Settings, group_feature: str | None) -> FeatureDiscovery:
@@ -304,22 +307,11 @@ class Pipeline:
 
     def process(self, records: Sequence[Record], now: float | None = None) -> BatchOutcome:
         """Run one poll batch through the data flow."""
-        if isinstance(records, RecordBatch):  # columns already: no tuple per record
-            next_offsets = records.next_offsets()
-        else:
-            # Offsets ascend within a partition, so the last record of each one wins (read
-            # with C-level getters: this runs for every record).
-            last = dict(zip(map(_PARTITION_OF, records), map(_OFFSET_OF, records), strict=True))
-            next_offsets = {tp: offset + 1 for tp, offset in last.items()}
+        next_offsets = source_next_offsets(records)
         label_records: Sequence[Record] = []
         events: Sequence[Record] = records
         if self.labels is not None:
-            if isinstance(records, RecordBatch):
-                label_records, events = records.split_topic(self.label_topic)
-            else:
-                label_records = [r for r in records if r.topic == self.label_topic]
-                if label_records:
-                    events = [r for r in records if r.topic != self.label_topic]
+            label_records, events = split_topic(records, self.label_topic)
         if self.decoder is None and events:
             # A warm-up: the features are learned from all of it (monitor.ingest.warmup).
             discovery = discover_features(self.settings, self.group_feature)

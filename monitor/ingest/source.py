@@ -27,6 +27,8 @@ class Record(NamedTuple):
 
 _new_tuple = tuple.__new__
 _VALUE_OF = operator.attrgetter("value")
+_PARTITION_OF = operator.attrgetter("topic", "partition")
+_OFFSET_OF = operator.attrgetter("offset")
 
 
 def make_records(
@@ -177,6 +179,26 @@ def record_values(records: Sequence[Record]) -> list[bytes]:
     if isinstance(records, RecordBatch):
         return records.values
     return list(map(_VALUE_OF, records))
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """The offset after the last record of each partition (offsets ascend in one), from a
+    batch's columns where it has them."""
+    if isinstance(records, RecordBatch):
+        return records.next_offsets()
+    # C-level getters: this runs for every record of the sources that make lists.
+    last = dict(zip(map(_PARTITION_OF, records), map(_OFFSET_OF, records), strict=True))
+    return {key: offset + 1 for key, offset in last.items()}
+
+
+def split_topic(
+    records: Sequence[Record], topic: str | None
+) -> tuple[Sequence[Record], Sequence[Record]]:
+    """The records of ``topic`` and the others, each in arrival order."""
+    if isinstance(records, RecordBatch):
+        return records.split_topic(topic)
+    ours = [r for r in records if r.topic == topic]
+    return ours, ([r for r in records if r.topic != topic] if ours else records)
 
 
 class RebalanceListener(Protocol):

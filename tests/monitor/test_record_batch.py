@@ -14,7 +14,13 @@ from monitor.app import make_results
 from monitor.config import Settings
 from monitor.engine.pipeline import Pipeline
 from monitor.ingest.demo_stream import NUMERIC_FEATURES, DemoStream
-from monitor.ingest.source import Record, RecordBatch, make_records
+from monitor.ingest.source import (
+    Record,
+    RecordBatch,
+    make_records,
+    next_offsets,
+    split_topic,
+)
 
 NOW = DemoStream().start_ts + 3_600
 
@@ -143,5 +149,8 @@ def test_split_by_topic_keeps_order_and_what_each_part_commits() -> None:
         ours, others = batch.split_topic(topic)
         assert list(ours) == [r for r in records if r.topic == topic]
         assert list(others) == [r for r in records if r.topic != topic]
+        listed_ours, listed_others = split_topic(records, topic)
+        assert list(listed_ours) == list(ours) and list(listed_others) == list(others)
+    assert next_offsets(records) == next_offsets(batch) == batch.next_offsets()
     ours, _ = batch.split_topic("t")
     assert ours.next_offsets() == {("t", 0): 7, ("t", 1): 10}

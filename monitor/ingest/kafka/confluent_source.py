@@ -385,7 +385,6 @@ def _times(
 ) -> list[int | None]:
     """Each message's Kafka time in ms; None where it has none (kind 0, or negative)."""
     stamps = list(map(timestamp, messages))
-    times: list[int | None] = list(map(_second, stamps))
     if 0 in set(map(_first, stamps)) or min(map(_second, stamps)) < 0:
-        times = [stamp if kind and stamp >= 0 else None for kind, stamp in stamps]
-    return times
+        return [stamp if kind and stamp >= 0 else None for kind, stamp in stamps]
+    return list(map(_second, stamps))
